@@ -1,0 +1,326 @@
+"""Importers for real data: MedMNIST .npz, single-split .npz (split by patient), image folders.
+
+Each reader turns a source into `DatasetArrays` plus provenance (`ImportedData`); `import_dataset`
+then saves it with a dataset card. Every way a source can be wrong raises `DataError` with a
+sentence naming the file and the fix; nothing is written until the whole source has been read
+and checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms.v2 import functional as TF
+
+from xai_lab.data.known import KNOWN_FILES_BY_SHA256, medmnist_by_filename, medmnist_by_md5
+from xai_lab.data.records import SPLITS, DatasetArrays, DatasetCard
+from xai_lab.data.splitting import check_splittable, grouped_stratified_split, stratified_split
+from xai_lab.data.storage import check_arrays, make_card, save_dataset
+from xai_lab.errors import DataError
+
+MEDMNIST_KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
+SINGLE_SPLIT_KEYS = ("images", "labels")
+DEFAULT_FOLDER_SIZE = 224
+UNKNOWN_LICENSE = "unknown (not recorded at import; check the source's terms)"
+
+
+@dataclass
+class ImportedData:
+    arrays: DatasetArrays
+    class_names: list[str]
+    source: dict[str, Any]
+    license: str
+    split_method: str
+    source_sha256: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+    def card(self, name: str) -> DatasetCard:
+        """The dataset card these arrays would be saved with."""
+        return make_card(name, self.arrays, self.class_names, source=self.source, license=self.license,
+                         split_method=self.split_method, source_sha256=self.source_sha256, notes=self.notes)
+
+
+def import_dataset(path: str | Path, name: str, *, classes: list[str] | None = None, size: int | None = None,
+                   seed: int = 0, overwrite: bool = False) -> DatasetCard:
+    """Read any supported source and save it as dataset `name`; returns the dataset card."""
+    imported = read_source(path, classes=classes, size=size, seed=seed)
+    return save_dataset(name, imported.arrays, imported.class_names, source=imported.source,
+                        license=imported.license, split_method=imported.split_method,
+                        source_sha256=imported.source_sha256, notes=imported.notes, overwrite=overwrite)
+
+
+def read_source(path: str | Path, *, classes: list[str] | None = None, size: int | None = None,
+                seed: int = 0, default_classes: list[str] | None = None) -> ImportedData:
+    """Dispatch on what `path` is: a folder of class subfolders, or an .npz of either layout.
+
+    Class names come from `classes`, else from the known-dataset tables, else from
+    `default_classes` (e.g. a model's, for external validation), else it is an error.
+    """
+    source = Path(path)
+    if not source.exists():
+        raise DataError(f"no such file or folder: {source}; check the path")
+    if source.is_dir():
+        imported = read_image_folder(source, classes=classes, size=size or DEFAULT_FOLDER_SIZE, seed=seed)
+    else:
+        imported = _read_npz(source, classes, size, seed, default_classes)
+    check_arrays(imported.arrays, imported.class_names, str(source))
+    return imported
+
+
+def _read_npz(source: Path, classes: list[str] | None, size: int | None, seed: int,
+              default_classes: list[str] | None) -> ImportedData:
+    arrays = _open_npz(source)
+    if all(key in arrays for key in MEDMNIST_KEYS):
+        return read_medmnist(source, arrays, classes=classes, size=size, default_classes=default_classes)
+    if all(key in arrays for key in SINGLE_SPLIT_KEYS):
+        return read_single_split(source, arrays, classes=classes, size=size, seed=seed,
+                                 default_classes=default_classes)
+    raise DataError(
+        f"{source} has keys {sorted(arrays)}; expected MedMNIST keys ({', '.join(MEDMNIST_KEYS)}) "
+        f"or a single split ({', '.join(SINGLE_SPLIT_KEYS)}, optional patient_ids, dup_of)"
+    )
+
+
+def read_medmnist(path: Path, arrays: dict[str, np.ndarray], *, classes: list[str] | None = None,
+                  size: int | None = None, default_classes: list[str] | None = None) -> ImportedData:
+    """A MedMNIST-layout file with its official train/val/test split (any image size, 1 or 3 channels)."""
+    sha256, md5 = file_digests(path)
+    recognised = medmnist_by_md5(md5)
+    known = recognised[0] if recognised else medmnist_by_filename(path.stem)
+    if known is not None and not known.single_label:
+        raise DataError(f"{path} is {known.key}, a multi-label dataset ({len(known.class_names)} findings per "
+                        "image); xai-lab trains single-label classifiers: use a single-label MedMNIST file")
+    images, labels, splits, case_ids = [], [], [], []
+    for split in SPLITS:
+        split_images = _as_nchw(arrays[f"{split}_images"], path, f"{split}_images")
+        split_labels = _as_label_vector(arrays[f"{split}_labels"], path, f"{split}_labels")
+        if len(split_images) != len(split_labels):
+            raise DataError(f"{path}: {split}_images has {len(split_images)} images but {split}_labels has "
+                            f"{len(split_labels)} labels; the file is inconsistent, re-download it")
+        images.append(split_images)
+        labels.append(split_labels)
+        splits.append(np.full(len(split_labels), split, dtype="<U5"))
+        case_ids.append(np.array([f"{split}-{i:05d}" for i in range(len(split_labels))]))
+    all_labels = np.concatenate(labels)
+    class_names = _class_names(classes, known.class_names if known else None, default_classes, all_labels, path)
+    source = {"kind": "medmnist", "file": str(path.resolve()), "md5": md5}
+    if known:
+        source.update(dataset=known.key, description=known.description,
+                      citation="Yang et al., MedMNIST v2, Scientific Data 10:41 (2023)",
+                      official_file=recognised is not None, url=known.url(recognised[1]) if recognised else None)
+    data = DatasetArrays(images=np.concatenate(images), labels=all_labels, splits=np.concatenate(splits),
+                         case_ids=np.concatenate(case_ids))
+    data = _resized(data, size)
+    return ImportedData(data, class_names, source, known.license if known else UNKNOWN_LICENSE,
+                        "official MedMNIST train/val/test split", sha256)
+
+
+def read_single_split(path: Path, arrays: dict[str, np.ndarray], *, classes: list[str] | None = None,
+                      size: int | None = None, seed: int = 0,
+                      default_classes: list[str] | None = None) -> ImportedData:
+    """One pool of images, split here: by patient when `patient_ids` exist, duplicates dropped."""
+    sha256, md5 = file_digests(path)
+    images = _as_nchw(arrays["images"], path, "images")
+    labels = _as_label_vector(arrays["labels"], path, "labels")
+    n = len(images)
+    if len(labels) != n:
+        raise DataError(f"{path} has {n} images but {len(labels)} labels; every image needs exactly one label")
+    extra = {key: value for key, value in arrays.items()
+             if key not in SINGLE_SPLIT_KEYS and value.ndim == 1 and len(value) == n}
+    keep = np.ones(n, dtype=bool)
+    notes = []
+    if "dup_of" in extra:
+        keep = extra["dup_of"].astype(np.int64) < 0
+        notes.append(f"dropped {int((~keep).sum())} byte-identical duplicate images (dup_of >= 0)")
+    kept = np.flatnonzero(keep)
+    labels_kept = labels[kept]
+    has_patients = "patient_ids" in extra
+    groups = extra["patient_ids"].astype(str)[kept] if has_patients else kept.astype(str)
+    known_file = KNOWN_FILES_BY_SHA256.get(sha256)
+    class_names = _class_names(classes, known_file.class_names if known_file else None, default_classes,
+                               labels_kept, path)
+    if len(np.unique(labels_kept)) < 2:
+        raise DataError(f"{path} contains only one class; a classifier needs examples of at least two classes")
+    check_splittable(labels_kept, path)
+    splits = grouped_stratified_split(labels_kept, groups, seed)
+    metadata = {("source_" + key if key == "splits" else key): value[kept] for key, value in extra.items()
+                if key not in {"dup_of"} and value.dtype.kind in "iufbU"}
+    if has_patients:
+        notes.append(f"split by patient: {len(np.unique(groups))} patients, none in two splits")
+    data = DatasetArrays(images=images[kept], labels=labels_kept, splits=splits,
+                         case_ids=np.array([f"img-{i:05d}" for i in kept]), metadata=metadata)
+    source = {"kind": "single_split_npz", "file": str(path.resolve()), "md5": md5}
+    if known_file:
+        source.update(description=known_file.description, citation=known_file.citation)
+    split_method = (f"stratified by label, grouped by patient (seed {seed})" if has_patients
+                    else f"stratified by label (seed {seed}); no patient ids, so images are assumed independent")
+    return ImportedData(_resized(data, size), class_names, source,
+                        known_file.license if known_file else UNKNOWN_LICENSE, split_method, sha256, notes)
+
+
+def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int = DEFAULT_FOLDER_SIZE,
+                      seed: int = 0, channels: int = 1) -> ImportedData:
+    """A torchvision ImageFolder tree: ``root/<class>/<image>`` (split here, stratified) or
+    ``root/{train,val,test}/<class>/<image>`` (splits kept). Images are converted to grayscale
+    (radiographs), resized on the shorter side to `size` and centre-cropped to size x size,
+    which keeps the aspect ratio."""
+    split_roots = {split: root / split for split in SPLITS}
+    presplit = all(folder.is_dir() for folder in split_roots.values())
+    roots = split_roots if presplit else {"all": root}
+    class_names = _folder_classes(roots["train" if presplit else "all"])
+    files, labels, splits = [], [], []
+    for split, folder in roots.items():
+        if presplit and _folder_classes(folder) != class_names:
+            raise DataError(f"{folder} has class folders {_folder_classes(folder)} but {roots['train']} has "
+                            f"{class_names}; every split needs the same class folders")
+        samples = make_dataset(str(folder), {c: i for i, c in enumerate(class_names)}, extensions=IMG_EXTENSIONS,
+                               allow_empty=True)
+        files += [Path(p) for p, _ in samples]
+        labels += [label for _, label in samples]
+        splits += [split] * len(samples)
+    if not files:
+        raise DataError(f"{root} has class folders {class_names} but no images in them "
+                        f"(looked for {', '.join(IMG_EXTENSIONS)}); add images or point to another folder")
+    label_array = np.array(labels, dtype=np.int64)
+    if len(class_names) < 2:
+        raise DataError(f"{root} has only one class folder ({class_names[0]}); a classifier needs examples of at "
+                        "least two classes")
+    if not presplit:
+        check_splittable(label_array, root)
+    split_array = np.array(splits, dtype="<U5") if presplit else stratified_split(label_array, seed)
+    decoded = [_read_image(path, size, channels) for path in files]
+    images = np.stack([image for image, _ in decoded])
+    if classes is not None:
+        class_names = _class_names(classes, None, None, label_array, root)
+    data = DatasetArrays(images=images, labels=label_array, splits=split_array,
+                         case_ids=np.array([str(p.relative_to(root)) for p in files]))
+    split_method = "folders train/val/test as given" if presplit else f"stratified by label (seed {seed})"
+    source = {"kind": "image_folder", "folder": str(root.resolve()), "files": len(files)}
+    folder_sha256 = _folder_digest([(str(p.relative_to(root)), digest) for p, (_, digest) in zip(files, decoded)])
+    return ImportedData(data, class_names, source, UNKNOWN_LICENSE, split_method, folder_sha256,
+                        [f"images converted to {'grayscale' if channels == 1 else 'RGB'}, resized on the "
+                         f"shorter side to {size} px and centre-cropped to {size}x{size}"])
+
+
+def _open_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if not isinstance(stored, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            return {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as error:
+        raise DataError(f"{path} is not a readable .npz file ({_short(error)}); "
+                        "pass a NumPy .npz archive or a folder of images") from None
+
+
+def _as_nchw(images: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """Accept (N,H,W), (N,H,W,1|3) or (N,1|3,H,W); return uint8 (N,C,H,W)."""
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.transpose(0, 3, 1, 2)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DataError(f"{path}: {key} has shape {images.shape}; expected (N, H, W) grayscale or "
+                        "(N, H, W, 3) colour images")
+    if images.dtype == np.uint8:
+        return np.ascontiguousarray(images)
+    if images.dtype.kind == "f" and images.size and 0.0 <= images.min() and images.max() <= 1.0:
+        return np.round(images * 255).astype(np.uint8)
+    if images.dtype.kind in "iu" and images.size and 0 <= images.min() and images.max() <= 255:
+        return images.astype(np.uint8)
+    raise DataError(f"{path}: {key} has dtype {images.dtype} with values outside 0-255 (or 0-1 for floats); "
+                    "store 8-bit images")
+
+
+def _as_label_vector(labels: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(f"{path}: {key} has shape {labels.shape}; expected one integer label per image "
+                        "(multi-label data is not supported)")
+    if labels.dtype.kind not in "iub":
+        if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+            return labels.astype(np.int64)
+        raise DataError(f"{path}: {key} has dtype {labels.dtype}; expected integer class indices 0..K-1")
+    return labels.astype(np.int64)
+
+
+def _class_names(explicit: list[str] | None, known: tuple[str, ...] | None, default: list[str] | None,
+                 labels: np.ndarray, origin: Path) -> list[str]:
+    """Names in label order: --classes, else the known-dataset table, else `default`."""
+    needed = int(labels.max()) + 1 if labels.size else 0
+    if explicit is not None:
+        names = [name.strip() for name in explicit]
+        if len(names) < needed or any(not name for name in names) or len(set(names)) != len(names):
+            raise DataError(f"--classes gives {names} but {origin} has labels 0..{needed - 1}; "
+                            f"pass {needed} distinct names, one per label value, separated by commas")
+        return names
+    if known is not None:
+        return list(known)
+    if default is not None and len(default) >= needed:
+        return list(default)
+    raise DataError(f"cannot tell the class names of {origin} (not a known dataset); pass --classes with "
+                    f"{needed} names in label order, e.g. --classes {','.join(f'class{i}' for i in range(needed))}")
+
+
+def _resized(data: DatasetArrays, size: int | None) -> DatasetArrays:
+    if size is None or tuple(data.images.shape[2:]) == (size, size):
+        return data
+    tensor = TF.resize(torch.from_numpy(data.images), [size, size], antialias=True)
+    data.images = tensor.numpy()
+    return data
+
+
+def _read_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str]:
+    """Decode, convert, resize and centre-crop one image; also returns the file's SHA-256."""
+    try:
+        content = path.read_bytes()
+        with Image.open(io.BytesIO(content)) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise DataError(f"cannot read image {path} ({_short(error)}); remove or replace the file") from None
+    image = TF.center_crop(TF.resize(image, size, antialias=True), [size, size])
+    array = np.asarray(image, dtype=np.uint8)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return array, hashlib.sha256(content).hexdigest()
+
+
+def _folder_classes(folder: Path) -> list[str]:
+    try:
+        return find_classes(str(folder))[0]
+    except FileNotFoundError:
+        raise DataError(f"{folder} has no class subfolders; expected {folder}/<class name>/<image files> "
+                        "(torchvision ImageFolder layout)") from None
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """(SHA-256, MD5) of a file in one pass: SHA-256 for cards, MD5 for MedMNIST's published sums."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha256.update(chunk)
+            md5.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
+
+
+def _folder_digest(entries: list[tuple[str, str]]) -> str:
+    """SHA-256 over sorted (relative path, file SHA-256) pairs: identifies a folder's exact content."""
+    digest = hashlib.sha256()
+    for relative_path, file_sha256 in sorted(entries):
+        digest.update(relative_path.encode() + b"\0" + file_sha256.encode())
+    return digest.hexdigest()
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:160]

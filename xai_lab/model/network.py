@@ -1,0 +1,144 @@
+"""The classifier: a compact CNN sized to the image, wrapped with its own preprocessing.
+
+`ImageClassifier` is what the rest of the lab holds. It takes float pixels in [0, 1]
+(N x C x H x W, any H x W), resizes them to the size the network was trained at, normalises
+them with the training set's statistics, and returns calibrated logits (temperature-scaled,
+and re-targeted to the calibration prior), so that ``softmax(model(x))`` is the calibrated
+probability. Resizing inside the module lets studies
+show clinicians the full-resolution image while the network reads a smaller copy, and lets
+saliency methods attribute at the resolution the clinician sees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+STEMS = ("double", "single", "strided")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything needed to rebuild the architecture before loading weights.
+
+    stem: what reads the full-resolution input. "double": two 3x3 convolutions (small images,
+    where every pixel counts); "single": one 3x3 convolution; "strided": a 4x4 convolution
+    with stride 2, so large inputs are read at full resolution but processed at half, which
+    halves CPU cost without the detail lost by resizing the image first.
+    """
+
+    in_channels: int
+    n_classes: int
+    input_size: int
+    base_width: int
+    stem: str = "double"
+    max_width: int = 128
+
+    @classmethod
+    def for_input(cls, in_channels: int, n_classes: int, input_size: int) -> NetworkSpec:
+        if input_size <= 48:
+            return cls(in_channels, n_classes, input_size, base_width=32, stem="double")
+        if input_size <= 96:
+            return cls(in_channels, n_classes, input_size, base_width=16, stem="single")
+        return cls(in_channels, n_classes, input_size, base_width=16, stem="strided")
+
+    @property
+    def n_downsamples(self) -> int:
+        """Halve the resolution until about 7-8 pixels remain (28 -> 7, 64 -> 8, 128 -> 8)."""
+        return max(1, int(math.floor(math.log2(self.input_size / 7.0))))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=(kernel - stride) // 2, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+
+
+def _stem(spec: NetworkSpec, width: int) -> nn.Sequential:
+    if spec.stem == "double":
+        return nn.Sequential(*_conv_bn_relu(spec.in_channels, width), *_conv_bn_relu(width, width))
+    if spec.stem == "single":
+        return nn.Sequential(*_conv_bn_relu(spec.in_channels, width))
+    if spec.stem == "strided":
+        return nn.Sequential(*_conv_bn_relu(spec.in_channels, width, kernel=4, stride=2))
+    raise ValueError(f"stem must be one of {STEMS}, got {spec.stem!r}")
+
+
+class SmallCNN(nn.Module):
+    """A stem, then stages of max-pooling and two 3x3 convolutions (VGG style) down to about
+    8 x 8, then average- and max-pooled features into a linear head. ``features[-1]`` is the
+    last convolutional block (Grad-CAM's usual target layer)."""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        pools = spec.n_downsamples - (1 if spec.stem == "strided" else 0)
+        widths = [min(spec.base_width * 2**i, spec.max_width) for i in range(pools + 1)]
+        stages: list[nn.Module] = [_stem(spec, widths[0])]
+        for previous, width in zip(widths, widths[1:]):
+            stages.append(nn.Sequential(nn.MaxPool2d(2), *_conv_bn_relu(previous, width), *_conv_bn_relu(width, width)))
+        self.features = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * widths[-1], spec.n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        # Average pooling suits diffuse findings; max pooling keeps a small focal lesion from
+        # being diluted by the rest of the image. The head sees both.
+        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)
+
+
+class ImageClassifier(nn.Module):
+    """Preprocessing + `SmallCNN` + temperature: the unit saved, loaded and explained."""
+
+    def __init__(self, spec: NetworkSpec, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.network = SmallCNN(spec)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("temperature", torch.ones(()))
+        # Added to the scaled logits: -log(training prevalence) re-targets probabilities to equal
+        # class prevalence (Saerens et al. 2002); zeros keep the training prevalence.
+        self.register_buffer("logit_bias", torch.zeros(spec.n_classes))
+        # Decision threshold on P(positive class) for binary tasks; unused for multi-class.
+        self.register_buffer("threshold", torch.tensor(0.5))
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.network.features[-1]
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize to the training size and normalise; differentiable, so saliency flows back."""
+        if images.shape[-2:] != (self.spec.input_size, self.spec.input_size):
+            images = resize_images(images, self.spec.input_size)
+        return (images - self.mean) / self.std
+
+    def uncalibrated_logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(self.prepare(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.uncalibrated_logits(images) / self.temperature + self.logit_bias
+
+    @torch.no_grad()
+    def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Calibrated class probabilities (N, n_classes), computed in batches."""
+        chunks = [torch.softmax(self(images[i:i + batch_size]), dim=1) for i in range(0, len(images), batch_size)]
+        return torch.cat(chunks) if chunks else torch.empty(0, self.spec.n_classes)
+
+    def decide(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Labels from probabilities: the validation-chosen threshold for binary, argmax otherwise."""
+        if probabilities.shape[1] == 2:
+            return (probabilities[:, 1] >= self.threshold).long()
+        return probabilities.argmax(dim=1)
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Antialiased bilinear resize, the same for training data and at prediction time."""
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

@@ -1,0 +1,203 @@
+"""Models on disk: ``models/<name>/weights.pt`` (a state_dict) and ``model_card.json``.
+
+Weights are loaded with ``torch.load(..., weights_only=True)``: a model folder from elsewhere
+cannot run code on load. The card records everything needed to rebuild the architecture and
+to judge the model: the dataset it was trained on (by content hash), the training config,
+calibration before and after temperature scaling, validation and test metrics, versions,
+and its intended use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import platform
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+from xai_lab.data.records import NOT_FOR_CLINICAL_USE, ImageDataset
+from xai_lab.errors import ModelError
+from xai_lab.model.calibration import ECE_BINS
+from xai_lab.model.evaluation import calibration_report, evaluate_split
+from xai_lab.model.network import ImageClassifier, NetworkSpec
+from xai_lab.model.training import TrainingResult
+from xai_lab.paths import check_name, model_dir, models_root
+
+WEIGHTS_FILE = "weights.pt"
+CARD_FILE = "model_card.json"
+PRIOR_MEANING = {
+    "balanced": "probabilities hold for equal class prevalence (as in balanced study case sets); "
+                "add log(prevalence) to the logits for another prevalence",
+    "training": "probabilities hold at the training set's class prevalence",
+}
+
+
+def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -> dict[str, Any]:
+    """Evaluate the trained model on val and test and describe it in one JSON-ready dict."""
+    from xai_lab import __version__
+
+    model = result.model
+    card_file = dataset.path / "card.json"
+    binary = model.spec.n_classes == 2
+    return {
+        "name": name,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {
+            "name": dataset.name,
+            "content_sha256": dataset.card.content_sha256,
+            "card_sha256": hashlib.sha256(card_file.read_bytes()).hexdigest() if card_file.is_file() else None,
+            "class_names": dataset.class_names,
+            "image_size": dataset.card.image_size,
+            "channels": dataset.card.channels,
+            "license": dataset.card.license,
+        },
+        "architecture": {"type": "SmallCNN", **model.spec.to_dict(),
+                         "parameters": sum(p.numel() for p in model.parameters()),
+                         "gradcam_layer": "network.features[-1]"},
+        "preprocessing": {"input_size": model.spec.input_size, "resize": "antialiased bilinear",
+                          "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
+                          "input": "float pixels in [0, 1], N x C x H x W; resized and normalised inside"},
+        "training": {"config": result.config.to_dict(), "epochs_run": len(result.history),
+                     "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1),
+                     "history": result.history, "checkpoint": "lowest validation loss"},
+        "calibration": {
+            "method": "temperature scaling (Guo et al. 2017) fitted on the validation split",
+            "temperature": float(model.temperature),
+            "prior": result.config.calibration_prior,
+            "prior_meaning": PRIOR_MEANING[result.config.calibration_prior],
+            "training_prevalence": dict(zip(dataset.class_names, _prevalence(dataset))),
+            "logit_bias": model.logit_bias.tolist(),
+            "ece_bins": f"{ECE_BINS} equal-width bins of top-label confidence",
+            "val": calibration_report(model, dataset["val"]),
+            "test": calibration_report(model, dataset["test"]),
+        },
+        "decision": {
+            "rule": result.config.threshold_rule if binary else "argmax",
+            "threshold": float(model.threshold) if binary else None,
+            "applies_to": f"calibrated P({dataset.class_names[1]})" if binary else "highest calibrated probability",
+        },
+        "metrics": {"val": evaluate_split(model, dataset["val"]), "test": evaluate_split(model, dataset["test"])},
+        "versions": _versions(__version__),
+        "intended_use": ("Stimulus and explanation source for human-AI trust experiments and teaching. "
+                         + NOT_FOR_CLINICAL_USE),
+        "not_for_clinical_use": True,
+    }
+
+
+def save_model(model: ImageClassifier, card: dict[str, Any], out_dir: Path, overwrite: bool = True) -> Path:
+    """Write weights and card into `out_dir` atomically (a temporary folder renamed into place)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise ModelError(f"{out_dir} already exists; choose another --out or remove it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        torch.save(model.state_dict(), staging / WEIGHTS_FILE)
+        card = {**card, "weights_sha256": _sha256(staging / WEIGHTS_FILE)}
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def load_model(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
+    """Load an eval-mode `ImageClassifier` and its card from a model folder (or a model name)."""
+    folder = resolve_model_dir(path)
+    card = read_model_card(folder)
+    if card.get("weights_sha256") not in (None, _sha256(folder / WEIGHTS_FILE)):
+        raise ModelError(f"the weights in {folder} cannot be loaded: they changed since the model card was "
+                         "written (damaged or replaced); retrain with 'xai-lab train'")
+    try:
+        spec = NetworkSpec(**{k: card["architecture"][k] for k in NetworkSpec.__dataclass_fields__})
+        model = ImageClassifier(spec, card["preprocessing"]["mean"], card["preprocessing"]["std"])
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+        raise ModelError(f"the model in {folder} cannot be loaded ({str(error).splitlines()[0][:160]}); "
+                         "retrain it with 'xai-lab train'") from None
+    return model.eval(), card
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    folder = Path(path)
+    if not (folder / CARD_FILE).is_file() and isinstance(path, str) and "/" not in path and "\\" not in path:
+        named = model_dir(check_name(path, "model name"))
+        folder = named if (named / CARD_FILE).is_file() else folder
+    if not folder.exists():
+        raise ModelError(f"no model folder at {folder}; train one with 'xai-lab train --data NAME' "
+                         "or check the --model path")
+    if not (folder / CARD_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise ModelError(f"{folder} is not a model folder (it needs {CARD_FILE} and {WEIGHTS_FILE}); "
+                         "point --model to a folder written by 'xai-lab train'")
+    return folder
+
+
+def read_model_card(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / CARD_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise ModelError(f"the model card {folder / CARD_FILE} is unreadable ({error}); retrain the model") from None
+
+
+def list_models() -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, card) of every readable model under ``XAI_LAB_HOME/models``."""
+    root = models_root()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            found.append((folder, read_model_card(resolve_model_dir(folder))))
+        except ModelError:
+            continue
+    return found
+
+
+def check_model_fits(card: dict[str, Any], dataset: ImageDataset, external: bool = False) -> None:
+    """Refuse to evaluate a model on data it was not trained for, unless asked (external validation)."""
+    trained_on = card.get("dataset", {})
+    if trained_on.get("class_names") != dataset.class_names or trained_on.get("channels") != dataset.card.channels:
+        raise ModelError(
+            f"model '{card.get('name')}' predicts {trained_on.get('class_names')} from "
+            f"{trained_on.get('channels')}-channel images, but dataset '{dataset.name}' has "
+            f"{dataset.class_names} with {dataset.card.channels} channel(s); use a model trained on this dataset"
+        )
+    if not external and trained_on.get("content_sha256") != dataset.card.content_sha256:
+        raise ModelError(
+            f"model '{card.get('name')}' was trained on dataset '{trained_on.get('name')}', not on "
+            f"'{dataset.name}' (content hashes differ); pass --data {trained_on.get('name')}, or --external to "
+            "validate it on other data with the same classes"
+        )
+
+
+def _prevalence(dataset: ImageDataset) -> list[float]:
+    labels = dataset["train"].labels
+    return (torch.bincount(labels, minlength=len(dataset.class_names)).float() / max(len(labels), 1)).tolist()
+
+
+def _versions(xai_lab_version: str) -> dict[str, str]:
+    return {"xai_lab": xai_lab_version, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    raise TypeError(f"cannot serialise {type(value).__name__}")
