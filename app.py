@@ -39,7 +39,7 @@ card = {c.name: c for c in cards}[st.sidebar.selectbox("Dataset", [c.name for c 
 dataset = cached_dataset(card.name)
 fitting = {folder.name: str(folder) for folder, model_card in list_models()
            if model_card.get("dataset", {}).get("content_sha256") == card.content_sha256}
-model_name = st.sidebar.selectbox("Model", ["(no model)", *fitting])
+model_name = st.sidebar.selectbox("Model", ["(no model)", *fitting], index=1 if fitting else 0)
 split = st.sidebar.radio("Split", ["test", "val", "train"], horizontal=True)
 index = int(st.sidebar.number_input("Case number", min_value=0, max_value=len(dataset[split]) - 1, value=0))
 outline = st.sidebar.checkbox("Outline the true lesion", value=False, disabled=not card.has_masks)

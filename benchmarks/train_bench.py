@@ -71,8 +71,9 @@ def run(target: Target, seed: int) -> dict:
         target.prepare()
         data_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        card, _ = train_and_save(target.name, config=TrainConfig(seed=seed), progress=False)
+        card, folder = train_and_save(target.name, config=TrainConfig(seed=seed), progress=False)
         train_seconds = time.perf_counter() - started
+        errors = error_rates_by_difficulty(target.name, folder)
     test = card["metrics"]["test"]
     counted = train_seconds + (data_seconds if target.budget_covers.startswith("generation") else 0.0)
     return {
@@ -84,7 +85,26 @@ def run(target: Target, seed: int) -> dict:
         "specificity": test["specificity"], "ece": test["ece"], "brier": test["brier"], "n_test": test["n"],
         "ece_before_scaling": card["calibration"]["test"]["before"]["ece"],
         "temperature": card["calibration"]["temperature"], "threshold": card["decision"]["threshold"],
+        "test_error_by_difficulty": errors,
     }
+
+
+def error_rates_by_difficulty(dataset_name: str, model_folder: Path) -> dict | None:
+    """Test error rate per (class, difficulty) for datasets with difficulty metadata (synthetic)."""
+    from xai_lab import load_dataset, load_model
+
+    test = load_dataset(dataset_name)["test"]
+    if "difficulty" not in test.metadata:
+        return None
+    model, card = load_model(model_folder)
+    wrong = (model.decide(model.predict_proba(test.images)) != test.labels).numpy()
+    rates = {}
+    for label, class_name in enumerate(card["dataset"]["class_names"]):
+        for level in ("easy", "moderate", "hard"):
+            rows = (test.labels.numpy() == label) & (test.metadata["difficulty"] == level)
+            if rows.any():
+                rates[f"{class_name}/{level}"] = {"n": int(rows.sum()), "error": round(float(wrong[rows].mean()), 3)}
+    return rates
 
 
 def markdown(rows: list[dict]) -> str:
@@ -99,6 +119,15 @@ def markdown(rows: list[dict]) -> str:
             f"{r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['ece_before_scaling']:.3f} -> {r['ece']:.3f} | "
             f"{r['brier']:.3f} |"
         )
+    with_difficulty = [r for r in rows if r.get("test_error_by_difficulty")]
+    if with_difficulty:
+        groups = list(with_difficulty[0]["test_error_by_difficulty"])
+        lines += ["", "Test error rate by class and difficulty (n in brackets):", "",
+                  "| dataset | seed | " + " | ".join(groups) + " |", "|" + "|".join(["---"] * (len(groups) + 2)) + "|"]
+        for r in with_difficulty:
+            cells = [f"{r['test_error_by_difficulty'][g]['error']:.2f} ({r['test_error_by_difficulty'][g]['n']})"
+                     if g in r["test_error_by_difficulty"] else "-" for g in groups]
+            lines.append(f"| {r['dataset']} | {r['seed']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -20,10 +20,12 @@ def test_case_with_model_advice_and_lesion_outline(lab_home):
     assert run_cli("train", "--data", "tiny", "--epochs", "1", "--quiet").code == 0
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert not app.exception
-    app.sidebar.selectbox[1].select("tiny").run()
+    assert app.sidebar.selectbox[1].value == "tiny"  # the dataset's own model is chosen by default
     assert app.metric[0].value.endswith("confident")
     assert app.metric[0].label in {"normal", "lesion"}
     app.sidebar.number_input[0].set_value(3).run()
     app.sidebar.checkbox[0].check().run()
     assert not app.exception
     assert app.subheader[0].value == "Truth"
+    app.sidebar.selectbox[1].select("(no model)").run()
+    assert not app.metric  # no advice without a model

@@ -251,6 +251,7 @@ def describe_model_card(card: dict[str, Any], folder: Path) -> str:
     if decision.get("threshold") is not None:
         lines.append(f"  decision: {decision['applies_to']} >= {decision['threshold']:.3f} ({decision['rule']} rule "
                      "on validation)")
+    lines += [f"  warning: {warning}" for warning in card.get("warnings", [])]
     lines.append(f"  intended use: {card['intended_use']}")
     return "\n".join(lines)
 

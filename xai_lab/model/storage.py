@@ -85,6 +85,7 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
             "applies_to": f"calibrated P({dataset.class_names[1]})" if binary else "highest calibrated probability",
         },
         "metrics": {"val": evaluate_split(model, dataset["val"]), "test": evaluate_split(model, dataset["test"])},
+        "warnings": _training_warnings(result),
         "versions": _versions(__version__),
         "intended_use": ("Stimulus and explanation source for human-AI trust experiments and teaching. "
                          + NOT_FOR_CLINICAL_USE),
@@ -179,6 +180,18 @@ def check_model_fits(card: dict[str, Any], dataset: ImageDataset, external: bool
             f"'{dataset.name}' (content hashes differ); pass --data {trained_on.get('name')}, or --external to "
             "validate it on other data with the same classes"
         )
+
+
+def _training_warnings(result: TrainingResult) -> list[str]:
+    """Plain-language flags for a model that should not be used as it is."""
+    best = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
+    warnings = []
+    if best is not None and best.get("val_auroc") is not None and best["val_auroc"] < 0.6:
+        warnings.append(f"validation AUROC is {best['val_auroc']:.2f}: the model barely beats chance; train longer "
+                        "(--epochs) or check the data")
+    if result.best_epoch == len(result.history) == result.config.max_epochs:
+        warnings.append("validation loss was still falling at the last epoch; more epochs may help (--epochs)")
+    return warnings
 
 
 def _prevalence(dataset: ImageDataset) -> list[float]:

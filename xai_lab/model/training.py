@@ -2,7 +2,9 @@
 
 The loop keeps the weights of the epoch with the lowest validation loss (NLL, a proper scoring
 rule: it rewards ranking and honest probabilities alike) and stops after `patience` epochs
-without improvement. The test split is never looked at here.
+without improvement, but not before half of `max_epochs`: a small focal finding can take the
+network several epochs to "discover", with a flat validation loss until then, and stopping in
+that phase would keep an untrained model. The test split is never looked at here.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
             best_loss, best_state, stale, result.best_epoch = val_loss, copy.deepcopy(model.state_dict()), 0, epoch
         else:
             stale += 1
-            if stale >= config.patience:
+            if stale >= config.patience and epoch >= config.max_epochs // 2:
                 break
     model.load_state_dict(best_state)
     model.eval()
