@@ -177,6 +177,14 @@ def test_image_folder_is_resized_consistently_and_split(lab_home, tmp_path):
     assert any(case.endswith(".jpg") for s in dataset.splits.values() for case in s.case_ids)
 
 
+def test_colour_image_folder(lab_home, tmp_path):
+    root = make_image_folder(tmp_path / "colour")
+    assert run_cli("data", "import", root, "--name", "colour", "--size", "40", "--channels", "3").code == 0
+    assert load_dataset("colour")["train"].images.shape[1:] == (3, 40, 40)
+    refused = run_cli("data", "import", make_medmnist_npz(tmp_path / "m.npz"), "--name", "m", "--channels", "3")
+    assert refused.code == 2 and "image folders" in refused.err
+
+
 def test_presplit_image_folder_keeps_its_splits(lab_home, tmp_path):
     root = make_image_folder(tmp_path / "presplit", per_class=4, presplit=True)
     assert run_cli("data", "import", root, "--name", "presplit", "--size", "32").code == 0

@@ -79,6 +79,8 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     imported.add_argument("--size", type=int, default=None,
                           help="resize images to SIZE x SIZE (folders default to 224; .npz files keep their size)")
     imported.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split, where one is made")
+    imported.add_argument("--channels", type=int, default=None, choices=[1, 3],
+                          help="image folders only: 1 = grayscale (default), 3 = colour")
     imported.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     imported.set_defaults(run=_run_import)
 
@@ -112,7 +114,7 @@ def _run_import(args: argparse.Namespace) -> int:
 
     _check_size(args.size)
     card = import_dataset(args.path, _name(args.name), classes=args.classes, size=args.size, seed=args.seed,
-                          overwrite=args.overwrite)
+                          channels=args.channels, overwrite=args.overwrite)
     _print_dataset_card(card.to_dict())
     return 0
 

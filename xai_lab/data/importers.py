@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from xai_lab.data.known import KNOWN_FILES_BY_SHA256, medmnist_by_filename, medmnist_by_md5
+from xai_lab.data.known import MEDMNIST_CITATION, KNOWN_FILES_BY_SHA256, medmnist_by_filename, medmnist_by_md5
 from xai_lab.data.records import SPLITS, DatasetArrays, DatasetCard
 from xai_lab.data.splitting import check_splittable, grouped_stratified_split, stratified_split
 from xai_lab.data.storage import check_arrays, make_card, save_dataset
@@ -51,27 +51,34 @@ class ImportedData:
 
 
 def import_dataset(path: str | Path, name: str, *, classes: list[str] | None = None, size: int | None = None,
-                   seed: int = 0, overwrite: bool = False) -> DatasetCard:
+                   seed: int = 0, channels: int | None = None, overwrite: bool = False) -> DatasetCard:
     """Read any supported source and save it as dataset `name`; returns the dataset card."""
-    imported = read_source(path, classes=classes, size=size, seed=seed)
+    imported = read_source(path, classes=classes, size=size, seed=seed, channels=channels)
     return save_dataset(name, imported.arrays, imported.class_names, source=imported.source,
                         license=imported.license, split_method=imported.split_method,
                         source_sha256=imported.source_sha256, notes=imported.notes, overwrite=overwrite)
 
 
 def read_source(path: str | Path, *, classes: list[str] | None = None, size: int | None = None,
-                seed: int = 0, default_classes: list[str] | None = None) -> ImportedData:
+                seed: int = 0, default_classes: list[str] | None = None,
+                channels: int | None = None) -> ImportedData:
     """Dispatch on what `path` is: a folder of class subfolders, or an .npz of either layout.
 
     Class names come from `classes`, else from the known-dataset tables, else from
     `default_classes` (e.g. a model's, for external validation), else it is an error.
+    `channels` (1 grayscale, 3 colour) applies to image folders; .npz files keep their own.
     """
     source = Path(path)
     if not source.exists():
         raise DataError(f"no such file or folder: {source}; check the path")
+    if channels not in (None, 1, 3):
+        raise DataError(f"--channels must be 1 (grayscale) or 3 (colour), got {channels}")
     if source.is_dir():
-        imported = read_image_folder(source, classes=classes, size=size or DEFAULT_FOLDER_SIZE, seed=seed)
+        imported = read_image_folder(source, classes=classes, size=size or DEFAULT_FOLDER_SIZE, seed=seed,
+                                     channels=channels or 1)
     else:
+        if channels is not None:
+            raise DataError(f"--channels applies to image folders; {source} is a file and keeps its own channels")
         imported = _read_npz(source, classes, size, seed, default_classes)
     check_arrays(imported.arrays, imported.class_names, str(source))
     return imported
@@ -100,6 +107,19 @@ def read_medmnist(path: Path, arrays: dict[str, np.ndarray], *, classes: list[st
     if known is not None and not known.single_label:
         raise DataError(f"{path} is {known.key}, a multi-label dataset ({len(known.class_names)} findings per "
                         "image); xai-lab trains single-label classifiers: use a single-label MedMNIST file")
+    data = _official_splits(path, arrays)
+    class_names = _class_names(classes, known.class_names if known else None, default_classes, data.labels, path)
+    source = {"kind": "medmnist", "file": str(path.resolve()), "md5": md5}
+    if known:
+        source.update(dataset=known.key, description=known.description,
+                      citation=MEDMNIST_CITATION,
+                      official_file=recognised is not None, url=known.url(recognised[1]) if recognised else None)
+    return ImportedData(_resized(data, size), class_names, source, known.license if known else UNKNOWN_LICENSE,
+                        "official MedMNIST train/val/test split", sha256)
+
+
+def _official_splits(path: Path, arrays: dict[str, np.ndarray]) -> DatasetArrays:
+    """Concatenate the train/val/test arrays of a MedMNIST-layout file, checking each pair."""
     images, labels, splits, case_ids = [], [], [], []
     for split in SPLITS:
         split_images = _as_nchw(arrays[f"{split}_images"], path, f"{split}_images")
@@ -111,18 +131,8 @@ def read_medmnist(path: Path, arrays: dict[str, np.ndarray], *, classes: list[st
         labels.append(split_labels)
         splits.append(np.full(len(split_labels), split, dtype="<U5"))
         case_ids.append(np.array([f"{split}-{i:05d}" for i in range(len(split_labels))]))
-    all_labels = np.concatenate(labels)
-    class_names = _class_names(classes, known.class_names if known else None, default_classes, all_labels, path)
-    source = {"kind": "medmnist", "file": str(path.resolve()), "md5": md5}
-    if known:
-        source.update(dataset=known.key, description=known.description,
-                      citation="Yang et al., MedMNIST v2, Scientific Data 10:41 (2023)",
-                      official_file=recognised is not None, url=known.url(recognised[1]) if recognised else None)
-    data = DatasetArrays(images=np.concatenate(images), labels=all_labels, splits=np.concatenate(splits),
-                         case_ids=np.concatenate(case_ids))
-    data = _resized(data, size)
-    return ImportedData(data, class_names, source, known.license if known else UNKNOWN_LICENSE,
-                        "official MedMNIST train/val/test split", sha256)
+    return DatasetArrays(images=np.concatenate(images), labels=np.concatenate(labels),
+                         splits=np.concatenate(splits), case_ids=np.concatenate(case_ids))
 
 
 def read_single_split(path: Path, arrays: dict[str, np.ndarray], *, classes: list[str] | None = None,
@@ -137,12 +147,7 @@ def read_single_split(path: Path, arrays: dict[str, np.ndarray], *, classes: lis
         raise DataError(f"{path} has {n} images but {len(labels)} labels; every image needs exactly one label")
     extra = {key: value for key, value in arrays.items()
              if key not in SINGLE_SPLIT_KEYS and value.ndim == 1 and len(value) == n}
-    keep = np.ones(n, dtype=bool)
-    notes = []
-    if "dup_of" in extra:
-        keep = extra["dup_of"].astype(np.int64) < 0
-        notes.append(f"dropped {int((~keep).sum())} byte-identical duplicate images (dup_of >= 0)")
-    kept = np.flatnonzero(keep)
+    kept, notes = _without_duplicates(extra, n)
     labels_kept = labels[kept]
     has_patients = "patient_ids" in extra
     groups = extra["patient_ids"].astype(str)[kept] if has_patients else kept.astype(str)
@@ -153,12 +158,10 @@ def read_single_split(path: Path, arrays: dict[str, np.ndarray], *, classes: lis
         raise DataError(f"{path} contains only one class; a classifier needs examples of at least two classes")
     check_splittable(labels_kept, path)
     splits = grouped_stratified_split(labels_kept, groups, seed)
-    metadata = {("source_" + key if key == "splits" else key): value[kept] for key, value in extra.items()
-                if key not in {"dup_of"} and value.dtype.kind in "iufbU"}
     if has_patients:
         notes.append(f"split by patient: {len(np.unique(groups))} patients, none in two splits")
     data = DatasetArrays(images=images[kept], labels=labels_kept, splits=splits,
-                         case_ids=np.array([f"img-{i:05d}" for i in kept]), metadata=metadata)
+                         case_ids=np.array([f"img-{i:05d}" for i in kept]), metadata=_pool_metadata(extra, kept))
     source = {"kind": "single_split_npz", "file": str(path.resolve()), "md5": md5}
     if known_file:
         source.update(description=known_file.description, citation=known_file.citation)
@@ -168,29 +171,27 @@ def read_single_split(path: Path, arrays: dict[str, np.ndarray], *, classes: lis
                         known_file.license if known_file else UNKNOWN_LICENSE, split_method, sha256, notes)
 
 
+def _without_duplicates(extra: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, list[str]]:
+    """Indices to keep: every image whose `dup_of` is negative (the first of each identical group)."""
+    if "dup_of" not in extra:
+        return np.arange(n), []
+    keep = extra["dup_of"].astype(np.int64) < 0
+    return np.flatnonzero(keep), [f"dropped {int((~keep).sum())} byte-identical duplicate images (dup_of >= 0)"]
+
+
+def _pool_metadata(extra: dict[str, np.ndarray], kept: np.ndarray) -> dict[str, np.ndarray]:
+    """Other per-image arrays of a pool (e.g. subtypes) become metadata; `splits` is the source's."""
+    return {("source_" + key if key == "splits" else key): value[kept] for key, value in extra.items()
+            if key != "dup_of" and value.dtype.kind in "iufbU"}
+
+
 def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int = DEFAULT_FOLDER_SIZE,
                       seed: int = 0, channels: int = 1) -> ImportedData:
     """A torchvision ImageFolder tree: ``root/<class>/<image>`` (split here, stratified) or
     ``root/{train,val,test}/<class>/<image>`` (splits kept). Images are converted to grayscale
     (radiographs), resized on the shorter side to `size` and centre-cropped to size x size,
     which keeps the aspect ratio."""
-    split_roots = {split: root / split for split in SPLITS}
-    presplit = all(folder.is_dir() for folder in split_roots.values())
-    roots = split_roots if presplit else {"all": root}
-    class_names = _folder_classes(roots["train" if presplit else "all"])
-    files, labels, splits = [], [], []
-    for split, folder in roots.items():
-        if presplit and _folder_classes(folder) != class_names:
-            raise DataError(f"{folder} has class folders {_folder_classes(folder)} but {roots['train']} has "
-                            f"{class_names}; every split needs the same class folders")
-        samples = make_dataset(str(folder), {c: i for i, c in enumerate(class_names)}, extensions=IMG_EXTENSIONS,
-                               allow_empty=True)
-        files += [Path(p) for p, _ in samples]
-        labels += [label for _, label in samples]
-        splits += [split] * len(samples)
-    if not files:
-        raise DataError(f"{root} has class folders {class_names} but no images in them "
-                        f"(looked for {', '.join(IMG_EXTENSIONS)}); add images or point to another folder")
+    files, labels, splits, class_names, presplit = _list_folder_images(root)
     label_array = np.array(labels, dtype=np.int64)
     if len(class_names) < 2:
         raise DataError(f"{root} has only one class folder ({class_names[0]}); a classifier needs examples of at "
@@ -210,6 +211,28 @@ def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int
     return ImportedData(data, class_names, source, UNKNOWN_LICENSE, split_method, folder_sha256,
                         [f"images converted to {'grayscale' if channels == 1 else 'RGB'}, resized on the "
                          f"shorter side to {size} px and centre-cropped to {size}x{size}"])
+
+
+def _list_folder_images(root: Path) -> tuple[list[Path], list[int], list[str], list[str], bool]:
+    """(files, labels, splits, class names, presplit) of an ImageFolder tree, in sorted order."""
+    split_roots = {split: root / split for split in SPLITS}
+    presplit = all(folder.is_dir() for folder in split_roots.values())
+    roots = split_roots if presplit else {"all": root}
+    class_names = _folder_classes(roots["train" if presplit else "all"])
+    files, labels, splits = [], [], []
+    for split, folder in roots.items():
+        if presplit and _folder_classes(folder) != class_names:
+            raise DataError(f"{folder} has class folders {_folder_classes(folder)} but {roots['train']} has "
+                            f"{class_names}; every split needs the same class folders")
+        samples = make_dataset(str(folder), {c: i for i, c in enumerate(class_names)}, extensions=IMG_EXTENSIONS,
+                               allow_empty=True)
+        files += [Path(p) for p, _ in samples]
+        labels += [label for _, label in samples]
+        splits += [split] * len(samples)
+    if not files:
+        raise DataError(f"{root} has class folders {class_names} but no images in them "
+                        f"(looked for {', '.join(IMG_EXTENSIONS)}); add images or point to another folder")
+    return files, labels, splits, class_names, presplit
 
 
 def _open_npz(path: Path) -> dict[str, np.ndarray]:

@@ -190,7 +190,7 @@ def _training_warnings(result: TrainingResult) -> list[str]:
         warnings.append(f"validation AUROC is {best['val_auroc']:.2f}: the model barely beats chance; train longer "
                         "(--epochs) or check the data")
     if result.best_epoch == len(result.history) == result.config.max_epochs:
-        warnings.append("validation loss was still falling at the last epoch; more epochs may help (--epochs)")
+        warnings.append("the best validation loss came at the last epoch; more epochs may help (--epochs)")
     return warnings
 
 
