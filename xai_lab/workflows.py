@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xai_lab.data.records import DatasetCard, ImageDataset
 from xai_lab.data.importers import read_source
+from xai_lab.data.records import DatasetCard, ImageDataset
 from xai_lab.data.storage import load_dataset, resolve_dataset_dir, save_dataset, to_image_dataset
 from xai_lab.data.synth import CLASS_NAMES, SynthConfig, generate
 from xai_lab.errors import DataError, ModelError
+from xai_lab.model.storage import build_model_card, read_model_card, resolve_model_dir, save_model
+from xai_lab.model.training import TrainConfig, train_classifier
 from xai_lab.paths import dataset_dir, model_dir
 
 DEFAULT_DATASET = "synthetic"
@@ -28,7 +30,8 @@ def synthesize_dataset(name: str, config: SynthConfig, overwrite: bool = False) 
     arrays = generate(config)
     rate = config.shortcut_rate
     notes = ["lesion masks: the half-maximum extent of each lesion; empty for normal images",
-             "metadata: lesion position/size/contrast, Rose-model detectability, mimic and marker flags, difficulty"]
+             "metadata: lesion position/size/contrast, detectability (contrast over noise and anatomical clutter), "
+             "mimic and marker flags, difficulty"]
     if rate is not None:
         notes.append(f"shortcut cue: top-right marker on {rate:.0%} of lesion and {1 - rate:.0%} of normal images")
     return save_dataset(
@@ -39,12 +42,9 @@ def synthesize_dataset(name: str, config: SynthConfig, overwrite: bool = False) 
     )
 
 
-def train_and_save(data: str | Path, out_dir: Path | None = None, config: Any = None,
+def train_and_save(data: str | Path, out_dir: Path | None = None, config: TrainConfig | None = None,
                    progress: bool = True) -> tuple[dict[str, Any], Path]:
     """Train on dataset `data`, evaluate, write weights and card; returns (card, folder)."""
-    from xai_lab.model.storage import build_model_card, save_model
-    from xai_lab.model.training import TrainConfig, train_classifier
-
     dataset = load_dataset(data)
     out_dir = Path(out_dir) if out_dir is not None else model_dir(dataset.name)
     result = train_classifier(dataset, config or TrainConfig(), progress=progress)
@@ -58,8 +58,6 @@ def ensure_demo_assets(progress: bool = True) -> tuple[ImageDataset, dict[str, A
 
     A model whose card names other data (e.g. the dataset was regenerated) is retrained.
     """
-    from xai_lab.model.storage import read_model_card, resolve_model_dir
-
     try:
         resolve_dataset_dir(DEFAULT_DATASET)
     except DataError:
@@ -82,9 +80,10 @@ def load_for_evaluation(data: str | Path, default_classes: list[str]) -> ImageDa
     evaluated without importing it first.
     """
     try:
-        return load_dataset(data)
+        folder = resolve_dataset_dir(data)
     except DataError:
         if not Path(data).exists():
-            raise
-    imported = read_source(data, default_classes=default_classes)
-    return to_image_dataset(imported.card(Path(data).stem), imported.arrays, Path(data))
+            raise  # neither a dataset nor a file: the unknown-dataset message names the fix
+        imported = read_source(data, default_classes=default_classes)
+        return to_image_dataset(imported.card(Path(data).stem), imported.arrays, Path(data))
+    return load_dataset(folder)

@@ -1,0 +1,1 @@
+"""Data layer: the synthetic generator, importers, splitting and dataset storage with cards."""
