@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
-
 from conftest import REPO_ROOT, run_cli
+from streamlit.testing.v1 import AppTest
 
 APP = str(REPO_ROOT / "app.py")
 

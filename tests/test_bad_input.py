@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 from test_importers import make_image_folder, make_medmnist_npz
 
 

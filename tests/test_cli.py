@@ -6,8 +6,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import run_cli
+
 from xai_lab.cli import build_parser
 
 COMMANDS = [["data"], ["data", "synth"], ["data", "import"], ["data", "fetch"], ["data", "list"], ["data", "show"],

@@ -10,9 +10,9 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from test_importers import make_medmnist_npz
+
 from xai_lab.data import known
 
 

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
+from conftest import run_cli, shared_file
 from PIL import Image
 
-from conftest import run_cli, shared_file
 from xai_lab import load_dataset
 
 
@@ -18,7 +17,7 @@ def make_medmnist_npz(path: Path, size: int = 32, channels: int = 1, n: tuple[in
                       n_classes: int = 2, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     arrays = {}
-    for split, count in zip(("train", "val", "test"), n):
+    for split, count in zip(("train", "val", "test"), n, strict=True):
         shape = (count, size, size) if channels == 1 else (count, size, size, 3)
         arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
         arrays[f"{split}_labels"] = (np.arange(count) % n_classes).reshape(-1, 1).astype(np.uint8)
@@ -48,7 +47,7 @@ def make_image_folder(root: Path, classes=("normal", "opacity"), per_class: int 
     rng = np.random.default_rng(2)
     splits = ("train", "val", "test") if presplit else ("",)
     for split in splits:
-        for c, name in enumerate(classes):
+        for name in classes:
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):

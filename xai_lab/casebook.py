@@ -43,7 +43,7 @@ def view_case(dataset: ImageDataset, split: str, index: int, model: ImageClassif
         with torch.no_grad():
             probs = model.predict_proba(part.images[index:index + 1])
         decided = int(model.decide(probs)[0])
-        probabilities = {name: float(p) for name, p in zip(dataset.class_names, probs[0])}
+        probabilities = {name: float(p) for name, p in zip(dataset.class_names, probs[0], strict=True)}
         ai_label, ai_confidence = dataset.class_names[decided], float(probs[0, decided])
     metadata = {key: (column[index].item() if hasattr(column[index], "item") else column[index])
                 for key, column in part.metadata.items()}

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_train_command(commands)
     _add_evaluate_command(commands)
-    demo = commands.add_parser("demo", help="build the embedded synthetic dataset and model if absent; show the model card",
+    demo = commands.add_parser("demo", help="build the default synthetic dataset and model if absent; show the card",
                                description="Build the default synthetic dataset and its calibrated model if they are "
                                            "missing, then print the model card.")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -84,7 +84,7 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     imported.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     imported.set_defaults(run=_run_import)
 
-    fetch = data_commands.add_parser("fetch", help="download an official MedMNIST file (needs a network), verify, import")
+    fetch = data_commands.add_parser("fetch", help="download an official MedMNIST file (network), verify, import")
     fetch.add_argument("dataset", help="MedMNIST name, e.g. pneumoniamnist")
     fetch.add_argument("--size", type=int, default=28, help="28, 64, 128 or 224 (default 28)")
     fetch.add_argument("--name", default=None, help="dataset name (default: the MedMNIST name, with _SIZE)")
@@ -178,8 +178,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from xai_lab.model.training import TrainConfig
     from xai_lab.workflows import train_and_save
 
-    overrides: dict[str, Any] = {"seed": args.seed, "input_size": args.input_size, "threshold_rule": args.threshold_rule,
-                                 "calibration_prior": args.prior}
+    overrides: dict[str, Any] = {"seed": args.seed, "input_size": args.input_size,
+                                 "threshold_rule": args.threshold_rule, "calibration_prior": args.prior}
     if args.epochs is not None:
         overrides["max_epochs"] = args.epochs
     card, folder = train_and_save(args.data, args.out, TrainConfig(**overrides), progress=not args.quiet)

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from xai_lab.data.known import MEDMNIST_CITATION, KNOWN_FILES_BY_SHA256, medmnist_by_filename, medmnist_by_md5
+from xai_lab.data.known import KNOWN_FILES_BY_SHA256, MEDMNIST_CITATION, medmnist_by_filename, medmnist_by_md5
 from xai_lab.data.records import SPLITS, DatasetArrays, DatasetCard
 from xai_lab.data.splitting import check_splittable, grouped_stratified_split, stratified_split
 from xai_lab.data.storage import check_arrays, make_card, save_dataset
@@ -207,7 +207,8 @@ def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int
                          case_ids=np.array([str(p.relative_to(root)) for p in files]))
     split_method = "folders train/val/test as given" if presplit else f"stratified by label (seed {seed})"
     source = {"kind": "image_folder", "folder": str(root.resolve()), "files": len(files)}
-    folder_sha256 = _folder_digest([(str(p.relative_to(root)), digest) for p, (_, digest) in zip(files, decoded)])
+    entries = [(str(p.relative_to(root)), digest) for p, (_, digest) in zip(files, decoded, strict=True)]
+    folder_sha256 = _folder_digest(entries)
     return ImportedData(data, class_names, source, UNKNOWN_LICENSE, split_method, folder_sha256,
                         [f"images converted to {'grayscale' if channels == 1 else 'RGB'}, resized on the "
                          f"shorter side to {size} px and centre-cropped to {size}x{size}"])

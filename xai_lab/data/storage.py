@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def make_card(name: str, arrays: DatasetArrays, class_names: list[str], *, sourc
         license=license, sha256=source_sha256 or content_sha256, content_sha256=content_sha256,
         split_method=split_method, has_masks=arrays.masks is not None,
         metadata_columns=sorted(arrays.metadata), notes=list(notes or []),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), xai_lab_version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"), xai_lab_version=__version__,
     )
 
 
@@ -141,7 +141,8 @@ def read_card(folder: Path) -> DatasetCard:
     try:
         return DatasetCard.from_dict(json.loads((folder / CARD_FILE).read_text()))
     except (OSError, ValueError, TypeError) as error:
-        raise DataError(f"the dataset card {folder / CARD_FILE} is unreadable ({error}); re-create the dataset") from None
+        raise DataError(f"the dataset card {folder / CARD_FILE} is unreadable ({error}); "
+                        "re-create the dataset") from None
 
 
 def list_datasets() -> list[DatasetCard]:

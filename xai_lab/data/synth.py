@@ -82,7 +82,8 @@ def generate(config: SynthConfig) -> DatasetArrays:
     metadata = {key: np.array([case.metadata[key] for case in cases], dtype=np.float32)
                 for key in cases[0].metadata}
     metadata["difficulty"] = np.array([case_difficulty(bool(label), d, m) for label, d, m in
-                                       zip(labels, metadata["detectability"], metadata["mimic_detectability"])])
+                                       zip(labels, metadata["detectability"], metadata["mimic_detectability"],
+                                           strict=True)])
     return DatasetArrays(
         images=images,
         labels=labels.astype(np.int64),

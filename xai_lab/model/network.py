@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 STEMS = ("double", "single", "strided")
 
 
@@ -81,7 +80,7 @@ class SmallCNN(nn.Module):
         pools = spec.n_downsamples - (1 if spec.stem == "strided" else 0)
         widths = [min(spec.base_width * 2**i, spec.max_width) for i in range(pools + 1)]
         stages: list[nn.Module] = [_stem(spec, widths[0])]
-        for previous, width in zip(widths, widths[1:]):
+        for previous, width in zip(widths, widths[1:], strict=False):
             stages.append(nn.Sequential(nn.MaxPool2d(2), *_conv_bn_relu(previous, width), *_conv_bn_relu(width, width)))
         self.features = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * widths[-1], spec.n_classes))

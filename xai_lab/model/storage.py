@@ -15,7 +15,7 @@ import pickle
 import platform
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
     binary = model.spec.n_classes == 2
     return {
         "name": name,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": {
             "name": dataset.name,
             "content_sha256": dataset.card.content_sha256,
@@ -73,7 +73,7 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
             "temperature": float(model.temperature),
             "prior": result.config.calibration_prior,
             "prior_meaning": PRIOR_MEANING[result.config.calibration_prior],
-            "training_prevalence": dict(zip(dataset.class_names, _prevalence(dataset))),
+            "training_prevalence": dict(zip(dataset.class_names, _prevalence(dataset), strict=True)),
             "logit_bias": model.logit_bias.tolist(),
             "ece_bins": f"{ECE_BINS} equal-width bins of top-label confidence",
             "val": calibration_report(model, dataset["val"]),

@@ -14,7 +14,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
@@ -56,7 +55,8 @@ class TrainConfig:
         if self.input_size is not None and not 16 <= self.input_size <= 512:
             raise ConfigError(f"--input-size must be between 16 and 512 pixels, got {self.input_size}")
         if self.threshold_rule not in THRESHOLD_RULES:
-            raise ConfigError(f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}, got {self.threshold_rule!r}")
+            raise ConfigError(f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}, "
+                              f"got {self.threshold_rule!r}")
         if self.calibration_prior not in CALIBRATION_PRIORS:
             raise ConfigError(f"--prior must be one of {', '.join(CALIBRATION_PRIORS)}, got {self.calibration_prior!r}")
 
