@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,23 @@ def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """XAI_LAB_HOME pointing at an empty temporary folder."""
     home = tmp_path / "lab"
     home.mkdir()
+    monkeypatch.setenv("XAI_LAB_HOME", str(home))
+    return home
+
+
+@contextlib.contextmanager
+def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A lab home for a module-scoped fixture to fill once (XAI_LAB_HOME set while it runs).
+
+    Tests then enter it with `use_lab`, since function-scoped monkeypatching ends with each test.
+    """
+    home = tmp_path_factory.mktemp("lab")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XAI_LAB_HOME", str(home))
+        yield home
+
+
+def use_lab(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XAI_LAB_HOME", str(home))
     return home
 

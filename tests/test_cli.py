@@ -11,7 +11,8 @@ from conftest import run_cli
 from xai_lab.cli import build_parser
 
 COMMANDS = [["data"], ["data", "synth"], ["data", "import"], ["data", "fetch"], ["data", "list"], ["data", "show"],
-            ["train"], ["evaluate"], ["demo"]]
+            ["train"], ["evaluate"], ["demo"], ["explain"], ["explain", "methods"], ["explain", "evaluate"],
+            ["explain", "precompute"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

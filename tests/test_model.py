@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import module_lab, run_cli, use_lab
 
 from xai_lab import load_dataset, load_model
 from xai_lab.model.calibration import choose_threshold, expected_calibration_error, fit_temperature
@@ -20,9 +20,7 @@ FAST = TrainConfig(max_epochs=3, batch_size=32, patience=3)
 
 @pytest.fixture(scope="module")
 def tiny_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("lab")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XAI_LAB_HOME", str(home))
+    with module_lab(tmp_path_factory) as home:
         assert run_cli("data", "synth", "--name", "tiny", "--n", "160", "--size", "48", "--seed", "2").code == 0
         result = run_cli("train", "--data", "tiny", "--epochs", "3", "--quiet")
         assert result.code == 0, result.err
@@ -31,8 +29,7 @@ def tiny_home(tmp_path_factory):
 
 @pytest.fixture
 def in_tiny_home(tiny_home, monkeypatch):
-    monkeypatch.setenv("XAI_LAB_HOME", str(tiny_home))
-    return tiny_home
+    return use_lab(tiny_home, monkeypatch)
 
 
 def test_training_is_deterministic_for_a_seed(in_tiny_home):

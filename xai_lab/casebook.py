@@ -59,10 +59,10 @@ def to_display_image(pixels: torch.Tensor, display_size: int) -> Image.Image:
     return image.resize((display_size, display_size), Image.Resampling.LANCZOS)
 
 
-def draw_outline(image: Image.Image, mask: np.ndarray) -> Image.Image:
+def draw_outline(image: Image.Image, mask: np.ndarray, colour: tuple[int, int, int] = OUTLINE_RGB) -> Image.Image:
     """Draw the boundary of `mask` (H x W) on `image` (any size), two display pixels wide."""
     scaled = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)) > 0
     edge = scaled & ~binary_erosion(scaled, iterations=2)
     pixels = np.array(image)
-    pixels[edge] = OUTLINE_RGB
+    pixels[edge] = colour
     return Image.fromarray(pixels)

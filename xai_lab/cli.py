@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xai_lab.cli_explain import add_explain_commands
 from xai_lab.errors import ConfigError, XaiLabError
 
 EXIT_USAGE = 2
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_train_command(commands)
     _add_evaluate_command(commands)
+    add_explain_commands(commands)
     demo = commands.add_parser("demo", help="build the default synthetic dataset and model if absent; show the card",
                                description="Build the default synthetic dataset and its calibrated model if they are "
                                            "missing, then print the model card.")
@@ -253,6 +255,11 @@ def describe_model_card(card: dict[str, Any], folder: Path) -> str:
     if decision.get("threshold") is not None:
         lines.append(f"  decision: {decision['applies_to']} >= {decision['threshold']:.3f} ({decision['rule']} rule "
                      "on validation)")
+    explanations = card.get("explanations")
+    if explanations:
+        evaluated = explanations["evaluated_on"]
+        lines.append(f"  explanations: default method {explanations['default_method']} (measured on "
+                     f"{evaluated['n_images']} '{evaluated['dataset']}' test images; see 'xai-lab explain evaluate')")
     lines += [f"  warning: {warning}" for warning in card.get("warnings", [])]
     lines.append(f"  intended use: {card['intended_use']}")
     return "\n".join(lines)

@@ -22,3 +22,7 @@ class ModelError(XaiLabError):
 
 class ConfigError(XaiLabError):
     """A setting (CLI option, environment variable, design file value) is invalid."""
+
+
+class ExplainError(XaiLabError):
+    """A saliency request cannot be served: unknown method, bad target, wrong image, wrong cache."""

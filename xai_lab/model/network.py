@@ -51,13 +51,23 @@ class NetworkSpec:
         """Halve the resolution until about 7-8 pixels remain (28 -> 7, 64 -> 8, 128 -> 8)."""
         return max(1, int(math.floor(math.log2(self.input_size / 7.0))))
 
+    @property
+    def final_map_size(self) -> int:
+        """Side of the last feature map: each downsampling (strided stem or 2x2 pool) floors a half."""
+        size = self.input_size
+        for _ in range(self.n_downsamples):
+            size //= 2
+        return size
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+    # ReLU is not in-place: DeepLift and guided backpropagation hook every ReLU, and in-place
+    # outputs break those hooks.
     return [nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=(kernel - stride) // 2, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+            nn.BatchNorm2d(out_channels), nn.ReLU()]
 
 
 def _stem(spec: NetworkSpec, width: int) -> nn.Sequential:
@@ -83,13 +93,16 @@ class SmallCNN(nn.Module):
         for previous, width in zip(widths, widths[1:], strict=False):
             stages.append(nn.Sequential(nn.MaxPool2d(2), *_conv_bn_relu(previous, width), *_conv_bn_relu(width, width)))
         self.features = nn.Sequential(*stages)
+        # Average pooling suits diffuse findings; max pooling keeps a small focal lesion from
+        # being diluted by the rest of the image. The head sees both. Both are modules (the max
+        # pool spans the whole final map) so attribution rules such as DeepLift's apply to them.
+        self.average_pool = nn.AdaptiveAvgPool2d(1)
+        self.max_pool = nn.MaxPool2d(spec.final_map_size)
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * widths[-1], spec.n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)
-        # Average pooling suits diffuse findings; max pooling keeps a small focal lesion from
-        # being diluted by the rest of the image. The head sees both.
-        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+        pooled = torch.cat([self.average_pool(features).flatten(1), self.max_pool(features).flatten(1)], dim=1)
         return self.head(pooled)
 
 

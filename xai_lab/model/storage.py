@@ -130,6 +130,20 @@ def load_model(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
     return model.eval(), card
 
 
+def update_model_card(folder: Path, section: str, content: dict[str, Any]) -> dict[str, Any]:
+    """Set one top-level section of a model's card (e.g. the explanation evidence), atomically.
+
+    The weights are not touched, so `weights_sha256` stays valid; the card is written to a
+    temporary file and renamed over the old one, so a crash leaves the old card, never half a card.
+    """
+    folder = resolve_model_dir(folder)
+    card = {**read_model_card(folder), section: content}
+    staging = folder / f".{CARD_FILE}.tmp"
+    staging.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+    staging.replace(folder / CARD_FILE)
+    return card
+
+
 def resolve_model_dir(path: str | Path) -> Path:
     folder = Path(path)
     if not (folder / CARD_FILE).is_file() and isinstance(path, str) and "/" not in path and "\\" not in path:

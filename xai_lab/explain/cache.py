@@ -1,0 +1,189 @@
+"""Precomputed explanations for study cases: what the study UI reads, never computes.
+
+Layout (one folder per model, default ``$XAI_LAB_HOME/cache/<model name>/``)::
+
+    cache.json                               which model (weights sha256) and dataset wrote it
+    cases/<case id>/prediction.npz (+ .sha256)   decision and calibrated probabilities
+    cases/<case id>/<method>-<key>.npz (+ .sha256)   attribution map and rendered overlay PNG
+
+`<key>` hashes the method's parameters and the overlay settings, so changing either makes a
+new entry instead of silently serving an old one. Every file is written to a temporary name
+and renamed into place, then its sha256 is written beside it: a crash leaves either no entry
+or an entry whose checksum does not match, which is detected and recomputed on the next run.
+A cache opened with a different model is refused: maps explain one model's weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from xai_lab.errors import ExplainError
+
+MANIFEST = "cache.json"
+
+
+@dataclass(frozen=True)
+class CachedPrediction:
+    case_id: str
+    label: int  # ground truth
+    predicted: int
+    probabilities: list[float]  # calibrated
+
+    @property
+    def confidence(self) -> float:
+        """Calibrated probability of the predicted class."""
+        return float(self.probabilities[self.predicted])
+
+
+@dataclass(frozen=True)
+class CachedExplanation:
+    case_id: str
+    method: str
+    target: int
+    attribution: np.ndarray  # (H, W) float32 at image resolution
+    overlay_png: bytes
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def overlay(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.overlay_png))
+
+
+def entry_key(method: str, settings: dict[str, Any]) -> str:
+    """Stable name for (method, parameters, overlay settings)."""
+    digest = hashlib.sha256(json.dumps({"method": method, **settings}, sort_keys=True).encode()).hexdigest()
+    return f"{method}-{digest[:16]}"
+
+
+class ExplanationCache:
+    """The cache folder of one model; see the module docstring for the layout and guarantees."""
+
+    def __init__(self, root: Path, model_card: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.weights_sha256 = model_card.get("weights_sha256")
+        self.model_name = model_card.get("name")
+        if not self.weights_sha256:
+            raise ExplainError("the model card has no weights_sha256; retrain the model with 'xai-lab train'")
+        self._check_owner()
+
+    def _check_owner(self) -> None:
+        manifest = self.root / MANIFEST
+        if not manifest.is_file():
+            return
+        try:
+            owner = json.loads(manifest.read_text())
+        except ValueError:
+            raise ExplainError(f"{manifest} is damaged; delete the folder {self.root} and run "
+                               "'xai-lab explain precompute' again") from None
+        if owner.get("weights_sha256") != self.weights_sha256:
+            raise ExplainError(
+                f"the cache in {self.root} was written by model '{owner.get('model')}' "
+                f"(weights {str(owner.get('weights_sha256'))[:12]}), not by '{self.model_name}' "
+                f"(weights {self.weights_sha256[:12]}); use --cache with another folder for this model")
+
+    def claim(self, dataset: str, dataset_sha256: str) -> None:
+        """Write the manifest naming this model as the cache's owner (first write only)."""
+        if (self.root / MANIFEST).is_file():
+            return
+        manifest = {"model": self.model_name, "weights_sha256": self.weights_sha256, "dataset": dataset,
+                    "dataset_content_sha256": dataset_sha256, "created_at": datetime.now(UTC).isoformat()}
+        _atomic_write(self.root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+
+    # -- predictions
+    def prediction_path(self, case_id: str) -> Path:
+        return self._case_dir(case_id) / "prediction.npz"
+
+    def save_prediction(self, prediction: CachedPrediction) -> None:
+        payload = _npz_bytes(meta=json.dumps({**prediction.__dict__, "weights_sha256": self.weights_sha256}))
+        _write_checked(self.prediction_path(prediction.case_id), payload)
+
+    def load_prediction(self, case_id: str) -> CachedPrediction | None:
+        arrays = _read_checked(self.prediction_path(case_id))
+        if arrays is None:
+            return None
+        meta = json.loads(str(arrays["meta"]))
+        if meta.pop("weights_sha256", None) != self.weights_sha256:
+            return None
+        return CachedPrediction(**meta)
+
+    # -- explanations
+    def explanation_path(self, case_id: str, method: str, settings: dict[str, Any]) -> Path:
+        return self._case_dir(case_id) / f"{entry_key(method, settings)}.npz"
+
+    def save_explanation(self, explanation: CachedExplanation) -> None:
+        meta = {"case_id": explanation.case_id, "method": explanation.method, "target": explanation.target,
+                "settings": explanation.settings, "weights_sha256": self.weights_sha256}
+        payload = _npz_bytes(attribution=explanation.attribution.astype(np.float32), meta=json.dumps(meta),
+                             overlay_png=np.frombuffer(explanation.overlay_png, dtype=np.uint8))
+        _write_checked(self.explanation_path(explanation.case_id, explanation.method, explanation.settings), payload)
+
+    def load_explanation(self, case_id: str, method: str, settings: dict[str, Any]) -> CachedExplanation | None:
+        """The entry, or None when it is missing, damaged or written for other weights."""
+        arrays = _read_checked(self.explanation_path(case_id, method, settings))
+        if arrays is None:
+            return None
+        meta = json.loads(str(arrays["meta"]))
+        if meta["weights_sha256"] != self.weights_sha256:
+            return None
+        return CachedExplanation(case_id, meta["method"], meta["target"], arrays["attribution"],
+                                 arrays["overlay_png"].tobytes(), meta["settings"])
+
+    def _case_dir(self, case_id: str) -> Path:
+        # Case ids come from dataset files; keep them from escaping the cache folder.
+        if not case_id or "/" in case_id or "\\" in case_id or case_id in (".", ".."):
+            raise ExplainError(f"case id {case_id!r} cannot name a cache entry; case ids must not contain slashes")
+        return self.root / "cases" / case_id
+
+
+def _npz_bytes(**arrays: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
+    return buffer.getvalue()
+
+
+def _write_checked(path: Path, payload: bytes) -> None:
+    """Payload first, then its checksum: an entry is valid only once both agree."""
+    checksum = path.with_suffix(".sha256")
+    checksum.unlink(missing_ok=True)
+    _atomic_write(path, payload)
+    _atomic_write(checksum, hashlib.sha256(payload).hexdigest().encode())
+
+
+def _read_checked(path: Path) -> dict[str, np.ndarray] | None:
+    checksum = path.with_suffix(".sha256")
+    try:
+        payload = path.read_bytes()
+        expected = checksum.read_text().strip()
+    except OSError:
+        return None
+    if hashlib.sha256(payload).hexdigest() != expected:
+        return None
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, KeyError):
+        return None
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
