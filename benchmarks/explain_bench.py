@@ -67,11 +67,14 @@ def bench_methods(model, images: torch.Tensor, repeats: int) -> tuple[dict, list
     rows = []
     for name in METHODS:
         one = median_seconds(lambda name=name: attribute(model, images[:1], 1, name, batch_size=1), repeats)
+        # stochastic methods always run one image per call (each image seeded on its own)
+        sizes = () if METHODS[name].stochastic else (16, 32)
         per_image = {size: median_seconds(lambda name=name, size=size: attribute(
-            model, images[:size], 1, name, batch_size=size), max(1, repeats // 2)) / size for size in (16, 32)}
+            model, images[:size], 1, name, batch_size=size), max(1, repeats // 2)) / size for size in sizes}
+        per_image = per_image or {1: one}
         best_batch = min(per_image, key=per_image.get)
-        rows.append({"method": name, "unbatched_s": one, "batched16_s_per_image": per_image[16],
-                     "batched32_s_per_image": per_image[32],
+        rows.append({"method": name, "unbatched_s": one, "batched16_s_per_image": per_image.get(16),
+                     "batched32_s_per_image": per_image.get(32),
                      "cpu_default": "batched" if per_image[best_batch] < one else "unbatched",
                      "best_batch": best_batch if per_image[best_batch] < one else 1,
                      "x_fb1": one / floor["fb_1"], "x_fb32": one / floor["fb_32"],

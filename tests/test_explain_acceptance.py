@@ -59,7 +59,8 @@ def test_default_model_localises_and_gradients_pass_randomisation(lab_home):
     report = evaluate("--model", "synthetic", "--data", "synthetic", "--repeat-model", "synthetic-seed1")
     methods = report["methods"]
     assert report["n_images"] == 200 and set(methods) == set(METHODS)
-    assert max(row["pointing_game"] for row in methods.values()) >= 0.85
+    best = max(methods, key=lambda name: methods[name]["relevance_mass"])
+    assert methods[best]["pointing_game"] >= 0.85 and methods[best]["relevance_mass"] >= 0.5, methods[best]
     assert methods["gradcam"]["mprt_pass"] is True and methods["saliency"]["mprt_pass"] is True
     assert isinstance(methods["guided_gradcam"]["mprt_pass"], bool)  # reported as measured, not asserted
     assert all(row["repeatability_spearman"] is not None for row in methods.values())
@@ -69,17 +70,19 @@ def test_default_model_localises_and_gradients_pass_randomisation(lab_home):
 
 
 def test_shortcut_model_maps_point_at_the_marker(lab_home):
-    assert run_cli("data", "synth", "--name", "shortcut", "--shortcut", "0.9").code == 0
-    assert run_cli("train", "--data", "shortcut", "--quiet").code == 0  # the clean model is the demo's
-    common = ["--data", "shortcut", "--n", "120", "--randomisation-n", "4", "--methods", "occlusion,saliency",
+    # The control sees the same marker on half of each class (uninformative); a model that never saw
+    # a marker is no control: it takes the bright square for a lesion (docs/explanations.md).
+    for name, rate in (("shortcut", "0.9"), ("uncorrelated", "0.5")):
+        assert run_cli("data", "synth", "--name", name, "--shortcut", rate).code == 0
+        assert run_cli("train", "--data", name, "--quiet").code == 0
+    common = ["--data", "shortcut", "--n", "120", "--randomisation-n", "4", "--methods", "occlusion,gradcam",
               "--no-card"]
     shortcut = evaluate("--model", "shortcut", *common)["methods"]
-    clean = evaluate("--model", "synthetic", "--external", *common)["methods"]
-    # Occlusion (what happens when the marker is hidden) exposes the shortcut; plain gradients,
-    # local sensitivities, do not (docs/explanations.md): only occlusion is asserted.
-    assert shortcut["occlusion"]["marker_mass"] > 5 * clean["occlusion"]["marker_mass"], (shortcut, clean)
-    assert shortcut["occlusion"]["marker_pointing"] > clean["occlusion"]["marker_pointing"] + 0.1
-    assert shortcut["occlusion"]["pointing_game"] < clean["occlusion"]["pointing_game"]
+    control = evaluate("--model", "uncorrelated", "--external", *common)["methods"]
+    for method in ("occlusion", "gradcam"):
+        assert shortcut[method]["marker_pointing"] > control[method]["marker_pointing"] + 0.5, (shortcut, control)
+        assert shortcut[method]["marker_mass"] > 5 * control[method]["marker_mass"], (shortcut, control)
+        assert shortcut[method]["pointing_game"] < control[method]["pointing_game"]
     write_examples("shortcut", "shortcut", "shortcut")
 
 

@@ -37,19 +37,30 @@ class NetworkSpec:
     base_width: int
     stem: str = "double"
     max_width: int = 128
+    # Side the last feature map is halved down to (at least). Cards written before this field
+    # existed used 7; `for_input` now chooses 14 above 48 px (see `n_downsamples`).
+    final_map_target: int = 7
 
     @classmethod
     def for_input(cls, in_channels: int, n_classes: int, input_size: int) -> NetworkSpec:
         if input_size <= 48:
-            return cls(in_channels, n_classes, input_size, base_width=32, stem="double")
-        if input_size <= 96:
-            return cls(in_channels, n_classes, input_size, base_width=16, stem="single")
-        return cls(in_channels, n_classes, input_size, base_width=16, stem="strided")
+            # Small images (MedMNIST's 28 px): a 7-px map already has cells of at most 7 px, and
+            # this depth is what reached PneumoniaMNIST AUROC 0.983 (a 14-px map gave 0.970).
+            return cls(in_channels, n_classes, input_size, base_width=32, stem="double", final_map_target=7)
+        stem = "single" if input_size <= 96 else "strided"
+        return cls(in_channels, n_classes, input_size, base_width=16, stem=stem, final_map_target=14)
 
     @property
     def n_downsamples(self) -> int:
-        """Halve the resolution until about 7-8 pixels remain (28 -> 7, 64 -> 8, 128 -> 8)."""
-        return max(1, int(math.floor(math.log2(self.input_size / 7.0))))
+        """Halve the resolution down to `final_map_target`: 28 -> 7 (small images), 64 -> 16, 128 -> 16.
+
+        Why not the usual 7-8: Grad-CAM (and Guided Grad-CAM, which multiplies by it) can only
+        be as sharp as the last feature map. Measured on the default synthetic set (80 test
+        lesions, about 1% of the image each): with an 8 x 8 map Grad-CAM's relevance mass was
+        0.06 and Guided Grad-CAM's 0.40; with 16 x 16, 0.28 and 0.63, at equal accuracy
+        (test AUROC 0.973 vs 0.969). See docs/explanations.md.
+        """
+        return max(1, int(math.floor(math.log2(self.input_size / self.final_map_target))))
 
     @property
     def final_map_size(self) -> int:
@@ -82,7 +93,7 @@ def _stem(spec: NetworkSpec, width: int) -> nn.Sequential:
 
 class SmallCNN(nn.Module):
     """A stem, then stages of max-pooling and two 3x3 convolutions (VGG style) down to about
-    8 x 8, then average- and max-pooled features into a linear head. ``features[-1]`` is the
+    16 x 16, then average- and max-pooled features into a linear head. ``features[-1]`` is the
     last convolutional block (Grad-CAM's usual target layer)."""
 
     def __init__(self, spec: NetworkSpec) -> None:

@@ -120,7 +120,9 @@ def load_model(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
         raise ModelError(f"the weights in {folder} cannot be loaded: they changed since the model card was "
                          "written (damaged or replaced); retrain with 'xai-lab train'")
     try:
-        spec = NetworkSpec(**{k: card["architecture"][k] for k in NetworkSpec.__dataclass_fields__})
+        architecture = card["architecture"]
+        # Fields added later (with defaults that rebuild older models) may be absent from older cards.
+        spec = NetworkSpec(**{k: architecture[k] for k in NetworkSpec.__dataclass_fields__ if k in architecture})
         model = ImageClassifier(spec, card["preprocessing"]["mean"], card["preprocessing"]["std"])
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
