@@ -66,3 +66,137 @@ def run_cli(*args: str) -> CliResult:
         except SystemExit as exit_:  # argparse usage errors
             code = int(exit_.code or 0)
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+# ---------------------------------------------------------------- studies
+
+STUDY_TOML = """
+id = "{id}"
+title = "Test study"
+seed = 11
+arms = {arms}
+withdrawal = "{withdrawal}"
+consent = "Consent text."
+debrief = "Debrief text."
+
+[instructions]
+verify = "Decide, then see the AI, then decide again."
+rely = "See the AI and decide."
+control = "Decide."
+
+[data]
+dataset = "tiny"
+model = "tiny"
+
+[cases]
+n = {n}
+practice = 1
+ai_wrong_share = 0.34
+advice = "planted"
+
+[allocation]
+kind = "{kind}"
+strata = ["role"]
+block_sizes = {blocks}
+
+[explanation]
+method = "gradcam"
+
+[attention]
+count = 1
+answer = "normal"
+
+[peer_rating]
+kind = "peer_record"
+per_rater = 2
+fallback = "vignette"
+
+[[peer_rating.items]]
+id = "competence"
+text = "How competent?"
+
+[[peer_rating.items]]
+id = "skill"
+text = "Clinical skill?"
+
+[[peer_rating.vignettes]]
+id = "v-control"
+target_arm = "control"
+text = "Uses no AI."
+
+[[peer_rating.vignettes]]
+id = "v-rely"
+target_arm = "rely"
+text = "Follows the AI."
+
+[[peer_rating.vignettes]]
+id = "v-verify"
+target_arm = "verify"
+text = "Checks with the AI."
+
+[[questionnaire]]
+id = "trust"
+title = "Trust"
+
+[[questionnaire.items]]
+id = "reliable"
+text = "The AI was reliable."
+"""
+
+
+def write_study(folder: Path, study_id: str = "t", arms: str = '["verify", "rely", "control"]', n: int = 6,
+                kind: str = "between", blocks: str = "[3, 6]", withdrawal: str = "delete") -> Path:
+    path = folder / f"{study_id}.toml"
+    text = STUDY_TOML.format(id=study_id, arms=arms, n=n, kind=kind, blocks=blocks, withdrawal=withdrawal)
+    # instructions only for the arms the design has (others would be unknown keys)
+    lines = [line for line in text.splitlines()
+             if not any(line.startswith(f"{arm} = ") and f'"{arm}"' not in arms
+                        for arm in ("verify", "rely", "control"))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def study_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lab home with a small synthetic dataset, a quickly trained model and a prepared study `t`."""
+    with module_lab(tmp_path_factory) as home:
+        assert run_cli("data", "synth", "--name", "tiny", "--n", "400", "--size", "32", "--seed", "3").code == 0
+        assert run_cli("train", "--data", "tiny", "--epochs", "4", "--quiet").code == 0
+        design = write_study(home)
+        result = run_cli("study", "prepare", str(design))
+        assert result.code == 0, result.err
+        yield home
+
+
+def _postgres_admin_url() -> str:
+    import os
+
+    return os.environ.get("XAI_LAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards.
+
+    Skipped when no server answers, unless XAI_LAB_REQUIRE_POSTGRES=1 (CI sets it), which turns
+    a missing server into a failure rather than a silent skip.
+    """
+    import os
+    import secrets
+
+    import psycopg
+
+    admin = _postgres_admin_url()
+    try:
+        connection = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        if os.environ.get("XAI_LAB_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required (XAI_LAB_REQUIRE_POSTGRES=1) but {admin} refused: {error}")
+        pytest.skip(f"no PostgreSQL at {admin}")
+    name = f"xai_lab_test_{secrets.token_hex(4)}"
+    connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.close()

@@ -12,7 +12,8 @@ from xai_lab.cli import build_parser
 
 COMMANDS = [["data"], ["data", "synth"], ["data", "import"], ["data", "fetch"], ["data", "list"], ["data", "show"],
             ["train"], ["evaluate"], ["demo"], ["explain"], ["explain", "methods"], ["explain", "evaluate"],
-            ["explain", "precompute"]]
+            ["explain", "precompute"], ["study"], ["study", "validate"], ["study", "prepare"], ["simulate"],
+            ["export"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

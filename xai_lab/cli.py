@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from xai_lab.cli_explain import add_explain_commands
+from xai_lab.cli_study import add_study_commands
 from xai_lab.errors import ConfigError, XaiLabError
 
 EXIT_USAGE = 2
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_command(commands)
     _add_evaluate_command(commands)
     add_explain_commands(commands)
+    add_study_commands(commands)
     demo = commands.add_parser("demo", help="build the default synthetic dataset and model if absent; show the card",
                                description="Build the default synthetic dataset and its calibrated model if they are "
                                            "missing, then print the model card.")

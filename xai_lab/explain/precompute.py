@@ -22,12 +22,18 @@ DEFAULT_OVERLAY = {"display_size": 512, "alpha": 0.6, "clip_percentile": 99.0, "
                    "top_k_percent": None}
 
 
-def cache_settings(method: str, seed: int = 0, overlay: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What keys a cached explanation besides model and case: seed, method parameters, overlay look.
+def cache_settings(method: str, seed: int = 0, overlay: dict[str, Any] | None = None,
+                   target: int | None = None) -> dict[str, Any]:
+    """What keys a cached explanation besides model and case: seed, method parameters, overlay look,
+    and the explained class when it is not the model's decision (planted advice explains the
+    planted label).
 
     Readers (the study UI) call this with the same arguments as `precompute` to find an entry.
     """
-    return {"seed": seed, **resolve_method(method).defaults(), "overlay": {**DEFAULT_OVERLAY, **(overlay or {})}}
+    settings = {"seed": seed, **resolve_method(method).defaults(), "overlay": {**DEFAULT_OVERLAY, **(overlay or {})}}
+    if target is not None:
+        settings["target"] = int(target)
+    return settings
 
 
 @dataclass
@@ -81,8 +87,13 @@ def default_cases(dataset: ImageDataset, n: int, seed: int = 0) -> list[str]:
 
 def precompute(model: ImageClassifier, dataset: ImageDataset, cache: ExplanationCache, case_ids: list[str],
                methods: list[str], overlay: dict[str, Any] | None = None, seed: int = 0,
-               progress: Callable[[str], None] | None = None) -> PrecomputeSummary:
-    """Compute what is missing or damaged; leave valid entries alone."""
+               progress: Callable[[str], None] | None = None,
+               targets: dict[str, int] | None = None) -> PrecomputeSummary:
+    """Compute what is missing or damaged; leave valid entries alone.
+
+    targets: case id -> class to explain instead of the model's decision (planted advice).
+    """
+    targets = targets or {}
     for method in methods:
         resolve_method(method)
     cache.claim(dataset.name, dataset.card.content_sha256)
@@ -97,7 +108,7 @@ def precompute(model: ImageClassifier, dataset: ImageDataset, cache: Explanation
             prediction = _predict(model, case_id, image, int(split.labels[index]))
             cache.save_prediction(prediction)
         for method in methods:
-            settings = cache_settings(method, seed, overlay)
+            settings = cache_settings(method, seed, overlay, targets.get(case_id))
             if cache.load_explanation(case_id, method, settings) is not None:
                 summary.reused += 1
                 continue
@@ -114,9 +125,10 @@ def _predict(model: ImageClassifier, case_id: str, image: torch.Tensor, label: i
 
 def _explain(model: ImageClassifier, case_id: str, image: torch.Tensor, prediction: CachedPrediction, method: str,
              settings: dict[str, Any], seed: int) -> CachedExplanation:
-    attribution = attribute(model, image, prediction.predicted, method, seed=seed)[0].numpy()
+    target = settings.get("target", prediction.predicted)
+    attribution = attribute(model, image, target, method, seed=seed)[0].numpy()
     picture = render_overlay(image[0], attribution, **settings["overlay"])
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    return CachedExplanation(case_id, method, prediction.predicted, attribution.astype(np.float32),
+    return CachedExplanation(case_id, method, target, attribution.astype(np.float32),
                              buffer.getvalue(), settings)

@@ -1,0 +1,1 @@
+"""Durable study storage: SQLAlchemy 2 Core over SQLite (default) or PostgreSQL."""

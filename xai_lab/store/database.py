@@ -1,0 +1,134 @@
+"""Open the study database: URL resolution, engine settings, versioned schema.
+
+- Default: a SQLite file, ``$XAI_LAB_HOME/xai_lab.db``, in WAL mode with foreign keys on.
+  Every write transaction starts with ``BEGIN IMMEDIATE``: SQLite then serialises writers
+  up front (waiting up to 30 s for the lock) instead of failing a transaction that read
+  first and tries to write later, which is what makes concurrent enrolment safe there.
+  ``synchronous=NORMAL`` in WAL mode survives a killed process (only a power cut can lose
+  the last commits), at a fraction of FULL's fsync cost.
+- ``XAI_LAB_DATABASE_URL=postgresql://user@host:port/db`` selects PostgreSQL through psycopg 3;
+  allocation and submits take row locks (``SELECT ... FOR UPDATE``), see `xai_lab.store.repository`.
+
+Migrations: the schema carries a version in ``schema_version``; `open_database` applies the
+missing steps of `MIGRATIONS` in order, each in its own transaction, and refuses a database
+written by a newer xai-lab. A short ordered list of functions rather than Alembic: the lab
+creates its own schema on first use, with no migration scripts for users to run or edit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from xai_lab.errors import ConfigError
+from xai_lab.paths import lab_home
+from xai_lab.store.schema import metadata, schema_version
+
+DATABASE_ENV = "XAI_LAB_DATABASE_URL"
+DEFAULT_FILE = "xai_lab.db"
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else $XAI_LAB_DATABASE_URL, else the SQLite default."""
+    url = url or os.environ.get(DATABASE_ENV)
+    if not url:
+        return f"sqlite:///{lab_home() / DEFAULT_FILE}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{DATABASE_ENV} is not a database URL ({url!r}); use sqlite:///path/to/file.db "
+                          "or postgresql://user@host:5432/dbname") from None
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        # Plain postgresql:// URLs use the driver this project declares (psycopg 3).
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "postgresql+psycopg"):
+        raise ConfigError(f"unsupported database {parsed.drivername!r} in {DATABASE_ENV}; use sqlite:/// "
+                          "or postgresql://")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_database_engine(url: str | None = None) -> Engine:
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10,
+                           max_overflow=10)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (SQLAlchemy's
+        # documented recipe), so that "begin" below can make them IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _migration_1(connection: Connection) -> None:
+    metadata.create_all(connection)
+
+
+# (version, step): append, never edit, once a version has shipped.
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def open_database(url: str | None = None) -> Engine:
+    """An engine on a database at the current schema version (created or upgraded here)."""
+    engine = create_database_engine(url)
+    try:
+        current = _current_version(engine)
+    except OperationalError as error:
+        engine.dispose()
+        reason = str(error.orig).splitlines()[0] if error.orig else str(error)
+        raise ConfigError(f"cannot open the study database {engine.url.render_as_string()} ({reason}); "
+                          f"check {DATABASE_ENV} or that the server is running") from None
+    if current > SCHEMA_VERSION:
+        engine.dispose()
+        raise ConfigError(f"the study database has schema version {current}, newer than this xai-lab "
+                          f"({SCHEMA_VERSION}); upgrade xai-lab")
+    for version, step in MIGRATIONS:
+        if version > current:
+            with engine.begin() as connection:
+                step(connection)
+                connection.execute(schema_version.delete())
+                connection.execute(schema_version.insert().values(version=version))
+    return engine
+
+
+def _current_version(engine: Engine) -> int:
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("schema_version"):
+            return 0
+        version = connection.execute(select(schema_version.c.version)).scalar()
+        connection.rollback()
+    return int(version or 0)
+
+
+def integrity_ok(engine: Engine) -> bool:
+    """SQLite's own consistency check (PostgreSQL keeps its own; always True there)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as connection:
+        return connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"

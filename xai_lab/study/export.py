@@ -1,0 +1,154 @@
+"""`export_study`: the study's data as analysis-ready files with a fixed column contract.
+
+Files (CSV, or Parquet with ``fmt="parquet"``), each starting with exactly the contracted
+columns, in order, extra columns after them; plus ``codebook.md`` describing every column and
+``flow.json`` with CONSORT counts. No tokens (only their hashes are stored, and those are not
+exported either) and no free text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from xai_lab.errors import ConfigError
+from xai_lab.store.schema import participants, questionnaire_answers, ratings, studies, trials
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "participants": {
+        "study_id": "study id from the design file",
+        "participant_id": "pseudonymous participant id (random; not the invitation token)",
+        "arm": "allocated arm (verify | rely | control), or arm order for within designs, e.g. verify>rely",
+        "stratum": "allocation stratum, e.g. role=nurse ('all' without strata)",
+        "role": "self-reported role (profile)",
+        "specialty": "self-reported specialty (profile)",
+        "experience_years": "self-reported years of experience, as the band chosen (e.g. 3-5)",
+        "prior_ai_use": "self-reported prior use of AI tools (profile)",
+        "status": "completed | withdrawn | in_progress",
+        "enrolled_at": "enrolment time, ISO 8601 UTC",
+        "completed_at": "completion time, ISO 8601 UTC (empty unless completed)",
+        "withdrawn_at": "withdrawal time, ISO 8601 UTC (empty unless withdrawn)",
+        "attention_failures": "attention checks answered wrongly",
+        "pilot": "true for pilot participants (their records seed peer rating)",
+    },
+    "trials": {
+        "study_id": "study id", "participant_id": "pseudonymous participant id",
+        "arm": "arm this trial was read under (verify | rely | control)",
+        "trial_index": "0-based position in the participant's (shuffled) sequence; practice not included",
+        "case_id": "image id in the dataset", "true_label": "ground-truth class name",
+        "ai_label": "class the AI advised (empty in control)",
+        "ai_confidence": "AI's calibrated probability for its label, 0-1 (empty in control)",
+        "ai_correct": "ai_label == true_label (empty in control)",
+        "advice_source": "model (the model's real output) or planted (deliberately wrong advice)",
+        "explanation_method": "saliency method of the overlay shown (empty when no overlay was shown)",
+        "overlay_shown": "whether the overlay was available on this trial (empty in control)",
+        "initial_label": "verify only: the participant's label before seeing the AI",
+        "initial_confidence": "verify only: confidence 0-100 before seeing the AI",
+        "final_label": "the participant's final label", "final_confidence": "final confidence, 0-100",
+        "final_correct": "final_label == true_label",
+        "rt_initial_ms": "verify only: server-measured ms from showing the image to the initial answer",
+        "rt_final_ms": "server-measured ms from showing the final step to its answer",
+        "started_at": "when the trial was first shown, ISO 8601 UTC",
+        "completed_at": "when the final answer was recorded, ISO 8601 UTC",
+        "overlay_toggles": "times the participant showed or hid the overlay",
+        "record_id": "pseudonymous id of this trial when peers rate it (ratings.target_id)",
+    },
+    "ratings": {
+        "study_id": "study id", "rater_id": "pseudonymous id of the rating participant",
+        "target_kind": "vignette | peer_record", "target_id": "vignette id or record_id of the rated trial",
+        "target_arm": "how the rated clinician used AI: verify | rely | control",
+        "item": "rating item id from the design", "score": "the rating",
+        "scale_min": "lowest possible score", "scale_max": "highest possible score",
+        "rated_at": "ISO 8601 UTC",
+        "target_source": "peer | pilot | vignette | fallback_vignette (vignette shown because too few peer "
+                         "records existed yet)",
+    },
+    "questionnaire": {
+        "study_id": "study id", "participant_id": "pseudonymous participant id",
+        "instrument": "questionnaire id from the design", "item": "item id", "response": "the answer (Likert score)",
+        "answered_at": "ISO 8601 UTC",
+    },
+}
+
+PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
+
+
+def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv") -> dict[str, int]:
+    """Write the export files; returns rows per file."""
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
+    with engine.connect() as connection:
+        if connection.execute(select(studies.c.study_id).where(studies.c.study_id == study_id)).first() is None:
+            known = [row[0] for row in connection.execute(select(studies.c.study_id))]
+            raise ConfigError(f"no study {study_id!r} in the database; known studies: {', '.join(known) or 'none'}")
+        tables = {
+            "participants": _participants(connection, study_id),
+            "trials": _frame(connection, trials, trials.c.study_id == study_id,
+                             [trials.c.participant_id, trials.c.trial_index]),
+            "ratings": _frame(connection, ratings, ratings.c.study_id == study_id,
+                              [ratings.c.rater_id, ratings.c.target_id, ratings.c.item]),
+            "questionnaire": _frame(connection, questionnaire_answers, questionnaire_answers.c.study_id == study_id,
+                                    [questionnaire_answers.c.participant_id, questionnaire_answers.c.instrument,
+                                     questionnaire_answers.c.item]),
+        }
+        flow = _flow(connection, study_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, frame in tables.items():
+        frame = frame[list(COLUMNS[name]) + [c for c in frame.columns if c not in COLUMNS[name]]]
+        path = out_dir / f"{name}.{fmt}"
+        staging = path.with_name(f".{path.name}.tmp")
+        frame.to_csv(staging, index=False) if fmt == "csv" else frame.to_parquet(staging, index=False)
+        staging.replace(path)
+        counts[name] = len(frame)
+    (out_dir / "flow.json").write_text(json.dumps(flow, indent=2) + "\n")
+    (out_dir / "codebook.md").write_text(codebook(study_id))
+    return counts
+
+
+def _frame(connection, table, where, order) -> pd.DataFrame:
+    rows = connection.execute(select(table).where(where).order_by(*order)).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in table.columns]).astype(object)
+
+
+def _participants(connection, study_id: str) -> pd.DataFrame:
+    query = (select(participants).where(participants.c.study_id == study_id, participants.c.status != "declined")
+             .order_by(participants.c.enrolled_at, participants.c.participant_id))
+    rows = []
+    for row in connection.execute(query).mappings():
+        profile = row["profile"] or {}
+        rows.append({"study_id": row["study_id"], "participant_id": row["participant_id"], "arm": row["arm"],
+                     "stratum": row["stratum"], **{f: profile.get(f) for f in PROFILE_FIELDS},
+                     "status": row["status"], "enrolled_at": row["enrolled_at"],
+                     "completed_at": row["completed_at"], "withdrawn_at": row["withdrawn_at"],
+                     "attention_failures": row["attention_failures"], "pilot": row["pilot"]})
+    return pd.DataFrame(rows, columns=list(COLUMNS["participants"])).astype(object)
+
+
+def _flow(connection, study_id: str) -> dict:
+    """CONSORT-style counts: enrolled, declined consent, allocated per arm, and outcome per arm."""
+    rows = connection.execute(select(participants.c.status, participants.c.arm)
+                              .where(participants.c.study_id == study_id)).all()
+    by_arm: dict[str, dict[str, int]] = {}
+    for status, arm in rows:
+        if arm is not None:
+            counts = by_arm.setdefault(arm, {"allocated": 0, "completed": 0, "withdrawn": 0, "in_progress": 0})
+            counts["allocated"] += 1
+            counts[status] = counts.get(status, 0) + 1
+    return {"enrolled": len(rows), "declined_consent": sum(s == "declined" for s, _ in rows),
+            "not_yet_allocated": sum(a is None and s == "in_progress" for s, a in rows), "by_arm": by_arm}
+
+
+def codebook(study_id: str) -> str:
+    lines = [f"# Codebook: export of study `{study_id}`", "",
+             "Timestamps are ISO 8601 in UTC. Empty cells mean the field does not apply (e.g. initial_* outside the "
+             "verify arm). Labels are the dataset's class names. No invitation tokens and no free text are exported.",
+             "`flow.json` holds CONSORT counts (enrolled, declined consent, allocated and outcome per arm).", ""]
+    for name, columns in COLUMNS.items():
+        lines += [f"## {name}", "", "| column | meaning |", "|---|---|"]
+        lines += [f"| `{column}` | {meaning} |" for column, meaning in columns.items()]
+        lines.append("")
+    return "\n".join(lines)

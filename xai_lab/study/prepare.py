@@ -1,0 +1,125 @@
+"""`prepare_study`: make a design runnable - dataset, model, case set, precomputed overlays.
+
+Builds what the design names if it is missing (the synthetic default, or an import of the
+design's `data.build` file), trains the model if there is none, selects the cases from the
+model's real predictions (`xai_lab.study.cases`), precomputes the overlays the study will show
+into the model's explanation cache, and writes the case set to
+``$XAI_LAB_HOME/prepared/<study id>/case_set.json``. Re-running reuses everything that exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from xai_lab.data.records import ImageDataset
+from xai_lab.data.storage import load_dataset, resolve_dataset_dir
+from xai_lab.data.synth import SynthConfig
+from xai_lab.errors import ConfigError, DataError, ModelError
+from xai_lab.explain.cache import CachedPrediction, ExplanationCache
+from xai_lab.explain.precompute import precompute
+from xai_lab.model.storage import check_model_fits, load_model, resolve_model_dir
+from xai_lab.paths import lab_home, model_dir
+from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
+from xai_lab.study.design import StudyDesign
+
+
+def prepared_path(study_id: str) -> Path:
+    return lab_home() / "prepared" / study_id / "case_set.json"
+
+
+def cache_root(model_name: str) -> Path:
+    """Where a model's explanation cache lives (the same place `xai-lab explain precompute` uses)."""
+    return lab_home() / "cache" / model_name
+
+
+def load_case_set(design: StudyDesign) -> CaseSet:
+    if not design.has_trials and not design.cases.practice:
+        return empty_case_set(design)
+    case_set = CaseSet.load(prepared_path(design.id))
+    if case_set.study_id != design.id:
+        raise ConfigError(f"{prepared_path(design.id)} belongs to study {case_set.study_id!r}; run "
+                          f"'xai-lab study prepare {design.source}' again")
+    return case_set
+
+
+def prepare_study(design: StudyDesign, say: Callable[[str], None] = print) -> CaseSet:
+    if design.data is None:
+        case_set = empty_case_set(design)
+        case_set.save(prepared_path(design.id))
+        return case_set
+    dataset = _ensure_dataset(design, say)
+    model, card = _ensure_model(design, dataset, say)
+    method = _method(design, card)
+    if design.attention.count and design.attention.answer not in dataset.class_names:
+        raise ConfigError(f"{design.source}: attention.answer is {design.attention.answer!r}, not a class of dataset "
+                          f"{dataset.name!r}; use one of {', '.join(dataset.class_names)}")
+    split = dataset[design.cases.split]
+    probabilities = model.predict_proba(split.images)
+    decided = model.decide(probabilities)
+    predictions = [CachedPrediction(case_id, int(label), int(choice), [float(p) for p in row])
+                   for case_id, label, choice, row in zip(split.case_ids, split.labels.tolist(), decided.tolist(),
+                                                          probabilities.tolist(), strict=True)]
+    provenance = {"dataset": dataset.name, "dataset_sha256": dataset.card.content_sha256,
+                  "model": design.data.model, "model_sha256": card.get("weights_sha256", "")}
+    case_set = select_cases(design, predictions, list(dataset.class_names), method, provenance)
+    chosen = case_set.cases + case_set.practice
+    planted = {case.case_id: case.target for case in chosen if case.advice_source == "planted"}
+    summary = precompute(model, dataset, ExplanationCache(cache_root(design.data.model), card),
+                         [case.case_id for case in chosen], [method], targets=planted)
+    say(f"overlays ({method}): {summary.computed} computed, {summary.reused} reused")
+    case_set.save(prepared_path(design.id))
+    return case_set
+
+
+def _ensure_dataset(design: StudyDesign, say: Callable[[str], None]) -> ImageDataset:
+    name = design.data.dataset
+    try:
+        resolve_dataset_dir(name)
+    except DataError:
+        _build_dataset(design, say)
+    return load_dataset(name)
+
+
+def _build_dataset(design: StudyDesign, say: Callable[[str], None]) -> None:
+    name, build = design.data.dataset, design.data.build
+    if build == "synthetic":
+        from xai_lab.workflows import synthesize_dataset
+
+        say(f"generating the synthetic dataset {name!r}")
+        synthesize_dataset(name, SynthConfig())
+        return
+    source = Path(build)
+    if not source.is_absolute():
+        source = Path(design.source).parent / source
+    if not source.exists():
+        raise ConfigError(f"{design.source}: data.build names {build!r}, which does not exist at {source}; "
+                          f"import the data with 'xai-lab data import PATH --name {name}' or fix the path")
+    from xai_lab.data.importers import import_dataset
+
+    say(f"importing {source} as dataset {name!r}")
+    import_dataset(source, name)
+
+
+def _ensure_model(design: StudyDesign, dataset: ImageDataset, say: Callable[[str], None]):
+    folder = model_dir(design.data.model)
+    try:
+        resolve_model_dir(folder)
+    except ModelError:
+        from xai_lab.workflows import train_and_save
+
+        say(f"training model {design.data.model!r} on {dataset.name!r}")
+        train_and_save(dataset.name, folder, progress=False)
+    model, card = load_model(folder)
+    check_model_fits(card, dataset)
+    return model, card
+
+
+def _method(design: StudyDesign, card: dict) -> str:
+    if design.explanation.method != "default":
+        return design.explanation.method
+    chosen = (card.get("explanations") or {}).get("default_method")
+    if not chosen:
+        raise ConfigError(f"{design.source}: explanation.method = \"default\" but model {card.get('name')!r} has no "
+                          "evaluated default; run 'xai-lab explain evaluate' on it, or name a method")
+    return chosen

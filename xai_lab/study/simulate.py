@@ -1,0 +1,166 @@
+"""Simulated participants that go through the same `StudyService` API as people do.
+
+Used by tests, benchmarks and the power analysis. Each simulated clinician has a skill (chance
+an unaided read is right), a reliance (chance of taking the AI's label when it differs from
+their own), a dropout rate (they stop answering at a random step and stay `in_progress`)
+and a withdrawal rate. Their choices are a function of (seed, participant number, step), so a
+run killed half-way and started again continues each participant exactly where it stopped.
+
+Tokens are appended to ``$XAI_LAB_HOME/simulations/<study>-<database hash>.tokens`` (fsync'd) as soon as
+each participant is enrolled; only this simulator writes them anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xai_lab.paths import lab_home
+from xai_lab.study.peer import USE_OF_AI
+from xai_lab.study.service import Step, StudyService
+
+# Competence ratings by target arm in Yang, Dai et al. 2025 (1-7): the simulator's default truth.
+RATING_MEANS = {"control": 5.93, "rely": 3.79, "verify": 4.99}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    participants: int
+    concurrency: int = 1
+    seed: int = 0
+    skill: float = 0.75
+    reliance: float = 0.6
+    dropout: float = 0.1
+    withdraw: float = 0.0
+    pilot: bool = False
+
+
+@dataclass
+class SimulationSummary:
+    enrolled: int = 0
+    resumed: int = 0
+    completed: int = 0
+    dropped_out: int = 0
+    withdrawn: int = 0
+    declined: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def tokens_path(service: StudyService) -> Path:
+    """Per study and database, so runs against different databases never mix participants."""
+    database = hashlib.sha256(service.engine.url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
+    return lab_home() / "simulations" / f"{service.design.id}-{database}.tokens"
+
+
+def simulate(service: StudyService, config: SimulationConfig) -> SimulationSummary:
+    """Run participants 0..N-1, resuming any an earlier (interrupted) run already enrolled."""
+    known = _read_tokens(tokens_path(service))
+    summary = SimulationSummary()
+    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+        outcomes = list(pool.map(lambda n: _run_one(service, config, n, known.get(n)), range(config.participants)))
+    for outcome, resumed in outcomes:
+        summary.resumed += resumed
+        summary.enrolled += not resumed
+        setattr(summary, outcome, getattr(summary, outcome) + 1)
+    return summary
+
+
+def _run_one(service: StudyService, config: SimulationConfig, number: int, token: str | None) -> tuple[str, bool]:
+    resumed = token is not None
+    if token is None:
+        token = service.enrol(pilot=config.pilot)
+        _append_token(tokens_path(service), number, token)
+    rng = random.Random(f"{config.seed}:{number}")
+    stop_after = rng.randrange(2, 40) if rng.random() < config.dropout else None
+    withdraw_after = rng.randrange(2, 40) if rng.random() < config.withdraw else None
+    clinician = SimulatedClinician(config, number, service)
+    step = service.resume(token)
+    while step.status == "in_progress":
+        if stop_after is not None and step.done >= stop_after:
+            return "dropped_out", resumed
+        if withdraw_after is not None and step.done >= withdraw_after:
+            service.withdraw(token)
+            return "withdrawn", resumed
+        step = service.submit(token, step.key, clinician.answer(step), idempotency_key=str(uuid.uuid4()))
+    return {"completed": "completed", "declined": "declined", "withdrawn": "withdrawn"}[step.status], resumed
+
+
+class SimulatedClinician:
+    """Answers like a reader of the given skill and reliance.
+
+    A simulator may know what participants cannot: the true labels (from the case set) and the
+    arm behind a rating target (from the design's vignettes, or the record's use of AI).
+    """
+
+    def __init__(self, config: SimulationConfig, number: int, service: StudyService) -> None:
+        self.config, self.number = config, number
+        case_set = service.case_set
+        self.truth = {case.case_id: case.true_label
+                      for case in case_set.cases + case_set.practice + case_set.attention}
+        self.arm_of_text = {v.text: v.target_arm for v in service.design.peer_rating.vignettes}
+        self.arm_of_text.update({phrase: arm for arm, phrase in USE_OF_AI.items()})
+        self.attention_answer = service.design.attention.answer
+
+    def answer(self, step: Step) -> dict[str, Any]:
+        rng = random.Random(f"{self.config.seed}:{self.number}:{step.key}")
+        content = step.content
+        if step.kind == "consent":
+            return {"agree": True}
+        if step.kind == "profile":
+            return {name: rng.choice(options) for name, options in content["fields"].items()}
+        if step.kind in ("trial", "practice"):
+            return self._read(rng, content)
+        if step.kind == "attention":  # 5% miss the check
+            return {"label": self.attention_answer if rng.random() >= 0.05 else rng.choice(content["class_names"])}
+        if step.kind == "rating":
+            target = content["target"]
+            arm = self.arm_of_text.get(target.get("text") or target.get("use_of_ai"), "verify")
+            return {item["id"]: _likert(rng, RATING_MEANS[arm], item) for item in content["items"]}
+        if step.kind == "questionnaire":
+            return {item["id"]: rng.randint(item["scale_min"], item["scale_max"]) for item in content["items"]}
+        return {}
+
+    def _read(self, rng: random.Random, content: dict[str, Any]) -> dict[str, Any]:
+        classes = content["class_names"]
+        truth = self.truth[content["case_id"]]
+        own = (content.get("initial") or {}).get("label")
+        if own is None:  # an unaided read: right with probability `skill`
+            own = truth if rng.random() < self.config.skill else rng.choice([c for c in classes if c != truth])
+        label = own
+        ai = content.get("ai") or {}
+        if content["phase"] == "final" and ai.get("label") and ai["label"] != own \
+                and rng.random() < self.config.reliance:
+            label = ai["label"]
+        confidence = int(min(100, max(0, round(rng.gauss(72 if label == own else 58, 15)))))
+        return {"label": label, "confidence": confidence}
+
+
+def _likert(rng: random.Random, mean: float, item: dict[str, Any]) -> int:
+    return int(min(item["scale_max"], max(item["scale_min"], round(rng.gauss(mean, 1.2)))))
+
+
+def _read_tokens(path: Path) -> dict[int, str]:
+    if not path.exists():
+        return {}
+    tokens = {}
+    for line in path.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[0].isdigit():  # a line cut short by a kill is ignored
+            tokens[int(parts[0])] = parts[1]
+    return tokens
+
+
+def _append_token(path: Path, number: int, token: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(f"{number}\t{token}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
