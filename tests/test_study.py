@@ -82,6 +82,7 @@ def test_shipped_designs_validate():
     (lambda t: t.replace("ai_wrong_share = 0.34", "ai_wrong_share = 1.5"), "cases.ai_wrong_share must be a number"),
     (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = [4]"), "allocation.block_sizes must be positive "
                                                                         "multiples of 3"),
+    (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = 6"), "allocation.block_sizes must be positive"),
     (lambda t: t.replace('arms = ["verify", "rely", "control"]', 'arms = ["verify", "trust"]'), "unknown arm"),
     (lambda t: t.replace('method = "gradcam"', 'method = "lime"'), "explanation.method"),
     (lambda t: t.replace('id = "t"', 'id = "../x"'), "id"),
@@ -407,7 +408,7 @@ def test_resume_after_any_step_returns_that_step(in_study_home, steps, arm_seed)
 def test_kill_9_mid_run_then_rerun_resumes(in_study_home, tmp_path):
     database = f"sqlite:///{tmp_path}/kill.db"
     command = [sys.executable, "-m", "xai_lab.cli", "simulate", "--study", str(in_study_home / "t.toml"),
-               "--participants", "60", "--concurrency", "4", "--seed", "5", "--dropout", "0",
+               "--participants", "300", "--concurrency", "4", "--seed", "5", "--dropout", "0",
                "--database", database]
     process = subprocess.Popen(command, env={**os.environ, "XAI_LAB_HOME": str(in_study_home)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -121,12 +121,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _run_precompute(args: argparse.Namespace) -> int:
     from xai_lab.explain.cache import ExplanationCache
     from xai_lab.explain.precompute import default_cases, precompute, read_case_file
-    from xai_lab.paths import lab_home
+    from xai_lab.paths import explanation_cache_dir
 
     methods = _methods(args.methods)
     model, card, dataset, folder = _load(args)
     cases = read_case_file(Path(args.cases)) if args.cases else default_cases(dataset, args.n, args.seed)
-    root = Path(args.cache) if args.cache else lab_home() / "cache" / folder.name
+    root = Path(args.cache) if args.cache else explanation_cache_dir(folder.name)
     summary = precompute(model, dataset, ExplanationCache(root, card), cases, methods, seed=args.seed)
     result = {**summary.to_dict(), "cache": str(root), "methods": methods}
     print(json.dumps(result) if args.json else

@@ -45,3 +45,8 @@ def dataset_dir(name: str) -> Path:
 
 def model_dir(name: str) -> Path:
     return models_root() / check_name(name, "model name")
+
+
+def explanation_cache_dir(model_name: str) -> Path:
+    """A model's explanation cache (`xai-lab explain precompute`, study preparation, the study UI)."""
+    return lab_home() / "cache" / check_name(model_name, "model name")

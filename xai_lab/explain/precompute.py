@@ -105,7 +105,7 @@ def precompute(model: ImageClassifier, dataset: ImageDataset, cache: Explanation
         image = split.images[index:index + 1]
         prediction = cache.load_prediction(case_id)
         if prediction is None:
-            prediction = _predict(model, case_id, image, int(split.labels[index]))
+            prediction = predict_cases(model, image, [int(split.labels[index])], [case_id])[0]
             cache.save_prediction(prediction)
         for method in methods:
             settings = cache_settings(method, seed, overlay, targets.get(case_id))
@@ -117,10 +117,13 @@ def precompute(model: ImageClassifier, dataset: ImageDataset, cache: Explanation
     return summary
 
 
-def _predict(model: ImageClassifier, case_id: str, image: torch.Tensor, label: int) -> CachedPrediction:
-    probabilities = model.predict_proba(image)
-    predicted = int(model.decide(probabilities)[0])
-    return CachedPrediction(case_id, label, predicted, [float(p) for p in probabilities[0]])
+def predict_cases(model: ImageClassifier, images: torch.Tensor, labels: list[int],
+                  case_ids: list[str]) -> list[CachedPrediction]:
+    """The model's calibrated decision on each case, in batches (what the cache stores per case)."""
+    probabilities = model.predict_proba(images)
+    decided = model.decide(probabilities).tolist()
+    return [CachedPrediction(case_id, int(label), int(choice), [float(p) for p in row])
+            for case_id, label, choice, row in zip(case_ids, labels, decided, probabilities.tolist(), strict=True)]
 
 
 def _explain(model: ImageClassifier, case_id: str, image: torch.Tensor, prediction: CachedPrediction, method: str,

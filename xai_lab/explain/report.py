@@ -95,8 +95,11 @@ def _html(report: ExplanationReport) -> str:
     title = html.escape(f"Saliency evaluation: model {report.model_name} on {report.dataset}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #999;padding:4px 8px;font-size:13px}</style></head><body>"
+            "td,th{border:1px solid #999;padding:4px 6px;font-size:13px}"
+            # a wide table scrolls inside its box rather than running off the page
+            ".wide{overflow-x:auto}</style></head><body>"
             f"<h1>{title}</h1><p>Mean [95% CI] over images. Lower is better for: "
-            f"{html.escape(', '.join(sorted(LOWER_IS_BETTER)))}.</p><table><tr>{head}</tr>{body}</table>"
+            f"{html.escape(', '.join(sorted(LOWER_IS_BETTER)))}.</p>"
+            f"<div class='wide'><table><tr>{head}</tr>{body}</table></div>"
             f"<p>Default method for studies: <b>{html.escape(str(report.default_method))}</b> "
             f"({html.escape(SELECTION_RULE)}). {html.escape(_ranks_text(report))}</p><ul>{notes}</ul></body></html>\n")

@@ -122,7 +122,6 @@ def _current_version(engine: Engine) -> int:
         if not inspect(connection).has_table("schema_version"):
             return 0
         version = connection.execute(select(schema_version.c.version)).scalar()
-        connection.rollback()
     return int(version or 0)
 
 

@@ -240,7 +240,8 @@ class _Table:
     def fail(self, key: str, problem: str) -> None:
         raise ConfigError(f"{self.source}: {self.prefix}{key} {problem}")
 
-    def _get(self, key: str, default: Any, kind: str) -> Any:
+    def raw_value(self, key: str, default: Any, kind: str) -> Any:
+        """The value as written (or the default); the typed readers below check it."""
         self.read.add(key)
         if key not in self.raw:
             if default is _REQUIRED:
@@ -249,19 +250,19 @@ class _Table:
         return self.raw[key]
 
     def string(self, key: str, default: Any = None, allow_empty: bool = False) -> str:
-        value = self._get(key, _REQUIRED if default is None else default, "a string")
+        value = self.raw_value(key, _REQUIRED if default is None else default, "a string")
         if not isinstance(value, str) or (not allow_empty and not value.strip()):
             self.fail(key, f"must be a non-empty string, got {value!r}")
         return value.strip()
 
     def strings(self, key: str, default: Any = None) -> list[str]:
-        value = self._get(key, _REQUIRED if default is None else default, "a list of strings")
+        value = self.raw_value(key, _REQUIRED if default is None else default, "a list of strings")
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             self.fail(key, f"must be a list of non-empty strings, got {value!r}")
         return [v.strip() for v in value]
 
     def integer(self, key: str, default: Any = None, low: int | None = None, high: int | None = None) -> int:
-        value = self._get(key, _REQUIRED if default is None else default, "an integer")
+        value = self.raw_value(key, _REQUIRED if default is None else default, "an integer")
         if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) \
                 or (high is not None and value > high):
             bounds = f" from {low}" if low is not None else ""
@@ -270,25 +271,25 @@ class _Table:
         return value
 
     def number(self, key: str, default: Any = None, low: float = 0.0, high: float = 1.0) -> float:
-        value = self._get(key, _REQUIRED if default is None else default, "a number")
+        value = self.raw_value(key, _REQUIRED if default is None else default, "a number")
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
             self.fail(key, f"must be a number from {low:g} to {high:g}, got {value!r}")
         return float(value)
 
     def boolean(self, key: str, default: bool) -> bool:
-        value = self._get(key, default, "true or false")
+        value = self.raw_value(key, default, "true or false")
         if not isinstance(value, bool):
             self.fail(key, f"must be true or false, got {value!r}")
         return value
 
     def choice(self, key: str, options: tuple[str, ...], default: Any = None) -> str:
-        value = self._get(key, _REQUIRED if default is None else default, f"one of {', '.join(options)}")
+        value = self.raw_value(key, _REQUIRED if default is None else default, f"one of {', '.join(options)}")
         if value not in options:
             self.fail(key, f"must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
         return value
 
     def table(self, key: str, optional: bool = False) -> _Table | None:
-        value = self._get(key, None if optional else _REQUIRED, "a table")
+        value = self.raw_value(key, None if optional else _REQUIRED, "a table")
         if value is None:
             return None
         if not isinstance(value, dict):
@@ -296,7 +297,7 @@ class _Table:
         return _Table(value, self.source, f"{self.prefix}{key}.")
 
     def tables(self, key: str) -> list[_Table]:
-        value = self._get(key, [], "an array of tables")
+        value = self.raw_value(key, [], "an array of tables")
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             self.fail(key, f"must be an array of tables ([[{self.prefix}{key}]])")
         return [_Table(v, self.source, f"{self.prefix}{key}[{i}].") for i, v in enumerate(value)]
@@ -348,11 +349,11 @@ def _allocation(table: _Table | None, arms: tuple[str, ...]) -> AllocationSpec:
         if name not in ("role", "specialty", "prior_ai_use"):
             table.fail("strata", f"lists {name!r}; stratify by role, specialty or prior_ai_use")
     unit = len(arms)
-    sizes = tuple(table._get("block_sizes", [unit, 2 * unit], "a list of integers"))
-    if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % unit == 0
-                            for s in sizes):
+    sizes = table.raw_value("block_sizes", [unit, 2 * unit], "a list of integers")
+    if not isinstance(sizes, list) or not sizes or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % unit == 0 for s in sizes):
         table.fail("block_sizes", f"must be positive multiples of {unit} (the number of "
-                                  f"{'arms' if kind == 'between' else 'arm orders'}), got {list(sizes)}")
+                                  f"{'arms' if kind == 'between' else 'arm orders'}), got {sizes!r}")
     if kind == "within" and len(arms) < 2:
         table.fail("kind", "within needs at least two arms")
     table.done()

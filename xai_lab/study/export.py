@@ -111,7 +111,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
 
 def _frame(connection, table, where, order) -> pd.DataFrame:
     rows = connection.execute(select(table).where(where).order_by(*order)).mappings().all()
-    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in table.columns]).astype(object)
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in table.columns]).convert_dtypes()
 
 
 def _participants(connection, study_id: str) -> pd.DataFrame:
@@ -125,7 +125,7 @@ def _participants(connection, study_id: str) -> pd.DataFrame:
                      "status": row["status"], "enrolled_at": row["enrolled_at"],
                      "completed_at": row["completed_at"], "withdrawn_at": row["withdrawn_at"],
                      "attention_failures": row["attention_failures"], "pilot": row["pilot"]})
-    return pd.DataFrame(rows, columns=list(COLUMNS["participants"])).astype(object)
+    return pd.DataFrame(rows, columns=list(COLUMNS["participants"])).convert_dtypes()
 
 
 def _flow(connection, study_id: str) -> dict:

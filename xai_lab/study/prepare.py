@@ -16,21 +16,16 @@ from xai_lab.data.records import ImageDataset
 from xai_lab.data.storage import load_dataset, resolve_dataset_dir
 from xai_lab.data.synth import SynthConfig
 from xai_lab.errors import ConfigError, DataError, ModelError
-from xai_lab.explain.cache import CachedPrediction, ExplanationCache
-from xai_lab.explain.precompute import precompute
+from xai_lab.explain.cache import ExplanationCache
+from xai_lab.explain.precompute import precompute, predict_cases
 from xai_lab.model.storage import check_model_fits, load_model, resolve_model_dir
-from xai_lab.paths import lab_home, model_dir
+from xai_lab.paths import explanation_cache_dir, lab_home, model_dir
 from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
 from xai_lab.study.design import StudyDesign
 
 
 def prepared_path(study_id: str) -> Path:
     return lab_home() / "prepared" / study_id / "case_set.json"
-
-
-def cache_root(model_name: str) -> Path:
-    """Where a model's explanation cache lives (the same place `xai-lab explain precompute` uses)."""
-    return lab_home() / "cache" / model_name
 
 
 def load_case_set(design: StudyDesign) -> CaseSet:
@@ -55,17 +50,13 @@ def prepare_study(design: StudyDesign, say: Callable[[str], None] = print) -> Ca
         raise ConfigError(f"{design.source}: attention.answer is {design.attention.answer!r}, not a class of dataset "
                           f"{dataset.name!r}; use one of {', '.join(dataset.class_names)}")
     split = dataset[design.cases.split]
-    probabilities = model.predict_proba(split.images)
-    decided = model.decide(probabilities)
-    predictions = [CachedPrediction(case_id, int(label), int(choice), [float(p) for p in row])
-                   for case_id, label, choice, row in zip(split.case_ids, split.labels.tolist(), decided.tolist(),
-                                                          probabilities.tolist(), strict=True)]
+    predictions = predict_cases(model, split.images, split.labels.tolist(), list(split.case_ids))
     provenance = {"dataset": dataset.name, "dataset_sha256": dataset.card.content_sha256,
                   "model": design.data.model, "model_sha256": card.get("weights_sha256", "")}
     case_set = select_cases(design, predictions, list(dataset.class_names), method, provenance)
     chosen = case_set.cases + case_set.practice
     planted = {case.case_id: case.target for case in chosen if case.advice_source == "planted"}
-    summary = precompute(model, dataset, ExplanationCache(cache_root(design.data.model), card),
+    summary = precompute(model, dataset, ExplanationCache(explanation_cache_dir(design.data.model), card),
                          [case.case_id for case in chosen], [method], targets=planted)
     say(f"overlays ({method}): {summary.computed} computed, {summary.reused} reused")
     case_set.save(prepared_path(design.id))

@@ -23,6 +23,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from xai_lab.study import allocation, flow
 from xai_lab.study.cases import CaseSet, StudyCase
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.flow import InvalidAnswer, StepKey
+from xai_lab.study.peer import choose_targets
 
 TOKEN_BYTES = 24  # 192 bits, above the 128 the design requires
 
@@ -115,14 +117,7 @@ class StudyService:
 
     def resume(self, token: str) -> Step:
         with self.engine.begin() as connection:
-            row = self._participant(connection, token)
-            if row["status"] == "in_progress" and row["shown_ns"] is None:
-                event = repo.append_event(connection, self.design.id, row["participant_id"], "shown",
-                                          {"ns": time.monotonic_ns(), "clock": CLOCK_ID, "at": repo.now_iso()},
-                                          step_key=row["step_key"])
-                apply_event(connection, event)
-                row = self._participant(connection, token)
-            return self._step(row)
+            return self._present(connection, token)
 
     def submit(self, token: str, step_key: str, answer: dict[str, Any], idempotency_key: str) -> Step:
         if not isinstance(answer, dict):
@@ -136,8 +131,7 @@ class StudyService:
             event = repo.append_event(connection, self.design.id, row["participant_id"], kind, payload,
                                       step_key=step_key, idempotency_key=idempotency_key)
             apply_event(connection, event)
-            self._assign_rating_targets_if_due(connection, token)
-        return self.resume(token)
+            return self._present(connection, token)  # the next step, shown in the same transaction
 
     def record_toggle(self, token: str, step_key: str, visible: bool, idempotency_key: str) -> None:
         """Log that the participant showed or hid the overlay on the current trial step."""
@@ -190,8 +184,6 @@ class StudyService:
             raise NotCurrentStep(f"step {step_key!r} has not been shown yet; call resume() before submitting")
 
     def _answer(self, connection: Connection, row, key: StepKey, answer: dict[str, Any]) -> tuple[str, dict]:
-        rt_ms = _elapsed_ms(row)
-        answered_at = repo.now_iso()
         if key.kind == "consent":
             agree = answer.get("agree")
             if not isinstance(agree, bool):
@@ -199,6 +191,7 @@ class StudyService:
             return "consent", {"agree": agree}
         if key.kind == "profile":
             return "allocated", self._allocation(connection, row, flow.check_profile(self.design, answer))
+        rt_ms, answered_at = _elapsed_ms(row), repo.now_iso()
         payload: dict[str, Any] = {"rt_ms": rt_ms, "at": answered_at}
         if key.kind in ("instructions", "debrief"):
             _no_fields(answer)
@@ -282,24 +275,31 @@ class StudyService:
                  "scale_min": by_id[item].scale_min, "scale_max": by_id[item].scale_max, "rated_at": answered_at,
                  "target_source": target["source"]} for item, score in scores.items()]
 
-    def _assign_rating_targets_if_due(self, connection: Connection, token: str) -> None:
+    def _present(self, connection: Connection, token: str) -> Step:
+        """The current step. On first showing: choose its rating targets (the first rating step)
+        and record the moment it is shown, from which its response time runs."""
         row = self._participant(connection, token)
-        if row["status"] != "in_progress" or row["step_key"] != "rating:0" or row["rating_targets"]:
-            return
-        from xai_lab.study.peer import choose_targets  # peer selection reads trials; kept in its own module
-
-        targets = choose_targets(connection, self.design, self.case_set, row)
-        event = repo.append_event(connection, self.design.id, row["participant_id"], "rating_targets",
-                                  {"targets": targets})
-        apply_event(connection, event)
+        if row["status"] != "in_progress":
+            return self._step(row)
+        if row["step_key"] == "rating:0" and not row["rating_targets"]:
+            targets = choose_targets(connection, self.design, self.case_set, row)
+            apply_event(connection, repo.append_event(connection, self.design.id, row["participant_id"],
+                                                      "rating_targets", {"targets": targets}))
+            row = self._participant(connection, token)
+        if row["shown_ns"] is None:
+            apply_event(connection, repo.append_event(
+                connection, self.design.id, row["participant_id"], "shown",
+                {"ns": time.monotonic_ns(), "clock": CLOCK_ID, "at": repo.now_iso()}, step_key=row["step_key"]))
+            row = self._participant(connection, token)
+        return self._step(row)
 
     def _step(self, row) -> Step:
         status = row["status"]
         plan = row["plan"] or flow.START_PLAN
         done, total = flow.progress(plan, row["step_index"])
-        key = row["step_key"]
-        return Step(key=key, kind=StepKey.parse(key).kind, status=status, done=done, total=total,
-                    content=self._content(row, StepKey.parse(key)) if status == "in_progress" else {})
+        key = StepKey.parse(row["step_key"])
+        return Step(key=row["step_key"], kind=key.kind, status=status, done=done, total=total,
+                    content=self._content(row, key) if status == "in_progress" else {})
 
     def _content(self, row, key: StepKey) -> dict[str, Any]:
         design = self.design
@@ -358,10 +358,8 @@ def _elapsed_ms(row) -> int:
     if row["shown_clock"] == CLOCK_ID and row["shown_ns"] is not None:
         return max(0, (time.monotonic_ns() - int(row["shown_ns"])) // 1_000_000)
     # shown by another machine (several app servers on one database): fall back to wall time
-    from datetime import datetime
-
-    shown = datetime.fromisoformat(row["shown_at"])
-    return max(0, int((datetime.fromisoformat(repo.now_iso()) - shown).total_seconds() * 1000))
+    elapsed = datetime.now(UTC) - datetime.fromisoformat(row["shown_at"])
+    return max(0, int(elapsed.total_seconds() * 1000))
 
 
 # ---------------------------------------------------------------- the event fold
