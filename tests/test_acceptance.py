@@ -24,7 +24,7 @@ def evaluate_json(model: str, data: str) -> dict:
 
 
 def test_synthetic_demo_generates_trains_and_reuses(lab_home):
-    first = run_cli("demo", "--quiet")
+    first = run_cli("demo", "--quiet", "--no-serve")
     assert first.code == 0, first.err
     assert "model 'synthetic'" in first.out and "not for clinical use" in first.out.lower()
     metrics = evaluate_json(str(lab_home / "models" / "synthetic"), "synthetic")
@@ -32,7 +32,7 @@ def test_synthetic_demo_generates_trains_and_reuses(lab_home):
     assert metrics["auroc"] >= 0.95, metrics
     card_path = lab_home / "models" / "synthetic" / "model_card.json"
     created = json.loads(card_path.read_text())["created_at"]
-    again = run_cli("demo", "--quiet")
+    again = run_cli("demo", "--quiet", "--no-serve")
     assert again.code == 0
     assert json.loads(card_path.read_text())["created_at"] == created, "a second demo must reuse the model"
 

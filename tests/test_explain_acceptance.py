@@ -44,7 +44,7 @@ def write_examples(model_name: str, data_name: str, prefix: str, count: int = 2)
 def demo_home(tmp_path_factory):
     """One lab with the demo's default model, shared by the tests below (it takes ~1.5 min to train)."""
     with module_lab(tmp_path_factory) as home:
-        assert run_cli("demo", "--quiet").code == 0
+        assert run_cli("demo", "--quiet", "--no-serve").code == 0
         yield home
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from xai_lab.cli_explain import add_explain_commands
+from xai_lab.cli_serve import add_demo_serve_options, add_serve_commands, run_demo_server
 from xai_lab.cli_study import add_study_commands
 from xai_lab.errors import ConfigError, XaiLabError
 
@@ -47,10 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_command(commands)
     add_explain_commands(commands)
     add_study_commands(commands)
-    demo = commands.add_parser("demo", help="build the default synthetic dataset and model if absent; show the card",
+    add_serve_commands(commands)
+    demo = commands.add_parser("demo", help="build the default dataset and model if absent, prepare the demo study "
+                                            "and serve it",
                                description="Build the default synthetic dataset and its calibrated model if they are "
-                                           "missing, then print the model card.")
+                                           "missing, print the model card, prepare studies/demo.toml and serve it "
+                                           "(participant, researcher and trainer URLs are printed).")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_demo_serve_options(demo)
     demo.set_defaults(run=_run_demo)
     return parser
 
@@ -232,7 +237,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"dataset '{dataset.name}': {dataset.card.n_images} images, {dataset.card.image_size[0]} px, "
           f"classes {', '.join(dataset.class_names)} ({dataset.path})")
     print(describe_model_card(card, folder))
-    return 0
+    return run_demo_server(args)
 
 
 # ---------------------------------------------------------------- output helpers

@@ -41,12 +41,13 @@ def render_overlay(image: np.ndarray | torch.Tensor, attribution: np.ndarray | t
                    display_size: int = 512, alpha: float = 0.6, clip_percentile: float = 99.0,
                    mode: Mode = "positive", colormap: str | None = None, top_k_percent: float | None = None,
                    legend: bool = True, confidence: float | None = None,
-                   min_confidence: float | None = None) -> Image.Image:
+                   min_confidence: float | None = None, outline_mask: np.ndarray | None = None) -> Image.Image:
     """The radiograph with the attribution blended over it, as an RGB PIL image.
 
     image: (H, W) or (C, H, W) in [0, 1] (colour images are shown in grey);
     attribution: (h, w), any resolution (resampled to the image); the image is shown at
-    `display_size` px square plus, with `legend`, a colour bar on the right.
+    `display_size` px square plus, with `legend`, a colour bar on the right; `outline_mask`
+    (h, w booleans, e.g. the true lesion) is outlined in amber on the image, not on the bar.
     """
     base = _grey(image)
     field = _as_array(attribution, "attribution")
@@ -63,6 +64,8 @@ def render_overlay(image: np.ndarray | torch.Tensor, attribution: np.ndarray | t
     blended = Image.fromarray(np.uint8(np.clip((1 - weight) * rgb + weight * colour, 0, 1) * 255))
     if top_k_percent is not None:
         blended = _outline_top(blended, resampled, mode, top_k_percent)
+    if outline_mask is not None and np.asarray(outline_mask).any():
+        blended = draw_outline(blended, np.asarray(outline_mask))
     return _with_colour_bar(blended, cmap, mode) if legend else blended
 
 

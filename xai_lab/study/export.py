@@ -94,7 +94,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
                                     [questionnaire_answers.c.participant_id, questionnaire_answers.c.instrument,
                                      questionnaire_answers.c.item]),
         }
-        flow = _flow(connection, study_id)
+        flow = consort_flow(connection, study_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, frame in tables.items():
@@ -128,7 +128,7 @@ def _participants(connection, study_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS["participants"])).convert_dtypes()
 
 
-def _flow(connection, study_id: str) -> dict:
+def consort_flow(connection, study_id: str) -> dict:
     """CONSORT-style counts: enrolled, declined consent, allocated per arm, and outcome per arm."""
     rows = connection.execute(select(participants.c.status, participants.c.arm)
                               .where(participants.c.study_id == study_id)).all()

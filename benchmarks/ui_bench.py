@@ -1,0 +1,126 @@
+"""UI latency under load: N simulated participants answering trials on a served app at the same time.
+
+    python benchmarks/ui_bench.py                       # N = 10 and 20, the demo study
+    python benchmarks/ui_bench.py --participants 5,10,20 --think 0
+
+What is measured: for every decision click, the time from sending the answer over the app's
+websocket to receiving `script_finished` of the run that draws the next screen (the answer
+recorded, the next step resumed, every element of the new screen delivered) - what a
+participant waits for after clicking. The participants are `ProtocolClient`s (Streamlit's own
+protocol, no browser), so the numbers are the server's, not Chromium's rendering; one
+process, loopback only, bounded to the N given. Each participant first gets through consent,
+profile and instructions via the study API, then answers every practice, trial and attention
+step through the app with a think time drawn uniformly from [0.5, 1.5] x --think seconds
+(people look at a radiograph for seconds; --think 0 is a saturation test).
+
+The goal in the UI issue: p95 <= 300 ms at N = 20 on the project's 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DESIGN = REPO / "studies" / "demo.toml"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--participants", default="10,20", help="comma-separated N values (default 10,20)")
+    parser.add_argument("--think", type=float, default=1.0, help="mean think time between answers, s (default 1)")
+    parser.add_argument("--home", default=None, help="lab home with the demo assets (default: a temporary one, "
+                                                     "built first, about 2 minutes)")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.participants.split(",")]
+    home = Path(args.home or tempfile.mkdtemp(prefix="xai-ui-bench-"))
+    os.environ["XAI_LAB_HOME"] = str(home)
+    subprocess.run([sys.executable, "-m", "xai_lab.cli", "demo", "--quiet", "--no-serve"], check=True,
+                   stdout=subprocess.DEVNULL)
+    print(f"ui_bench: demo study in {home}; {os.cpu_count()} CPUs; think time {args.think} s")
+    print(f"{'N':>4} {'answers':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    for n in sizes:
+        latencies = run_load(home, n, args.think)
+        ordered = sorted(latencies)
+        p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+        print(f"{n:>4} {len(ordered):>8} {statistics.median(ordered) * 1000:>8.0f} {p95 * 1000:>8.0f} "
+              f"{ordered[-1] * 1000:>8.0f}", flush=True)
+    return 0
+
+
+def run_load(home: Path, n: int, think: float) -> list[float]:
+    from xai_lab.ui.local_server import served_app
+
+    database = f"sqlite:///{home}/ui-bench-{n}-{int(time.time())}.db"
+    tokens = _ready_participants(database, n)
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    with served_app(DESIGN, home, database=database) as port:
+        def participant(token: str, seed: int) -> None:
+            try:
+                measured = answer_all(port, token, think, random.Random(seed))
+                with lock:
+                    latencies.extend(measured)
+            except BaseException as error:  # reported after the run; a bench must not hide failures
+                errors.append(error)
+
+        threads = [threading.Thread(target=participant, args=(token, i)) for i, token in enumerate(tokens)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} participant(s) failed; first: {errors[0]!r}")
+    return latencies
+
+
+def _ready_participants(database: str, n: int) -> list[str]:
+    """Enrol n participants and take them through consent, profile and instructions (study API)."""
+    from xai_lab.study.design import load_design
+    from xai_lab.study.prepare import load_case_set
+    from xai_lab.study.service import StudyService
+
+    design = load_design(DESIGN)
+    service = StudyService.open(design, load_case_set(design), url=database)
+    tokens = []
+    for i in range(n):
+        token = service.enrol()
+        step = service.resume(token)
+        step = service.submit(token, step.key, {"agree": True}, f"c{i}")
+        profile = {name: options[i % len(options)] for name, options in step.content["fields"].items()}
+        step = service.submit(token, step.key, profile, f"p{i}")
+        service.submit(token, step.key, {}, f"i{i}")
+        tokens.append(token)
+    return tokens
+
+
+def answer_all(port: int, token: str, think: float, rng: random.Random) -> list[float]:
+    from xai_lab.ui.protocol_client import ProtocolClient
+
+    latencies = []
+    with ProtocolClient("127.0.0.1", port, f"study=demo&token={token}") as client:
+        while True:
+            time.sleep(think * rng.uniform(0.5, 1.5))
+            decide = client.keys("decide:")
+            attention = client.keys("attention:")
+            if decide:
+                step_key = decide[0].split(":", 1)[1].rsplit(":", 1)[0]
+                client.set_value(f"confidence:{step_key}", [rng.randint(55, 95)])
+                latencies.append(client.click(rng.choice(client.keys("decide:"))))
+            elif attention:
+                latencies.append(client.click(attention[0]))
+            else:
+                return latencies  # past the trials (peer rating next)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""End to end in real headless Chromium: a verify and a rely session against a served app, then the export.
+
+Needs Debian's chromium (``apt-get install chromium chromium-driver``; `.ci/run` installs it) and
+Python Playwright, which drives it through `executable_path` (its own browser download is not
+used). Skipped when Chromium is absent, unless XAI_LAB_REQUIRE_BROWSER=1 (CI sets it), which
+turns the absence into a failure. Screenshots of every screen go to test-artifacts/browser/.
+
+The verify session is answered with the keyboard only (focus, arrow keys, Enter/Space); the
+rely session with the mouse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pytest
+from conftest import REPO_ROOT, run_cli, served_app, use_lab, write_study
+from playwright.sync_api import expect
+
+from xai_lab.store.database import open_database
+from xai_lab.study.access import enrolment_code
+from xai_lab.study.design import load_design
+from xai_lab.study.prepare import load_case_set
+from xai_lab.study.service import StudyService
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("XAI_LAB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+VIEWPORT = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("XAI_LAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing but XAI_LAB_REQUIRE_BROWSER=1: apt-get install chromium")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api.expect.set_options(timeout=30_000)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def served(study_home: Path):
+    """A two-arm, three-trial study `b` in the module's lab, served by `xai-lab serve`."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_lab(study_home, patch)
+        patch.delenv("XAI_LAB_DATABASE_URL", raising=False)
+        design = write_study(study_home, study_id="b", arms='["verify", "rely"]', n=3, blocks="[2]")
+        assert run_cli("study", "prepare", str(design)).code == 0
+        with served_app(design, study_home) as port:
+            yield study_home, design, port
+
+
+class Participant:
+    """One browser tab taking part; reads its current step from the database to know what to expect."""
+
+    def __init__(self, page, design: Path, arm_hint: str) -> None:
+        self.page, self.arm_hint, self.shots = page, arm_hint, 0
+        design_obj = load_design(design)
+        self.service = StudyService(open_database(), design_obj, load_case_set(design_obj))
+
+    @property
+    def token(self) -> str:
+        return parse_qs(urlparse(self.page.url).query)["token"][0]
+
+    def key(self) -> str:
+        return self.service.resume(self.token).key
+
+    def settle(self, previous: str | None = None) -> str:
+        """Wait until the server moved past `previous` and the page finished drawing the new step."""
+        deadline = time.monotonic() + 30
+        while previous is not None and self.key() == previous:
+            if time.monotonic() > deadline:
+                self.shot(f"stuck-at-{previous}")
+                raise AssertionError(f"the page did not move past {previous} in 30 s (screenshot saved)")
+            time.sleep(0.05)
+        step = self.service.resume(self.token)
+        if step.kind not in ("consent", "profile", "complete"):  # these show no progress bar
+            self.page.get_by_text(f"Step {step.done + 1} of {step.total}", exact=True).wait_for(timeout=30_000)
+        idle(self.page)
+        return step.key
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.shots += 1
+        self.page.screenshot(path=str(ARTIFACTS / f"{self.arm_hint}-{self.shots:02d}-{name.replace(':', '_')}.png"))
+
+    def button(self, name: str):
+        return self.page.get_by_role("button", name=name, exact=True)
+
+
+def idle(page) -> None:
+    """The script run finished and no element of the previous screen is left (Streamlit marks them stale)."""
+    page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=30_000)
+    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=30_000)
+
+
+def take_part(participant: Participant, keyboard: bool) -> str:
+    """Consent and profile; returns the allocated arm."""
+    page = participant.page
+    page.wait_for_url("**token=**", timeout=30_000)  # enrolled: the code in the URL became a token
+    key = participant.settle()
+    assert key == "consent"
+    participant.shot("consent")
+    press(participant.button("I agree to take part"), keyboard)
+    key = participant.settle("consent")
+    participant.shot("profile")
+    for index, option in enumerate(["nurse", "emergency medicine", "0-2", "never"]):
+        box = page.locator('[data-testid="stSelectbox"]').nth(index)
+        box.click()
+        page.get_by_role("option", name=option, exact=True).click()
+        idle(page)
+    press(participant.button("Continue"), keyboard)
+    key = participant.settle("profile")
+    return key.split(":")[1]
+
+
+def press(locator, keyboard: bool) -> None:
+    # enabled = the rerun after the last answer has reached the page (Continue unlocks then)
+    expect(locator).to_be_enabled(timeout=30_000)
+    if keyboard:
+        locator.focus()
+        locator.press("Enter")
+    else:
+        locator.click()
+
+
+def answer_trial(participant: Participant, key: str, label: str, keyboard: bool) -> None:
+    page = participant.page
+    decide = participant.button(label.capitalize())
+    assert decide.is_disabled()  # untouched confidence: no decision yet
+    slider = page.get_by_role("slider")
+    if keyboard:
+        slider.focus()
+        for _ in range(15):
+            slider.press("ArrowRight")
+    else:
+        box = slider.bounding_box()  # the range input spans the track: click at 70% of it
+        page.mouse.click(box["x"] + 0.7 * box["width"], box["y"] + box["height"] / 2)
+    idle(page)
+    expect(decide).to_be_enabled()  # the slider's new value reached the server
+    participant.shot(key)
+    press(decide, keyboard)
+
+
+def likert(participant: Participant, keyboard: bool) -> None:
+    page = participant.page
+    groups = page.get_by_role("radiogroup")
+    for index in range(groups.count()):
+        option = groups.nth(index).get_by_text("5", exact=True)
+        if keyboard:  # focus the group's first option, select it, then arrow across to 5
+            groups.nth(index).get_by_role("radio").first.focus()
+            page.keyboard.press("Space")
+            for _ in range(4):
+                page.keyboard.press("ArrowRight")
+        else:
+            option.click()
+        idle(page)
+
+
+def complete(participant: Participant, keyboard: bool) -> None:
+    key = participant.key()
+    while key != "complete":
+        participant.shot(key)
+        if key.startswith("instructions"):
+            press(participant.button("Start"), keyboard)
+        elif key.startswith(("trial", "practice")):
+            if key.endswith(":final") and participant.arm_hint == "verify":
+                assert participant.page.get_by_text("AI suggestion").count() == 1
+            answer_trial(participant, key, "lesion" if key.startswith("trial:1") else "normal", keyboard)
+        elif key.startswith("attention"):
+            press(participant.button("Normal"), keyboard)
+        elif key.startswith(("rating", "questionnaire")):
+            likert(participant, keyboard)
+            press(participant.button("Continue"), keyboard)
+        elif key == "debrief":
+            press(participant.button("Finish"), keyboard)
+        key = participant.settle(key)
+    participant.page.get_by_text("You have finished").wait_for(timeout=30_000)
+    participant.shot("complete")
+
+
+def test_verify_and_rely_sessions_in_chromium(browser, served, tmp_path):
+    home, design, port = served
+    code = enrolment_code(open_database(), "b")
+    done, tokens = {}, []
+    for attempt in range(4):  # blocks of 2: the first two enrolments hold one of each arm
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/?study=b&code={code}")
+        keyboard = attempt == 0
+        participant = Participant(page, design, "pending")
+        arm = take_part(participant, keyboard)
+        participant.arm_hint = arm
+        if arm not in done:
+            complete(participant, keyboard=arm == "verify")
+            done[arm] = hashlib.sha256(participant.token.encode()).hexdigest()
+        tokens.append(participant.token)
+        context.close()
+        if len(done) == 2:
+            break
+    assert set(done) == {"verify", "rely"}
+
+    out = tmp_path / "export"
+    assert run_cli("export", "--study", "b", "--out", str(out)).code == 0
+    frame = pd.read_csv(out / "trials.csv")
+    by_arm = {arm: frame[frame["arm"] == arm] for arm in ("verify", "rely")}
+    assert len(by_arm["verify"]) == 3 and len(by_arm["rely"]) == 3
+    assert by_arm["verify"]["initial_label"].notna().all() and by_arm["rely"]["initial_label"].isna().all()
+    assert (by_arm["verify"]["final_confidence"] != 50).all()  # the slider was moved, not left in the middle
+    assert frame.groupby("participant_id")["trial_index"].apply(sorted).map(list).eq([[0, 1, 2]] * 2).all()
+    assert set(frame["final_label"]) <= {"normal", "lesion"}
+    for export_file in out.iterdir():  # tokens never reach exports or the server's log
+        assert "token" not in export_file.read_text(errors="ignore").lower() or export_file.name == "codebook.md"
+    log = (home / f"serve-{port}.log").read_text()
+    assert tokens and not any(token in log for token in tokens)
+
+
+def test_researcher_and_trainer_pages_in_chromium(browser, served):
+    home, design, port = served
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(f"http://127.0.0.1:{port}/researcher")
+    page.get_by_label("Password", exact=True).fill("wrong password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Wrong password.").wait_for()
+    page.get_by_label("Password", exact=True).fill("researcher-pass")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("By arm and stratum").wait_for(timeout=30_000)
+    idle(page)
+    page.locator('[data-testid="stGraphVizChart"] svg').wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # the dataframe canvas paints after the script ends
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "researcher-dashboard.png"), full_page=True)
+    page.goto(f"http://127.0.0.1:{port}/trainer")
+    page.get_by_text("Sanity check: randomise the model").wait_for(timeout=60_000)
+    page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=60_000)
+    assert page.locator('[data-testid="stImage"]').count() >= 3
+    page.screenshot(path=str(ARTIFACTS / "trainer.png"), full_page=True)

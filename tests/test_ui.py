@@ -1,0 +1,406 @@
+"""The study UI driven by Streamlit's AppTest: every page, every arm, reloads, replays, forgeries, login.
+
+The app runs against the real study engine and a real SQLite database in the module's lab
+(`study_home`: a tiny synthetic dataset, a quickly trained model, a prepared 3-arm study `t`
+with 6 trials, 1 practice case, 1 attention check, 2 peer ratings and a questionnaire).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from conftest import REPO_ROOT, use_lab
+from PIL import Image
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from xai_lab.store.database import open_database
+from xai_lab.store.schema import allocation_slots, events, participants, ratings, trials
+from xai_lab.study.access import enrolment_code
+from xai_lab.study.design import load_design
+from xai_lab.study.prepare import load_case_set
+from xai_lab.study.service import ReplayedSubmit, StudyService
+
+APP = str(REPO_ROOT / "app.py")
+PASSWORD = "correct horse battery"
+PAGES = "xai_lab/ui/pages"
+
+
+@pytest.fixture
+def lab(study_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    use_lab(study_home, monkeypatch)
+    monkeypatch.setenv("XAI_LAB_STUDIES", str(study_home / "t.toml"))
+    monkeypatch.setenv("XAI_LAB_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.delenv("XAI_LAB_DATABASE_URL", raising=False)
+    st.cache_resource.clear()  # the pages' resources are per process; each test starts clean
+    st.cache_data.clear()
+    return study_home
+
+
+def engine():
+    return open_database()
+
+
+def new_app(**params: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    for key, value in params.items():
+        app.query_params[key] = value
+    return app.run()
+
+
+def enrolled_app() -> AppTest:
+    app = new_app(study="t", code=enrolment_code(engine(), "t"))
+    assert not app.exception, app.exception
+    return app
+
+
+def current_key(app: AppTest) -> str:
+    """The step key the page shows, read from the database for this session's token."""
+    return service().resume(app.session_state["token:t"]).key
+
+
+def service() -> StudyService:
+    return StudyService(engine(), load_design(_design_path()), _case_set())
+
+
+def _design_path() -> Path:
+    return Path(os.environ["XAI_LAB_STUDIES"])
+
+
+def _case_set():
+    return load_case_set(load_design(_design_path()))
+
+
+def button(app: AppTest, key_prefix: str, label: str | None = None):
+    found = [b for b in app.button if (b.key or "").startswith(key_prefix) and (label is None or b.label == label)]
+    assert found, f"no button {key_prefix!r} ({label}) on the page; buttons: {[b.key for b in app.button]}"
+    return found[0]
+
+
+def texts(app: AppTest) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "caption", "subheader", "title", "info", "warning",
+                                              "error", "success") for e in getattr(app, kind))
+
+
+def start(app: AppTest, role: str = "nurse") -> str:
+    """Consent, profile, read the instructions; returns the arm the instructions are for."""
+    button(app, "agree:").click().run()
+    for box in app.selectbox:
+        box.select(role if box.key.endswith(":role") else box.options[0]).run()
+    button(app, "go:profile").click().run()
+    assert not app.exception, app.exception
+    return current_key(app).split(":")[1]
+
+
+def enrol_into(arm: str, role: str = "nurse") -> AppTest:
+    """Enrol fresh participants (each in a new browser session) until one is allocated `arm`."""
+    for _ in range(6):  # every block of 3 or 6 holds each arm
+        app = enrolled_app()
+        if start(app, role) == arm:
+            return app
+    raise AssertionError(f"no {arm} allocation in 6 enrolments")
+
+
+def answer_trial(app: AppTest, label: str, confidence: int) -> None:
+    key = current_key(app)
+    app.slider(key=f"confidence:{key}").set_value(confidence).run()
+    button(app, f"decide:{key}:{label}").click().run()
+    assert not app.exception, app.exception
+
+
+def finish_after_trials(app: AppTest) -> None:
+    """Ratings, questionnaire and debrief, answering every Likert item with 5."""
+    while (key := current_key(app)).startswith(("rating", "questionnaire")):
+        for radio in app.radio:
+            if radio.key.startswith(key):
+                radio.set_value(5).run()
+        button(app, f"go:{key}").click().run()
+        assert not app.exception, app.exception
+    assert current_key(app) == "debrief"
+    assert "Thank you" in texts(app)
+    button(app, "go:debrief").click().run()
+    assert "You have finished" in texts(app)
+
+
+def run_session(app: AppTest, toggle_overlay: bool = False) -> list[str]:
+    """Answer every step up to the ratings; returns the step keys seen."""
+    seen = []
+    while True:
+        key = current_key(app)
+        seen.append(key)
+        if key.startswith("instructions"):
+            button(app, f"go:{key}").click().run()
+        elif key.startswith(("trial", "practice")):
+            if toggle_overlay and key.endswith("final") and app.toggle:
+                app.toggle(key=f"overlay:{key}").set_value(False).run()
+            answer_trial(app, "lesion" if len(seen) % 2 else "normal", 40 + len(seen))
+        elif key.startswith("attention"):
+            button(app, f"attention:{key}:normal").click().run()
+        else:
+            return seen
+
+
+def participant_rows(app: AppTest):
+    token_hash = hashlib.sha256(app.session_state["token:t"].encode()).hexdigest()
+    with engine().connect() as connection:
+        person = connection.execute(select(participants).where(participants.c.token_sha256 == token_hash)).first()
+        rows = connection.execute(select(trials).where(trials.c.participant_id == person.participant_id)
+                                  .order_by(trials.c.trial_index)).mappings().all()
+    return person, rows
+
+
+# ---------------------------------------------------------------- full sessions
+
+
+def test_full_verify_session(lab):
+    app = enrol_into("verify")
+    assert "AI suggestion" not in texts(app)
+    seen = run_session(app, toggle_overlay=True)
+    assert seen[1:3] == ["practice:0:initial", "practice:0:final"]
+    assert sum(key.startswith("trial") for key in seen) == 12  # initial and final for each of 6 trials
+    finish_after_trials(app)
+    person, rows = participant_rows(app)
+    assert person.status == "completed" and person.arm == "verify"
+    assert len(rows) == 6
+    assert all(r["initial_label"] is not None and r["initial_confidence"] is not None for r in rows)
+    assert all(r["rt_initial_ms"] is not None for r in rows)
+    assert [r["overlay_toggles"] for r in rows if r["overlay_shown"]] == [1] * sum(r["overlay_shown"] for r in rows)
+    with engine().connect() as connection:
+        rated = connection.execute(select(func.count()).select_from(ratings)
+                                   .where(ratings.c.rater_id == person.participant_id)).scalar()
+    assert rated == 2 * 2  # two targets, two items each
+
+
+def test_verify_shows_ai_only_after_the_initial_answer(lab):
+    app = enrol_into("verify")
+    button(app, "go:instructions").click().run()
+    assert current_key(app) == "practice:0:initial"
+    assert "AI suggestion" not in texts(app) and not app.toggle
+    answer_trial(app, "normal", 30)
+    assert current_key(app) == "practice:0:final"
+    assert "AI suggestion" in texts(app)
+    assert "Your first reading: **normal**, 30% sure." in texts(app)
+
+
+def test_full_rely_session(lab):
+    app = enrol_into("rely")
+    button(app, "go:instructions").click().run()
+    assert current_key(app) == "practice:0:final"
+    assert "AI suggestion" in texts(app)  # advice from the start
+    seen = run_session(app)
+    assert not any(key.endswith("initial") for key in seen)
+    finish_after_trials(app)
+    person, rows = participant_rows(app)
+    assert person.status == "completed" and person.arm == "rely" and len(rows) == 6
+    assert all(r["initial_label"] is None and r["ai_label"] is not None for r in rows)
+
+
+def test_control_session_never_shows_ai(lab):
+    app = enrol_into("control")
+    button(app, "go:instructions").click().run()
+    while (key := current_key(app)).startswith(("trial", "practice", "attention")):
+        assert "AI suggestion" not in texts(app) and not app.toggle
+        if key.startswith("attention"):
+            button(app, f"attention:{key}:normal").click().run()
+        else:
+            answer_trial(app, "normal", 55)
+    finish_after_trials(app)
+    person, rows = participant_rows(app)
+    assert person.arm == "control" and len(rows) == 6
+    assert all(r["ai_label"] is None and r["overlay_shown"] is None for r in rows)
+
+
+# ---------------------------------------------------------------- the trial screen's rules
+
+
+def test_confidence_must_be_touched_before_deciding(lab):
+    app = enrol_into("rely")
+    button(app, "go:instructions").click().run()
+    key = current_key(app)
+    assert all(b.disabled for b in app.button if b.key.startswith(f"decide:{key}"))
+    app.slider(key=f"confidence:{key}").set_value(50).set_value(70).run()
+    assert not any(b.disabled for b in app.button if b.key.startswith(f"decide:{key}"))
+
+
+def test_reload_mid_trial_returns_to_the_same_trial_without_duplicates(lab):
+    app = enrol_into("verify")
+    button(app, "go:instructions").click().run()
+    answer_trial(app, "normal", 60)  # practice initial
+    answer_trial(app, "normal", 60)  # practice final
+    answer_trial(app, "lesion", 70)  # trial 0 initial
+    assert current_key(app) == "trial:0:final"
+    app.slider(key="confidence:trial:0:final").set_value(20).run()  # this tab is about to answer ...
+    token = app.session_state["token:t"]
+    assert app.query_params["token"] == [token] or app.query_params["token"] == token  # the URL resumes
+    reloaded = new_app(study="t", token=token)  # a reload is a new browser session with the same URL
+    assert current_key(reloaded) == "trial:0:final"
+    assert "Your first reading: **lesion**, 70% sure." in texts(reloaded)
+    answer_trial(reloaded, "normal", 80)
+    person, rows = participant_rows(reloaded)
+    assert len(rows) == 1 and rows[0]["initial_label"] == "lesion" and rows[0]["final_label"] == "normal"
+    # ... the old tab now answers the step the reload already answered: refused, nothing duplicated
+    button(app, "decide:trial:0:final:lesion").click().run()
+    assert "already been answered" in texts(app)
+    assert len(participant_rows(app)[1]) == 1
+
+
+def test_replayed_submit_is_recorded_once(lab):
+    app = enrol_into("rely")
+    button(app, "go:instructions").click().run()
+    answer_trial(app, "normal", 60)  # practice
+    key = current_key(app)
+    answer_trial(app, "lesion", 65)
+    replay_key = app.session_state[f"idem:{key}"]
+    with engine().connect() as connection:
+        before = connection.execute(select(func.count()).select_from(events)).scalar()
+    with pytest.raises(ReplayedSubmit):
+        service().submit(app.session_state["token:t"], key, {"label": "lesion", "confidence": 65}, replay_key)
+    with engine().connect() as connection:
+        assert connection.execute(select(func.count()).select_from(events)).scalar() == before
+    assert len(participant_rows(app)[1]) == 1
+
+
+def test_forged_token_and_unknown_study_are_refused(lab):
+    with engine().connect() as connection:
+        before = connection.execute(select(func.count()).select_from(events)).scalar()
+    forged = new_app(study="t", token="not-a-real-token")
+    assert not forged.exception
+    assert "not recognised" in forged.error[0].value
+    assert not forged.button and not forged.slider
+    unknown = new_app(study="someone-else", token="x")
+    assert "not recognised" in unknown.error[0].value
+    wrong_code = new_app(study="t", code="AAAAAAAAAA")
+    assert "not right" in wrong_code.error[0].value
+    with engine().connect() as connection:
+        assert connection.execute(select(func.count()).select_from(events)).scalar() == before
+
+
+def test_arm_cannot_be_chosen_from_the_url_or_session_state(lab):
+    arms = []
+    for _ in range(6):  # a stratum no other test uses
+        app = AppTest.from_file(APP, default_timeout=60)
+        app.query_params.update(study="t", code=enrolment_code(engine(), "t"), arm="control")
+        app.session_state["arm"] = "control"
+        app.run()
+        arms.append(start(app, role="student"))
+    with engine().connect() as connection:  # the concealed sequence decided, in order
+        sequence = connection.execute(select(allocation_slots.c.arm).where(
+            allocation_slots.c.study_id == "t", allocation_slots.c.stratum == "role=student")
+            .order_by(allocation_slots.c.slot).limit(6)).scalars().all()
+    assert arms == sequence
+    assert set(arms) == {"verify", "rely", "control"}  # the first block of 3 or 6 holds every arm
+
+
+def test_withdrawal_deletes_answers(lab):
+    app = enrol_into("rely")
+    button(app, "go:instructions").click().run()
+    answer_trial(app, "normal", 60)
+    answer_trial(app, "normal", 60)
+    app.checkbox(key="withdraw:sure").check().run()
+    app.button(key="withdraw:go").click().run()
+    assert "withdrawn" in texts(app)
+    person, rows = participant_rows(app)
+    assert person.status == "withdrawn" and rows == []
+
+
+# ---------------------------------------------------------------- researcher dashboard
+
+
+def researcher_app() -> AppTest:
+    app = new_app()
+    return app.switch_page(f"{PAGES}/researcher.py").run()
+
+
+def test_dashboard_login_failure_shows_nothing_protected(lab):
+    app = researcher_app()
+    assert not app.exception
+    app.text_input[0].input("wrong password")
+    app.button[0].click().run()
+    assert app.error[0].value == "Wrong password."
+    assert not app.metric and not app.dataframe and not app.selectbox
+
+
+def test_dashboard_login_is_throttled(lab):
+    app = researcher_app()
+    for _ in range(3):
+        app.text_input[0].input("nope")
+        app.button[0].click().run()
+    app.text_input[0].input(PASSWORD)  # even the right password waits out the delay
+    app.button[0].click().run()
+    assert "Too many failed attempts" in app.error[0].value
+    assert not app.metric
+
+
+def test_dashboard_after_login_shows_flow_balance_and_exports(lab):
+    enrol_into("rely")  # somebody allocated, so there is something to show
+    app = researcher_app()
+    app.text_input[0].input(PASSWORD)
+    app.button[0].click().run()
+    assert not app.exception, app.exception
+    labels = {metric.label: metric.value for metric in app.metric}
+    assert int(labels["Enrolled"]) >= 1
+    assert app.dataframe and "arm" in app.dataframe[0].value.columns
+    build = [b for b in app.button if b.label == "Build export files"][0]
+    build.click().run()
+    assert not app.exception
+    assert "export" in app.session_state
+
+
+def test_no_password_means_no_dashboard(lab, monkeypatch):
+    monkeypatch.delenv("XAI_LAB_ADMIN_PASSWORD")
+    monkeypatch.chdir(lab)  # no .streamlit/secrets.toml here
+    app = new_app()
+    with pytest.raises(ValueError):
+        app.switch_page(f"{PAGES}/researcher.py")  # not registered: the page does not exist
+
+
+# ---------------------------------------------------------------- trainer page
+
+
+def trainer_app() -> AppTest:
+    return new_app().switch_page(f"{PAGES}/trainer.py").run()
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "smoothgrad", "gradient_shap", "deeplift",
+                                    "occlusion", "gradcam", "guided_gradcam"])
+def test_trainer_page_with_each_method(lab, method):
+    app = trainer_app()
+    assert not app.exception, app.exception
+    app.multiselect[0].set_value([method]).run()
+    assert not app.exception, app.exception
+    assert len(app.get("image")) == 1  # one panel: the chosen method
+    with engine().connect() as connection:
+        before = connection.execute(select(func.count()).select_from(events)).scalar()
+    app.button[0].click().run()  # the randomisation check
+    assert not app.exception, app.exception
+    assert "on this image" in texts(app)
+    with engine().connect() as connection:  # nothing is logged from the trainer page
+        assert connection.execute(select(func.count()).select_from(events)).scalar() == before
+
+
+def test_trainer_upload_is_checked(lab):
+    from xai_lab.data.uploads import read_uploaded_image
+    from xai_lab.errors import DataError
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.uint8(np.random.default_rng(0).integers(0, 255, (40, 50)))).save(buffer, format="PNG")
+    assert read_uploaded_image(buffer.getvalue(), 32).shape == (1, 32, 32)
+    with pytest.raises(DataError, match="PNG or JPEG"):
+        read_uploaded_image(b"GIF89a not really", 32)
+    gif = io.BytesIO()
+    Image.new("L", (10, 10)).save(gif, format="GIF")
+    with pytest.raises(DataError, match="is GIF"):
+        read_uploaded_image(gif.getvalue(), 32)
+    bomb = io.BytesIO()
+    Image.new("1", (5000, 5000)).save(bomb, format="PNG")  # 25 M pixels in a few kB
+    assert len(bomb.getvalue()) < 100_000
+    with pytest.raises(DataError, match="decompression bomb"):
+        read_uploaded_image(bomb.getvalue(), 32)
+    with pytest.raises(DataError, match="damaged"):
+        read_uploaded_image(buffer.getvalue()[:200], 32)

@@ -1,0 +1,178 @@
+"""``xai-lab serve``, ``xai-lab invite`` and the serving half of ``xai-lab demo``.
+
+`serve` checks everything it can before starting Streamlit - the designs parse, their case
+sets are prepared, the database opens, the port is free, the researcher password is usable -
+so a misconfiguration is one line and exit 2 rather than a broken page. Then it runs
+``streamlit run xai_lab/ui/entry.py`` with the studies in ``XAI_LAB_STUDIES`` and settings
+suited to a study: headless, no usage statistics (no network calls from participants'
+browsers), no developer toolbar, no tracebacks in the browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+from xai_lab.errors import ConfigError
+from xai_lab.paths import HOME_ENV, lab_home
+
+DEMO_DESIGN = Path(__file__).resolve().parents[1] / "studies" / "demo.toml"
+STREAMLIT_SETTINGS = {
+    "server.headless": "true",
+    "browser.gatherUsageStats": "false",
+    "client.toolbarMode": "viewer",
+    "client.showErrorDetails": "none",  # participants never see tracebacks (or file paths)
+    "server.fileWatcherType": "none",
+    "server.runOnSave": "false",
+    "global.developmentMode": "false",
+    # Streamlit runs a full gc.collect(2) after every script run; with PyTorch and the study's
+    # images in memory that took most of each run's time (py-spy, benchmarks/ui_bench.py).
+    "runner.postScriptGC": "false",
+    # calm blue instead of Streamlit's red for buttons and sliders (red reads as "danger")
+    "theme.primaryColor": "#1f5fa8",
+}
+
+
+def add_serve_commands(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="serve the study UI (participant, researcher and trainer pages)",
+                                description="Serve prepared studies in the browser. Participants open "
+                                            "/?study=ID&code=CODE (or a personal link from 'xai-lab invite'); "
+                                            "researchers /researcher; trainers /trainer.")
+    serve.add_argument("--study", action="append", default=[], metavar="FILE",
+                       help="a prepared design file to serve (repeat for several studies)")
+    _server_options(serve)
+    serve.set_defaults(run=_run_serve)
+
+    invite = commands.add_parser("invite", help="enrol N participants now and write their personal links (CSV)",
+                                 description="Each link carries a fresh token; the token is stored only as a hash, "
+                                             "so this file is the only copy: keep it safe.")
+    invite.add_argument("--study", required=True, metavar="FILE", help="design file of a prepared study")
+    invite.add_argument("--n", type=int, required=True, help="number of links")
+    invite.add_argument("--base-url", default="http://localhost:8501", help="the server's public address")
+    invite.add_argument("--out", required=True, help="CSV file to write (participant number, link)")
+    invite.add_argument("--database", help="database URL (default: $XAI_LAB_DATABASE_URL or the lab's SQLite file)")
+    invite.set_defaults(run=_run_invite)
+
+
+def add_demo_serve_options(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--no-serve", action="store_true",
+                      help="prepare the demo study and print its URLs, but do not start the server")
+    _server_options(demo)
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    parser.add_argument("--address", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 behind a reverse proxy)")
+    parser.add_argument("--base-url", default=None, help="public address printed in the links "
+                                                         "(default http://ADDRESS:PORT)")
+    parser.add_argument("--database", help="database URL (default: $XAI_LAB_DATABASE_URL, else "
+                                           "sqlite:///$XAI_LAB_HOME/xai_lab.db)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    if not args.study:
+        raise ConfigError("name at least one prepared design to serve, e.g. --study studies/demo.toml "
+                          "(or run 'xai-lab demo')")
+    return serve(args, [Path(f) for f in args.study])
+
+
+def serve(args: argparse.Namespace, files: list[Path], start: bool = True) -> int:
+    from xai_lab.store.database import open_database
+    from xai_lab.study.access import admin_password, enrolment_code
+    from xai_lab.study.catalogue import open_catalogue
+
+    _check_port(args.port, args.address, must_be_free=start)
+    engine = open_database(args.database)
+    catalogue = open_catalogue(engine, files)
+    base = (args.base_url or f"http://{'localhost' if args.address in ('127.0.0.1', '0.0.0.0') else args.address}"
+                             f":{args.port}").rstrip("/")
+    for study_id in catalogue:
+        print(f"participant ({study_id}): {base}/?study={study_id}&code={enrolment_code(engine, study_id)}")
+    password = admin_password()
+    print(f"researcher: {base}/researcher" if password else
+          "researcher: dashboard OFF - set XAI_LAB_ADMIN_PASSWORD (8+ characters) or admin_password in "
+          ".streamlit/secrets.toml to serve it")
+    print(f"trainer:    {base}/trainer")
+    if not start:
+        return 0
+    env = {**os.environ, HOME_ENV: str(lab_home().resolve()),
+           "XAI_LAB_STUDIES": os.pathsep.join(str(f.resolve()) for f in files)}
+    if args.database:
+        env["XAI_LAB_DATABASE_URL"] = args.database
+    return _run_streamlit(args.port, args.address, env)
+
+
+def _check_port(port: int, address: str, must_be_free: bool) -> None:
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be from 1 to 65535, got {port}")
+    if not must_be_free:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {address}:{port} ({error.strerror}); choose another --port or "
+                              "stop the program using it") from None
+
+
+def _run_streamlit(port: int, address: str, env: dict[str, str]) -> int:
+    entry = Path(__file__).resolve().parent / "ui" / "entry.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port),
+               "--server.address", address]
+    for key, value in STREAMLIT_SETTINGS.items():
+        command += [f"--{key}", value]
+    sys.stdout.flush()
+    # Replace this process with Streamlit's: signals (Ctrl-C, a supervisor's SIGTERM) reach the
+    # server directly and no parent is left behind to orphan it.
+    os.execve(sys.executable, command, env)
+    return 0  # not reached
+
+
+def run_demo_server(args: argparse.Namespace) -> int:
+    """After `ensure_demo_assets`: prepare the demo study, print the three URLs, serve."""
+    from xai_lab.store.database import open_database
+    from xai_lab.study.access import PASSWORD_ENV, admin_password
+    from xai_lab.study.design import load_design
+    from xai_lab.study.prepare import prepare_study
+    from xai_lab.study.service import register_study
+
+    design_file = DEMO_DESIGN if DEMO_DESIGN.is_file() else Path("studies/demo.toml")
+    if not design_file.is_file():
+        raise ConfigError(f"the demo design is missing ({DEMO_DESIGN}); run xai-lab demo from the repository")
+    design = load_design(design_file)
+    register_study(open_database(args.database), design, prepare_study(design, say=lambda line: None))
+    if admin_password() is None:
+        os.environ[PASSWORD_ENV] = secrets.token_urlsafe(12)  # for this run only; the child inherits it
+        print(f"researcher password for this run: {os.environ[PASSWORD_ENV]} (set {PASSWORD_ENV} to choose one)")
+    return serve(args, [design_file], start=not args.no_serve)
+
+
+def _run_invite(args: argparse.Namespace) -> int:
+    from xai_lab.study.design import load_design
+    from xai_lab.study.prepare import load_case_set
+    from xai_lab.study.service import StudyService
+
+    if not 1 <= args.n <= 10_000:
+        raise ConfigError(f"--n must be from 1 to 10000, got {args.n}")
+    out = Path(args.out)
+    if out.exists():
+        raise ConfigError(f"{out} exists; choose a new file (links are never overwritten: they hold the only "
+                          "copy of their tokens)")
+    design = load_design(args.study)
+    service = StudyService.open(design, load_case_set(design), url=args.database)
+    base = args.base_url.rstrip("/")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("x", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["number", "link"])
+        for number in range(1, args.n + 1):
+            writer.writerow([number, f"{base}/?study={design.id}&token={service.enrol()}"])
+    print(f"wrote {args.n} personal links for {design.id!r} to {out}; it is the only copy of the tokens")
+    return 0

@@ -1,0 +1,168 @@
+"""Trainer page: what saliency maps do and don't tell you, live. No login; nothing is recorded.
+
+Pick a case from any dataset in the lab (synthetic with lesion outlines, or imported real
+images) or upload an image; see the model's calibrated prediction; compare methods side by
+side with adjustable opacity and clipping; run the randomisation check (Adebayo et al. 2018)
+on this image; and put a second model (e.g. one trained on a shortcut marker) beside the first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+from xai_lab.data.records import ImageDataset
+from xai_lab.data.storage import list_datasets, load_dataset
+from xai_lab.data.uploads import MAX_UPLOAD_BYTES, read_uploaded_image
+from xai_lab.errors import XaiLabError
+from xai_lab.explain.live import explain_image, predict_image, randomisation_cascade
+from xai_lab.explain.methods import METHODS
+from xai_lab.model.network import ImageClassifier
+from xai_lab.model.storage import list_models, load_model
+
+DEFAULT_METHODS = ["gradcam", "saliency", "integrated_gradients"]
+
+
+@st.cache_resource(show_spinner="Loading the dataset ...", max_entries=4)
+def _dataset(name: str) -> ImageDataset:
+    return load_dataset(name)
+
+
+@st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
+def _model(folder: str) -> tuple[ImageClassifier, dict]:
+    return load_model(folder)
+
+
+def render() -> None:
+    st.title("Trainer: what saliency maps show")
+    st.caption("Teaching only: nothing on this page is recorded. Not for clinical use.")
+    cards = list_datasets()
+    if not cards:
+        st.info("No datasets yet. Run `xai-lab demo` (or `xai-lab data synth --name synthetic`) and reload.")
+        return
+    settings = st.columns([2, 2, 1, 2])
+    card = {c.name: c for c in cards}[settings[0].selectbox("Dataset", [c.name for c in cards])]
+    models = _models_for(card.content_sha256, card.image_size[-1])
+    if not models:
+        st.info(f"No model for dataset '{card.name}' yet: `xai-lab train --data {card.name}`.")
+        return
+    model_name = settings[1].selectbox("Model", list(models))
+    dataset = _dataset(card.name)
+    index = int(settings[2].number_input("Test case", 0, len(dataset["test"]) - 1, _first_lesion(dataset)))
+    upload = settings[3].file_uploader("... or your own image (PNG/JPEG)", type=["png", "jpg", "jpeg"],
+                                       max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024))
+    model, _ = _model(models[model_name])
+    image, mask, truth = _chosen_image(dataset, index, upload, model)
+    if image is None:
+        return
+    _prediction(model, image, dataset.class_names, truth)
+    methods, alpha, clip, outline = _view_controls(mask is not None)
+    _method_panels(model, image, methods, alpha, clip, mask if outline else None)
+    st.divider()
+    _randomisation(model, image, methods)
+    st.divider()
+    _second_model(models, model_name, image, methods, alpha, clip, mask if outline else None)
+
+
+def _first_lesion(dataset: ImageDataset) -> int:
+    """Start on a case with a marked lesion (synthetic data), where maps can be checked against truth."""
+    masks = dataset["test"].masks
+    if masks is None:
+        return 0
+    marked = masks.flatten(1).any(dim=1).nonzero()
+    return int(marked[0]) if len(marked) else 0
+
+
+def _models_for(dataset_sha256: str, size: int) -> dict[str, str]:
+    """Models trained on this dataset first, then any other model taking images of the same size."""
+    own, other = {}, {}
+    for folder, card in list_models():
+        same_data = card.get("dataset", {}).get("content_sha256") == dataset_sha256
+        if same_data:
+            own[folder.name] = str(folder)
+        elif card.get("preprocessing", {}).get("input_size") == size:
+            other[f"{folder.name} (trained on {card['dataset']['name']})"] = str(folder)
+    return {**own, **other}
+
+
+def _chosen_image(dataset: ImageDataset, index: int, upload, model: ImageClassifier):
+    if upload is not None:
+        try:
+            channels = model.spec.in_channels
+            return read_uploaded_image(upload.getvalue(), dataset.card.image_size[-1], channels), None, None
+        except XaiLabError as error:
+            st.error(str(error))
+            return None, None, None
+    split = dataset["test"]
+    mask = split.masks[index].numpy() if split.masks is not None and bool(split.masks[index].any()) else None
+    return split.images[index], mask, dataset.class_names[int(split.labels[index])]
+
+
+def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[str], truth: str | None) -> None:
+    prediction = predict_image(model, image)
+    cells = st.columns(3)
+    cells[0].metric("Model says", f"{class_names[prediction.label]} ({prediction.confidence:.0%})")
+    cells[1].metric("Truth", truth or "unknown (uploaded)")
+    cells[2].caption("Confidence is calibrated (temperature scaling on validation data).")
+
+
+def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
+    controls = st.columns([4, 2, 2, 2])
+    methods = controls[0].multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4)
+    alpha = controls[1].slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
+    clip = controls[2].slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
+                              help="Values above this percentile of the map get the top colour.")
+    outline = controls[3].checkbox("Outline the true lesion", value=has_mask, disabled=not has_mask)
+    return methods, alpha, clip, outline
+
+
+def _method_panels(model: ImageClassifier, image: torch.Tensor, methods: list[str], alpha: float, clip: float,
+                   mask: np.ndarray | None) -> None:
+    if not methods:
+        st.caption("Choose at least one method.")
+        return
+    for column, method in zip(st.columns(len(methods)), methods, strict=True):
+        with column, st.spinner(f"{method} ..."):
+            explained = explain_image(model, image, method, alpha=alpha, clip_percentile=clip, outline_mask=mask)
+        column.image(explained.overlay, caption=METHODS[method].title, width="stretch", output_format="PNG")
+    st.caption("Yellow = most influence on the prediction, dark purple = little. Amber line = the true lesion.")
+
+
+def _randomisation(model: ImageClassifier, image: torch.Tensor, methods: list[str]) -> None:
+    st.subheader("Sanity check: randomise the model")
+    st.caption("If a map barely changes when the model's learned weights are replaced by random ones, it is "
+               "showing the image, not what the model learned.")
+    row = st.columns([2, 1])
+    method = row[0].selectbox("Method to check", methods or list(METHODS), key="randomise_method")
+    if not row[1].button("Run the randomisation check"):
+        return
+    with st.spinner("Randomising layer by layer ..."):
+        steps, passed = randomisation_cascade(model, image, method)
+    for column, step in zip(st.columns(len(steps)), steps, strict=True):
+        label = "original" if step.randomised_up_to == "original" else f"random to {step.randomised_up_to}"
+        column.image(step.overlay, caption=f"{label}\nSSIM {step.ssim:.2f}", width="stretch", output_format="PNG")
+    verdict = "passes" if passed else "FAILS"
+    st.markdown(f"**{method} {verdict}** on this image: fully randomised, SSIM {steps[-1].ssim:.2f} and rank "
+                f"correlation {steps[-1].spearman:.2f} to the original (pass: both below 0.5).")
+
+
+def _second_model(models: dict[str, str], first: str, image: torch.Tensor, methods: list[str], alpha: float,
+                  clip: float, mask: np.ndarray | None) -> None:
+    st.subheader("Compare with another model")
+    st.caption("Train one on a shortcut (a marker that gives the answer away) and one on an uninformative marker; "
+               "see docs/trainer-guide.md. The maps show which model looks at the marker.")
+    others = [name for name in models if name != first]
+    if not others:
+        st.caption("Only one model fits these images; the trainer guide shows how to train a shortcut model.")
+        return
+    row = st.columns([2, 2])
+    other = row[0].selectbox("Second model", others)
+    method = row[1].selectbox("Method", methods or list(METHODS), key="compare_method")
+    left, right = st.columns(2)
+    for column, name in ((left, first), (right, other)):
+        model, _ = _model(models[name])
+        prediction = predict_image(model, image)
+        explained = explain_image(model, image, method, alpha=alpha, clip_percentile=clip, outline_mask=mask)
+        column.image(explained.overlay, caption=f"{name}: class {prediction.label} at {prediction.confidence:.0%}",
+                     width="stretch", output_format="PNG")
