@@ -404,3 +404,49 @@ def test_trainer_upload_is_checked(lab):
         read_uploaded_image(bomb.getvalue(), 32)
     with pytest.raises(DataError, match="damaged"):
         read_uploaded_image(buffer.getvalue()[:200], 32)
+
+
+# ---------------------------------------------------------------- serve and invite on the command line
+
+
+def test_invite_links_resume_at_consent(lab, tmp_path):
+    from conftest import run_cli
+
+    links = tmp_path / "links.csv"
+    result = run_cli("invite", "--study", str(_design_path()), "--n", "3", "--out", str(links))
+    assert result.code == 0, result.err
+    rows = links.read_text().splitlines()
+    assert rows[0] == "number,link" and len(rows) == 4
+    token = rows[1].split("token=")[1]
+    app = new_app(study="t", token=token)
+    assert current_key(app) == "consent" and app.button(key="agree:consent")
+    again = run_cli("invite", "--study", str(_design_path()), "--n", "3", "--out", str(links))
+    assert again.code == 2 and "exists" in again.err  # never overwrites the only copy of tokens
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "name at least one prepared design"),
+    (["--study", "nowhere.toml"], "no study design at nowhere.toml"),
+    (["--study", "STUDY", "--port", "0"], "--port must be from 1 to 65535"),
+    (["--study", "UNPREPARED"], "xai-lab study prepare"),
+])
+def test_serve_bad_input_is_one_line_and_exit_2(lab, tmp_path, args, message):
+    from conftest import run_cli, write_study
+
+    unprepared = write_study(tmp_path, study_id="never-prepared")
+    args = [str(_design_path()) if a == "STUDY" else str(unprepared) if a == "UNPREPARED" else a for a in args]
+    result = run_cli("serve", *args)
+    assert result.code == 2 and message in result.err, result.err
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+
+
+def test_serve_refuses_a_port_in_use(lab):
+    import socket
+
+    from conftest import run_cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run_cli("serve", "--study", str(_design_path()), "--port", str(busy.getsockname()[1]))
+    assert result.code == 2 and "choose another --port" in result.err
