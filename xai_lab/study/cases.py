@@ -64,15 +64,15 @@ class CaseSet:
         staging.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> CaseSet:
+    def load(cls, path: Path, design_file: str = "FILE") -> CaseSet:
         try:
             return cls.from_json(json.loads(Path(path).read_text()))
         except FileNotFoundError:
             raise ConfigError(f"the study has not been prepared ({path} is missing); run "
-                              "'xai-lab study prepare FILE' first") from None
+                              f"'xai-lab study prepare {design_file}' first") from None
         except (ValueError, KeyError, TypeError) as error:
             raise ConfigError(f"the prepared case set {path} is damaged ({error}); run "
-                              "'xai-lab study prepare FILE' again") from None
+                              f"'xai-lab study prepare {design_file}' again") from None
 
 
 def empty_case_set(design: StudyDesign) -> CaseSet:

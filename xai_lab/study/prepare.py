@@ -31,7 +31,7 @@ def prepared_path(study_id: str) -> Path:
 def load_case_set(design: StudyDesign) -> CaseSet:
     if not design.has_trials and not design.cases.practice:
         return empty_case_set(design)
-    case_set = CaseSet.load(prepared_path(design.id))
+    case_set = CaseSet.load(prepared_path(design.id), design.source or "FILE")
     if case_set.study_id != design.id:
         raise ConfigError(f"{prepared_path(design.id)} belongs to study {case_set.study_id!r}; run "
                           f"'xai-lab study prepare {design.source}' again")

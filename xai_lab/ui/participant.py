@@ -304,7 +304,7 @@ def _rating_target(served: ServedStudy, content: dict[str, Any]) -> None:
         lines.append(f"- First reading on their own: **{target['initial_label']}** "
                      f"({target['initial_confidence']}% sure)")
     if target.get("ai_label"):
-        lines.append(f"- AI suggestion: **{target['ai_label']}** ({target['ai_confidence']:.0%} confident)")
+        lines.append(f"- AI suggestion: **{target['ai_label']}** (probability {target['ai_confidence']:.0%})")
     lines.append(f"- Final decision: **{target['final_label']}** ({target['final_confidence']}% sure)")
     if "true_label" in target:
         lines.append(f"- Correct answer: **{target['true_label']}**")
