@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from xai_lab.cli import main
+from xai_lab.ui.local_server import free_port, served_app  # noqa: F401  (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -207,6 +208,3 @@ def postgres_url() -> Iterator[str]:
         connection.close()
 
 
-# ---------------------------------------------------------------- served app (browser and protocol tests)
-
-from xai_lab.ui.local_server import free_port, served_app  # noqa: E402,F401  (re-exported for the tests)

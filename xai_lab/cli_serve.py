@@ -137,17 +137,15 @@ def _run_streamlit(port: int, address: str, env: dict[str, str]) -> int:
 
 def run_demo_server(args: argparse.Namespace) -> int:
     """After `ensure_demo_assets`: prepare the demo study, print the three URLs, serve."""
-    from xai_lab.store.database import open_database
     from xai_lab.study.access import PASSWORD_ENV, admin_password
     from xai_lab.study.design import load_design
     from xai_lab.study.prepare import prepare_study
-    from xai_lab.study.service import register_study
 
     design_file = DEMO_DESIGN if DEMO_DESIGN.is_file() else Path("studies/demo.toml")
     if not design_file.is_file():
         raise ConfigError(f"the demo design is missing ({DEMO_DESIGN}); run xai-lab demo from the repository")
     design = load_design(design_file)
-    register_study(open_database(args.database), design, prepare_study(design, say=lambda line: None))
+    prepare_study(design, say=lambda line: None)  # `serve` below registers it, as for any served study
     if admin_password() is None:
         os.environ[PASSWORD_ENV] = secrets.token_urlsafe(12)  # for this run only; the child inherits it
         print(f"researcher password for this run: {os.environ[PASSWORD_ENV]} (set {PASSWORD_ENV} to choose one)")

@@ -1,9 +1,9 @@
 """Explanations computed on demand, for the trainer page and notebooks (the study UI never does this).
 
-    panel = explain_image(model, image, "gradcam", alpha=0.6, clip_percentile=99)
+    prediction = predict_image(model, image)                    # calibrated, with the model's threshold
     cascade = randomisation_cascade(model, image, "gradcam")   # Adebayo et al.'s check, one image
 
-Everything here is a thin composition of `attribute`, `render_overlay`,
+Both are thin compositions of the model, `attribute`, `render_overlay`,
 `cascading_randomisation` and the similarity metrics of the evaluation, so a trainer sees
 exactly what the measured numbers in docs/explanations.md describe.
 """
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
 from xai_lab.explain.attribution import attribute
 from xai_lab.explain.metrics import spearman_similarity, ssim_similarity
-from xai_lab.explain.overlay import Mode, render_overlay
+from xai_lab.explain.overlay import render_overlay
 from xai_lab.explain.randomisation import cascading_randomisation, passes
 from xai_lab.model.network import ImageClassifier
 
@@ -28,14 +27,6 @@ class Prediction:
     label: int
     confidence: float  # calibrated probability of `label`
     probabilities: list[float]
-
-
-@dataclass(frozen=True)
-class ExplainedImage:
-    method: str
-    target: int
-    attribution: np.ndarray  # (H, W)
-    overlay: Image.Image
 
 
 @dataclass(frozen=True)
@@ -51,18 +42,6 @@ def predict_image(model: ImageClassifier, image: torch.Tensor) -> Prediction:
         probabilities = model.predict_proba(image[None])
     label = int(model.decide(probabilities)[0])
     return Prediction(label, float(probabilities[0, label]), probabilities[0].tolist())
-
-
-def explain_image(model: ImageClassifier, image: torch.Tensor, method: str, target: int | None = None, *,
-                  alpha: float = 0.6, clip_percentile: float = 99.0, mode: Mode = "positive",
-                  outline_mask: np.ndarray | None = None, display_size: int = 384) -> ExplainedImage:
-    """One image (C, H, W), one method: the map for `target` (default: the model's decision) and its overlay."""
-    if target is None:
-        target = predict_image(model, image).label
-    attribution = attribute(model, image[None], target, method)[0]
-    overlay = render_overlay(image, attribution, display_size=display_size, alpha=alpha,
-                             clip_percentile=clip_percentile, mode=mode, outline_mask=outline_mask)
-    return ExplainedImage(method, target, attribution.numpy(), overlay)
 
 
 def randomisation_cascade(model: ImageClassifier, image: torch.Tensor, method: str, target: int | None = None, *,

@@ -16,8 +16,10 @@ from xai_lab.data.records import ImageDataset
 from xai_lab.data.storage import list_datasets, load_dataset
 from xai_lab.data.uploads import MAX_UPLOAD_BYTES, read_uploaded_image
 from xai_lab.errors import XaiLabError
-from xai_lab.explain.live import explain_image, predict_image, randomisation_cascade
+from xai_lab.explain.attribution import attribute
+from xai_lab.explain.live import predict_image, randomisation_cascade
 from xai_lab.explain.methods import METHODS
+from xai_lab.explain.overlay import render_overlay
 from xai_lab.model.network import ImageClassifier
 from xai_lab.model.storage import list_models, load_model
 
@@ -32,6 +34,18 @@ def _dataset(name: str) -> ImageDataset:
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
 def _model(folder: str) -> tuple[ImageClassifier, dict]:
     return load_model(folder)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _map(folder: str, pixels: np.ndarray, method: str) -> np.ndarray:
+    """One model's map for one image (C, H, W) and method, explaining its own decision.
+
+    Cached apart from the overlay's look, so moving the opacity or clipping slider redraws the
+    overlays without recomputing attributions (seconds for occlusion or integrated gradients).
+    """
+    model, _ = _model(folder)
+    image = torch.from_numpy(pixels)
+    return attribute(model, image[None], predict_image(model, image).label, method)[0].numpy()
 
 
 def render() -> None:
@@ -58,11 +72,12 @@ def render() -> None:
         return
     _prediction(model, image, dataset.class_names, truth)
     methods, alpha, clip, outline = _view_controls(mask is not None)
-    _method_panels(model, image, methods, alpha, clip, mask if outline else None)
+    look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": mask if outline else None, "display_size": 384}
+    _method_panels(models[model_name], image, methods, look)
     st.divider()
     _randomisation(model, image, methods)
     st.divider()
-    _second_model(models, model_name, image, methods, alpha, clip, mask if outline else None)
+    _second_model(models, model_name, image, methods, look)
 
 
 def _first_lesion(dataset: ImageDataset) -> int:
@@ -117,15 +132,14 @@ def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
     return methods, alpha, clip, outline
 
 
-def _method_panels(model: ImageClassifier, image: torch.Tensor, methods: list[str], alpha: float, clip: float,
-                   mask: np.ndarray | None) -> None:
+def _method_panels(folder: str, image: torch.Tensor, methods: list[str], look: dict) -> None:
     if not methods:
         st.caption("Choose at least one method.")
         return
     for column, method in zip(st.columns(len(methods)), methods, strict=True):
         with column, st.spinner(f"{method} ..."):
-            explained = explain_image(model, image, method, alpha=alpha, clip_percentile=clip, outline_mask=mask)
-        column.image(explained.overlay, caption=METHODS[method].title, width="stretch", output_format="PNG")
+            overlay = render_overlay(image, _map(folder, image.numpy(), method), **look)
+        column.image(overlay, caption=METHODS[method].title, width="stretch", output_format="PNG")
     st.caption("Yellow = most influence on the prediction, dark purple = little. Amber line = the true lesion.")
 
 
@@ -147,8 +161,7 @@ def _randomisation(model: ImageClassifier, image: torch.Tensor, methods: list[st
                 f"correlation {steps[-1].spearman:.2f} to the original (pass: both below 0.5).")
 
 
-def _second_model(models: dict[str, str], first: str, image: torch.Tensor, methods: list[str], alpha: float,
-                  clip: float, mask: np.ndarray | None) -> None:
+def _second_model(models: dict[str, str], first: str, image: torch.Tensor, methods: list[str], look: dict) -> None:
     st.subheader("Compare with another model")
     st.caption("Train one on a shortcut (a marker that gives the answer away) and one on an uninformative marker; "
                "see docs/trainer-guide.md. The maps show which model looks at the marker.")
@@ -161,8 +174,7 @@ def _second_model(models: dict[str, str], first: str, image: torch.Tensor, metho
     method = row[1].selectbox("Method", methods or list(METHODS), key="compare_method")
     left, right = st.columns(2)
     for column, name in ((left, first), (right, other)):
-        model, _ = _model(models[name])
-        prediction = predict_image(model, image)
-        explained = explain_image(model, image, method, alpha=alpha, clip_percentile=clip, outline_mask=mask)
-        column.image(explained.overlay, caption=f"{name}: class {prediction.label} at {prediction.confidence:.0%}",
+        prediction = predict_image(_model(models[name])[0], image)
+        overlay = render_overlay(image, _map(models[name], image.numpy(), method), **look)
+        column.image(overlay, caption=f"{name}: class {prediction.label} at {prediction.confidence:.0%}",
                      width="stretch", output_format="PNG")
