@@ -57,6 +57,7 @@ def new_app(**params: str) -> AppTest:
 def enrolled_app() -> AppTest:
     app = new_app(study="t", code=enrolment_code(engine(), "t"))
     assert not app.exception, app.exception
+    assert len(app.title) == 1  # the enrolment run's title is not drawn a second time above consent
     return app
 
 

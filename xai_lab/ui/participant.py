@@ -89,7 +89,9 @@ def _token(served: ServedStudy) -> str | None:
             code = st.text_input("Enrolment code from your invitation", max_chars=32)
             if not st.form_submit_button("Start", type="primary"):
                 return None
-    return _enrol(served, code)
+    if _enrol(served, code) is not None:
+        st.rerun()  # draw the first step afresh: this run already drew the enrolment screen's title
+    return None
 
 
 def _enrol(served: ServedStudy, code: str) -> str | None:
