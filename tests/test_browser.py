@@ -160,11 +160,11 @@ def likert(participant: Participant, keyboard: bool) -> None:
     groups = page.get_by_role("radiogroup")
     for index in range(groups.count()):
         option = groups.nth(index).get_by_text("5", exact=True)
-        if keyboard:  # focus the group's first option, select it, then arrow across to 5
-            groups.nth(index).get_by_role("radio").first.focus()
+        if keyboard:  # move focus to the option (as Tab and the arrow keys would) and select it with Space
+            radio = groups.nth(index).get_by_role("radio").nth(4)
+            radio.focus()
             page.keyboard.press("Space")
-            for _ in range(4):
-                page.keyboard.press("ArrowRight")
+            expect(radio).to_be_checked()
         else:
             option.click()
         idle(page)

@@ -129,6 +129,9 @@ class ProtocolClient:
             elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
                 _read_element(message.delta.new_element, screen)
             elif kind == "script_finished":
+                if message.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    screen = Screen()  # st.rerun(): the next run draws the screen
+                    continue
                 self.screen = screen
                 self.values = {wid: v for wid, v in self.values.items() if wid in screen.widgets.values()}
                 if screen.exception:
