@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xai_lab.cli_analysis import add_analysis_commands
 from xai_lab.cli_explain import add_explain_commands
 from xai_lab.cli_serve import add_demo_serve_options, add_serve_commands, run_demo_server
 from xai_lab.cli_study import add_study_commands
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_commands(commands)
     add_study_commands(commands)
     add_serve_commands(commands)
+    add_analysis_commands(commands)
     demo = commands.add_parser("demo", help="build the default dataset and model if absent, prepare the demo study "
                                             "and serve it",
                                description="Build the default synthetic dataset and its calibrated model if they are "

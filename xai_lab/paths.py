@@ -50,3 +50,8 @@ def model_dir(name: str) -> Path:
 def explanation_cache_dir(model_name: str) -> Path:
     """A model's explanation cache (`xai-lab explain precompute`, study preparation, the study UI)."""
     return lab_home() / "cache" / check_name(model_name, "model name")
+
+
+def report_dir(study_id: str) -> Path:
+    """Where `xai-lab analyze --study ID` writes by default; the researcher dashboard links the report there."""
+    return lab_home() / "reports" / check_name(study_id, "study id")

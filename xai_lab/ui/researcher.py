@@ -15,18 +15,13 @@ import pandas as pd
 import streamlit as st
 
 from xai_lab.errors import XaiLabError
-from xai_lab.paths import lab_home
+from xai_lab.paths import report_dir
 from xai_lab.study.access import admin_password, enrolment_code, password_matches
 from xai_lab.study.export import export_study
 from xai_lab.study.monitor import FAST_MEDIAN_MS, StudyStatus, list_study_ids, monitor_study
 from xai_lab.ui import resources
 
 SIGNED_IN = "researcher_signed_in"
-
-
-def report_path(study_id: str) -> Path:
-    """Where `xai-lab analyze --study ID` writes its report by default."""
-    return lab_home() / "reports" / study_id / "report.html"
 
 
 def render() -> None:
@@ -153,7 +148,7 @@ def _exports(study_id: str) -> None:
     if built and built[:2] == (study_id, fmt):
         st.download_button(f"Download {study_id}-export.zip", built[2], file_name=f"{study_id}-export.zip",
                            mime="application/zip", type="primary")
-    report = report_path(study_id)
+    report = report_dir(study_id) / "report.html"
     if report.is_file():
         st.download_button("Download the analysis report (HTML)", report.read_bytes(), file_name="report.html",
                            mime="text/html")

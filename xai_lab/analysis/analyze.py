@@ -1,0 +1,207 @@
+"""`analyze_export`: an export folder in, `summary.json`, CSV tables and `report.html` out.
+
+Each part runs on what it can: an export without ratings still gets its reliance analysis, a
+vignette study without trials still gets its competence analysis, and every part that could
+not run says why in `notes` (shown in the report and printed by the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from xai_lab.analysis.competence import ItemResult, analyse_competence
+from xai_lab.analysis.load import ExportTables, load_export
+from xai_lab.analysis.reliance import (
+    ECE_BINS,
+    METRICS,
+    Estimate,
+    arm_metrics,
+    calibration_bins,
+    reliance_quadrant,
+    trial_indicators,
+)
+from xai_lab.analysis.trial_models import ARM_ORDER, TrialModels, fit_trial_models
+
+PRIMARY_ITEM = "competence"
+
+
+@dataclass
+class Analysis:
+    tables: ExportTables
+    by_arm: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    by_stratum: dict[str, dict[str, dict[str, Estimate]]] = field(default_factory=dict)
+    n_participants: dict[str, int] = field(default_factory=dict)
+    quadrant: pd.DataFrame | None = None
+    calibration: pd.DataFrame | None = None
+    trial_models: TrialModels | None = None
+    competence: list[ItemResult] = field(default_factory=list)
+    primary_item: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def analyze_export(directory: Path, resamples: int = 1000, seed: int = 0, mixed: bool = True,
+                   primary_item: str | None = None) -> Analysis:
+    tables = load_export(directory)
+    analysis = Analysis(tables=tables, notes=list(tables.problems))
+    if tables.trials is not None and len(tables.trials):
+        _trial_part(analysis, tables.trials, resamples, seed, mixed)
+    elif tables.trials is not None:
+        analysis.notes.append("the trials file has no answered trials: no accuracy or reliance metrics")
+    if tables.ratings is not None and len(tables.ratings):
+        analysis.competence = analyse_competence(tables.ratings)
+        items = [r.item for r in analysis.competence]
+        analysis.primary_item = primary_item or (PRIMARY_ITEM if PRIMARY_ITEM in items else items[0])
+        if analysis.primary_item not in items:
+            analysis.notes.append(f"item {primary_item!r} was not rated; items: {', '.join(items)}")
+            analysis.primary_item = items[0]
+        if not analysis.n_participants:
+            analysis.n_participants = _raters_by_arm(tables)
+    elif tables.ratings is not None:
+        analysis.notes.append("the ratings file is empty: no peer-rated competence analysis")
+    return analysis
+
+
+def _arms(values) -> list[str]:
+    present = set(values)
+    return [a for a in ARM_ORDER if a in present] + sorted(present - set(ARM_ORDER))
+
+
+def _trial_part(analysis: Analysis, trials: pd.DataFrame, resamples: int, seed: int, mixed: bool) -> None:
+    indicators = trial_indicators(trials)
+    bins = []
+    for arm in _arms(trials["arm"]):
+        rows = indicators[trials["arm"] == arm]
+        analysis.n_participants[arm] = int(rows["participant_id"].nunique())
+        analysis.by_arm[arm] = arm_metrics(rows, resamples, seed)
+        bins.append(calibration_bins(rows, arm))
+    allocated = _allocated_arms(analysis.tables)
+    for arm in allocated - set(analysis.by_arm):
+        analysis.notes.append(f"arm {arm!r} has participants but no answered trials: its metrics are null")
+        analysis.n_participants[arm] = 0
+    strata = _strata(analysis.tables, trials)
+    if strata is not None:
+        for (stratum, arm), rows in indicators.groupby([strata, trials["arm"]]):
+            analysis.by_stratum.setdefault(str(stratum), {})[arm] = arm_metrics(rows, resamples, seed)
+    analysis.quadrant = reliance_quadrant(trials)
+    analysis.calibration = pd.concat(bins, ignore_index=True)
+    analysis.trial_models = fit_trial_models(trials, mixed=mixed)
+
+
+def _allocated_arms(tables: ExportTables) -> set[str]:
+    if tables.participants is None:
+        return set()
+    arms = tables.participants["arm"].dropna().astype(str)
+    return {part for arm in arms for part in arm.split(">")}
+
+
+def _strata(tables: ExportTables, trials: pd.DataFrame) -> pd.Series | None:
+    if tables.participants is None:
+        return None
+    stratum = tables.participants.set_index("participant_id")["stratum"].astype(str)
+    mapped = trials["participant_id"].map(stratum)
+    return mapped if mapped.nunique() > 1 else None
+
+
+def _raters_by_arm(tables: ExportTables) -> dict[str, int]:
+    raters = set(tables.ratings["rater_id"])
+    if tables.participants is None:
+        return {"all": len(raters)}
+    people = tables.participants[tables.participants["participant_id"].isin(raters)]
+    return {arm: int(n) for arm, n in people.groupby("arm").size().items()}
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
+
+
+def summary(analysis: Analysis) -> dict:
+    result = {
+        "n_participants": analysis.n_participants,
+        "by_arm": {arm: {name: _number(m[name].value) for name in METRICS} for arm, m in analysis.by_arm.items()},
+        "by_arm_ci": {arm: {name: [_number(m[name].ci_low), _number(m[name].ci_high)] for name in METRICS}
+                      for arm, m in analysis.by_arm.items()},
+        "by_stratum": {s: {arm: {name: _number(m[name].value) for name in METRICS} for arm, m in arms.items()}
+                       for s, arms in analysis.by_stratum.items()},
+        "ece_bins": f"{ECE_BINS} equal-width bins of final confidence / 100 on [0, 1]",
+        "competence": None,
+        "competence_items": [item.to_json() for item in analysis.competence],
+        "trial_models": analysis.trial_models.notes if analysis.trial_models else [],
+        "trial_contrasts": (_records(analysis.trial_models.contrasts) if analysis.trial_models else []),
+        "flow": analysis.tables.flow,
+        "notes": analysis.notes,
+    }
+    primary = next((item for item in analysis.competence if item.item == analysis.primary_item), None)
+    if primary is not None:
+        result["competence"] = primary.to_json()
+    return _json_safe(result)
+
+
+def _json_safe(value):
+    """NaN and infinities become null: a metric that cannot be computed is null, never a number."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) or hasattr(value, "item"):
+        number = float(value)
+        if not math.isfinite(number):
+            return None
+        return int(number) if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu") \
+            else number
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: (_number(v) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def metrics_table(by_group: dict[str, dict[str, Estimate]], group: str = "arm") -> pd.DataFrame:
+    rows = [{group: key, "metric": name, "estimate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
+             "n_trials": e.n} for key, metrics in by_group.items() for name, e in metrics.items()]
+    return pd.DataFrame(rows, columns=[group, "metric", "estimate", "ci_low", "ci_high", "n_trials"])
+
+
+def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
+    """summary.json, the CSV tables and report.html; returns what was written."""
+    from xai_lab.analysis.report import render_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    tables = {"metrics_by_arm": metrics_table(analysis.by_arm)}
+    if analysis.by_stratum:
+        tables["metrics_by_stratum"] = pd.concat(
+            [metrics_table(arms).assign(stratum=s) for s, arms in analysis.by_stratum.items()], ignore_index=True)
+    if analysis.quadrant is not None:
+        tables["reliance_quadrant"] = analysis.quadrant
+    if analysis.calibration is not None:
+        tables["calibration_bins"] = analysis.calibration
+    if analysis.trial_models is not None and not analysis.trial_models.coefficients.empty:
+        tables["trial_models"] = analysis.trial_models.coefficients
+        tables["trial_contrasts"] = analysis.trial_models.contrasts
+    if analysis.competence:
+        tables["competence_means"] = pd.DataFrame(
+            [{"item": r.item, "target_arm": arm, "mean": mean, "ci_low": r.mean_cis[arm][0],
+              "ci_high": r.mean_cis[arm][1], "model": r.model} for r in analysis.competence
+             for arm, mean in r.means.items()])
+        tables["competence_contrasts"] = pd.DataFrame(
+            [{"item": r.item, **c} for r in analysis.competence for c in r.contrasts],
+            columns=["item", "a", "b", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model"])
+    for name, frame in tables.items():
+        written[name] = out_dir / f"{name}.csv"
+        frame.to_csv(written[name], index=False)
+    written["summary"] = out_dir / "summary.json"
+    written["summary"].write_text(json.dumps(summary(analysis), indent=2, allow_nan=False) + "\n")
+    written["report"] = out_dir / "report.html"
+    written["report"].write_text(render_report(analysis))
+    return written
