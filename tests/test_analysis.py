@@ -17,6 +17,7 @@ from xai_lab.analysis import analyze_export, summary, write_outputs
 from xai_lab.analysis.competence import analyse_item, partial_eta_squared_ci
 from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.reliance import arm_metrics, trial_indicators
+from xai_lab.analysis.trial_models import fit_trial_models
 from xai_lab.study.design import load_design
 from xai_lab.study.export import COLUMNS
 from xai_lab.study.planted import PlantedEffects, expected_rating, observed_competence, simulate_export
@@ -327,3 +328,24 @@ def test_analyze_study_from_the_database_after_simulated_participants(study_home
     assert written["by_arm"]["verify"]["over_reliance"] == pytest.approx(followed)
     assert written["by_arm"]["control"]["over_reliance"] is None
     assert written["competence"]["item"] == "competence" and written["flow"]["enrolled"] == 24
+
+
+def _null_over_reliance_p(seed: int) -> float:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    effects = PlantedEffects(over_reliance={"verify": 0.45, "rely": 0.45}, under_reliance={"verify": 0.1, "rely": 0.1})
+    export = simulate_export(load_design(REPO_ROOT / "studies" / "demo.toml"), effects, per_arm=30, seed=seed)
+    contrasts = fit_trial_models(export.trials, mixed=False).contrasts
+    row = contrasts[(contrasts["outcome"] == "agree") & (contrasts["ai"] == "AI wrong") & (contrasts["a"] == "verify")]
+    return float(row["p_value"].iloc[0])
+
+
+@pytest.mark.slow
+def test_gee_over_reliance_contrast_keeps_its_type_i_error():
+    """No planted difference, the demo's small design (8 trials, 2 AI-wrong, 30 per arm): the GEE
+    contrast rejects at 5% in 5% of 400 studies (binomial 95% range 0.03-0.07)."""
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        p_values = list(pool.map(_null_over_reliance_p, range(400)))
+    rate = sum(p < 0.05 for p in p_values) / len(p_values)
+    assert 0.025 <= rate <= 0.075, rate
