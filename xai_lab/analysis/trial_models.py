@@ -68,8 +68,11 @@ def fit_trial_models(trials: pd.DataFrame, mixed: bool = True) -> TrialModels:
             notes.append(f"{outcome}: not modelled ({reason})")
             continue
         result, formula = _gee(data, outcome)
-        coefficients.append(_coefficient_table(result, outcome, "GEE"))
-        contrasts.append(_contrasts(result, data, outcome))
+        with warnings.catch_warnings():
+            # separation makes a robust variance negative: its SE is NaN and the contrast "not estimable"
+            warnings.simplefilter("ignore", RuntimeWarning)
+            coefficients.append(_coefficient_table(result, outcome, "GEE"))
+            contrasts.append(_contrasts(result, data, outcome))
         notes.append(f"{outcome}: GEE `{formula}`, binomial logit, exchangeable within participant, robust SEs "
                      f"({len(data)} trials, {data['participant_id'].nunique()} participants)")
         if mixed and outcome == "correct":
@@ -132,7 +135,7 @@ def _contrasts(result, data: pd.DataFrame, outcome: str) -> pd.DataFrame:
                    "log_odds_ratio": estimate, "odds_ratio": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                    "p_value": np.nan}
             # a cell where every answer is the same (separation) drives the log odds ratio off to +/- inf
-            if max(abs(low), abs(high)) < SEPARATION_LOG_ODDS:
+            if np.isfinite([low, high]).all() and max(abs(low), abs(high)) < SEPARATION_LOG_ODDS:
                 row.update(odds_ratio=float(np.exp(estimate)), ci_low=float(np.exp(low)),
                            ci_high=float(np.exp(high)), p_value=float(test.pvalue))
             rows.append(row)
