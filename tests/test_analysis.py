@@ -336,7 +336,7 @@ def _null_over_reliance_p(seed: int) -> float:
     threadpool_limits(1)
     effects = PlantedEffects(over_reliance={"verify": 0.45, "rely": 0.45}, under_reliance={"verify": 0.1, "rely": 0.1})
     export = simulate_export(load_design(REPO_ROOT / "studies" / "demo.toml"), effects, per_arm=30, seed=seed)
-    contrasts = fit_trial_models(export.trials, mixed=False).contrasts
+    contrasts = fit_trial_models(clean_trials(export.trials), mixed=False).contrasts
     row = contrasts[(contrasts["outcome"] == "agree") & (contrasts["ai"] == "AI wrong") & (contrasts["a"] == "verify")]
     return float(row["p_value"].iloc[0])
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.competence import ItemResult, analyse_competence
 from xai_lab.analysis.load import ExportTables, load_export
 from xai_lab.analysis.reliance import (
@@ -25,7 +26,7 @@ from xai_lab.analysis.reliance import (
     reliance_quadrant,
     trial_indicators,
 )
-from xai_lab.analysis.trial_models import ARM_ORDER, TrialModels, fit_trial_models
+from xai_lab.analysis.trial_models import TrialModels, fit_trial_models
 
 PRIMARY_ITEM = "competence"
 
@@ -54,11 +55,7 @@ def analyze_export(directory: Path, resamples: int = 1000, seed: int = 0, mixed:
         analysis.notes.append("the trials file has no answered trials: no accuracy or reliance metrics")
     if tables.ratings is not None and len(tables.ratings):
         analysis.competence = analyse_competence(tables.ratings)
-        items = [r.item for r in analysis.competence]
-        analysis.primary_item = primary_item or (PRIMARY_ITEM if PRIMARY_ITEM in items else items[0])
-        if analysis.primary_item not in items:
-            analysis.notes.append(f"item {primary_item!r} was not rated; items: {', '.join(items)}")
-            analysis.primary_item = items[0]
+        analysis.primary_item = _primary_item([r.item for r in analysis.competence], primary_item, analysis.notes)
         if not analysis.n_participants:
             analysis.n_participants = _raters_by_arm(tables)
     elif tables.ratings is not None:
@@ -66,15 +63,18 @@ def analyze_export(directory: Path, resamples: int = 1000, seed: int = 0, mixed:
     return analysis
 
 
-def _arms(values) -> list[str]:
-    present = set(values)
-    return [a for a in ARM_ORDER if a in present] + sorted(present - set(ARM_ORDER))
+def _primary_item(items: list[str], asked: str | None, notes: list[str]) -> str:
+    if asked in items:
+        return asked
+    if asked is not None:
+        notes.append(f"item {asked!r} was not rated; items: {', '.join(items)}")
+    return PRIMARY_ITEM if PRIMARY_ITEM in items else items[0]
 
 
 def _trial_part(analysis: Analysis, trials: pd.DataFrame, resamples: int, seed: int, mixed: bool) -> None:
     indicators = trial_indicators(trials)
     bins = []
-    for arm in _arms(trials["arm"]):
+    for arm in ordered_arms(trials["arm"]):
         rows = indicators[trials["arm"] == arm]
         analysis.n_participants[arm] = int(rows["participant_id"].nunique())
         analysis.by_arm[arm] = arm_metrics(rows, resamples, seed)
@@ -118,23 +118,21 @@ def _raters_by_arm(tables: ExportTables) -> dict[str, int]:
 # ---------------------------------------------------------------- outputs
 
 
-def _number(value: float | None) -> float | None:
-    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
-
-
 def summary(analysis: Analysis) -> dict:
+    """The JSON contract; `_json_safe` turns every NaN into null on the way out."""
     result = {
         "n_participants": analysis.n_participants,
-        "by_arm": {arm: {name: _number(m[name].value) for name in METRICS} for arm, m in analysis.by_arm.items()},
-        "by_arm_ci": {arm: {name: [_number(m[name].ci_low), _number(m[name].ci_high)] for name in METRICS}
+        "by_arm": {arm: {name: m[name].value for name in METRICS} for arm, m in analysis.by_arm.items()},
+        "by_arm_ci": {arm: {name: [m[name].ci_low, m[name].ci_high] for name in METRICS}
                       for arm, m in analysis.by_arm.items()},
-        "by_stratum": {s: {arm: {name: _number(m[name].value) for name in METRICS} for arm, m in arms.items()}
+        "by_stratum": {s: {arm: {name: m[name].value for name in METRICS} for arm, m in arms.items()}
                        for s, arms in analysis.by_stratum.items()},
         "ece_bins": f"{ECE_BINS} equal-width bins of final confidence / 100 on [0, 1]",
         "competence": None,
         "competence_items": [item.to_json() for item in analysis.competence],
         "trial_models": analysis.trial_models.notes if analysis.trial_models else [],
-        "trial_contrasts": (_records(analysis.trial_models.contrasts) if analysis.trial_models else []),
+        "trial_contrasts": (analysis.trial_models.contrasts.to_dict(orient="records")
+                            if analysis.trial_models else []),
         "flow": analysis.tables.flow,
         "notes": analysis.notes,
     }
@@ -159,11 +157,6 @@ def _json_safe(value):
         return int(number) if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu") \
             else number
     return value
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: (_number(v) if isinstance(v, float) else v) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")]
 
 
 def metrics_table(by_group: dict[str, dict[str, Estimate]], group: str = "arm") -> pd.DataFrame:
@@ -194,9 +187,11 @@ def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
             [{"item": r.item, "target_arm": arm, "mean": mean, "ci_low": r.mean_cis[arm][0],
               "ci_high": r.mean_cis[arm][1], "model": r.model} for r in analysis.competence
              for arm, mean in r.means.items()])
-        tables["competence_contrasts"] = pd.DataFrame(
-            [{"item": r.item, **c} for r in analysis.competence for c in r.contrasts],
-            columns=["item", "a", "b", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model"])
+        contrast_rows = pd.DataFrame([{"item": r.item, **c} for r in analysis.competence for c in r.contrasts])
+        base = ["item", "a", "b", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model"]
+        # Cohen's d and its CI (ANOVA items) follow the contract's columns
+        tables["competence_contrasts"] = contrast_rows.reindex(
+            columns=base + [c for c in contrast_rows.columns if c not in base])
     for name, frame in tables.items():
         written[name] = out_dir / f"{name}.csv"
         frame.to_csv(written[name], index=False)

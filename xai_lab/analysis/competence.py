@@ -22,8 +22,9 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import optimize, stats
 from statsmodels.stats.anova import anova_lm
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+from xai_lab.analysis.comparison import holm, ordered_arms
 
 # statsmodels fits crossed effects as one group with dense variance blocks: ~0.3 s per likelihood
 # evaluation at 1,000 levels (30 s a fit). Above this many rater + target levels the crossed
@@ -59,7 +60,7 @@ def analyse_competence(ratings: pd.DataFrame) -> list[ItemResult]:
 
 
 def analyse_item(item: str, frame: pd.DataFrame) -> ItemResult:
-    arms = _arms(frame)
+    arms = ordered_arms(frame["target_arm"], PAIR_ORDER)
     per_rater = frame.groupby("rater_id").size()
     raw_means = {arm: float(frame.loc[frame["target_arm"] == arm, "score"].mean()) for arm in arms}
     base = dict(item=item, n_raters=int(per_rater.size), n_ratings=len(frame), means=raw_means,
@@ -74,12 +75,7 @@ def analyse_item(item: str, frame: pd.DataFrame) -> ItemResult:
         return ItemResult(model="none", why="a single rater: no between-rater replication to model", **base)
     if per_rater.max() == 1:
         return _anova(item, frame, arms, base)
-    return _mixed(item, frame, arms, base)
-
-
-def _arms(frame: pd.DataFrame) -> list[str]:
-    present = set(frame["target_arm"])
-    return [a for a in PAIR_ORDER if a in present] + sorted(present - set(PAIR_ORDER))
+    return _mixed(item, frame, arms, base, int(per_rater.max()))
 
 
 def _pairs(arms: list[str]) -> list[tuple[str, str]]:
@@ -128,7 +124,7 @@ def _welch_contrast(scores: dict[str, DescrStatsW], a: str, b: str) -> dict:
             "d_ci_high": None if d is None else d + 1.96 * se_d}
 
 
-def _mixed(item: str, frame: pd.DataFrame, arms: list[str], base: dict) -> ItemResult:
+def _mixed(item: str, frame: pd.DataFrame, arms: list[str], base: dict, most_per_rater: int) -> ItemResult:
     raters_per_target = frame.groupby("target_id")["rater_id"].nunique()
     shared = bool(raters_per_target.max() > 1 and frame["target_id"].nunique() > len(arms))
     levels = frame["target_id"].nunique() + frame["rater_id"].nunique()
@@ -147,14 +143,13 @@ def _mixed(item: str, frame: pd.DataFrame, arms: list[str], base: dict) -> ItemR
             base["why"] = f"the mixed model did not fit ({error})"
             return ItemResult(model="none", **base)
     name = "linear mixed model: score ~ target_arm + (1 | rater)" + (" + (1 | target)" if crossed else "")
-    names = {arm: f"C(target_arm)[{arm}]" for arm in arms}
-    means, cis = _cell_means(fit, names)
-    contrasts = [_contrast(fit, names, a, b, name) for a, b in _pairs(arms)]
+    means, cis = _cell_means(fit, arms)
+    contrasts = [_contrast(fit, a, b, name) for a, b in _pairs(arms)]
     _holm(contrasts)
     notes = [] if fit.converged else ["the mixed model reported non-convergence; treat its CIs with caution"]
     if shared and not crossed:
         notes.append(_two_way_clustered_check(frame, arms, levels))
-    why = (f"raters rated several targets (up to {int(frame.groupby('rater_id').size().max())}), so their "
+    why = (f"raters rated several targets (up to {most_per_rater}), so their "
            "ratings share the rater's leniency" + ("; targets were rated by several raters, so a target "
                                                    "effect is crossed with the rater effect" if crossed else ""))
     base.update(means=means, mean_cis=cis)
@@ -166,8 +161,7 @@ def _two_way_clustered_check(frame: pd.DataFrame, arms: list[str], levels: int) 
     dependence without estimating it, and fast; its CIs bound how much dropping (1 | target) matters."""
     groups = np.column_stack([pd.Categorical(frame["rater_id"]).codes, pd.Categorical(frame["target_id"]).codes])
     fit = smf.ols("score ~ C(target_arm) - 1", frame).fit(cov_type="cluster", cov_kwds={"groups": groups})
-    names = {arm: f"C(target_arm)[{arm}]" for arm in arms}
-    checks = [_contrast(fit, names, a, b, "") for a, b in _pairs(arms)]
+    checks = [_contrast(fit, a, b, "") for a, b in _pairs(arms)]
     text = "; ".join(f"{c['a']} - {c['b']} {c['estimate']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
                      for c in checks)
     return (f"targets were rated by several raters, but {levels} rater + target levels are too many for "
@@ -175,17 +169,22 @@ def _two_way_clustered_check(frame: pd.DataFrame, arms: list[str], levels: int) 
             f"two-way (rater, target) cluster-robust SEs gives {text}")
 
 
-def _cell_means(fit, names: dict[str, str]) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+def _term(arm: str) -> str:
+    """The cell-mean coefficient of an arm in `score ~ C(target_arm) - 1`."""
+    return f"C(target_arm)[{arm}]"
+
+
+def _cell_means(fit, arms: list[str]) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     ci = fit.conf_int()
-    means = {arm: float(fit.params[term]) for arm, term in names.items()}
-    cis = {arm: (float(ci.loc[term, 0]), float(ci.loc[term, 1])) for arm, term in names.items()}
+    means = {arm: float(fit.params[_term(arm)]) for arm in arms}
+    cis = {arm: (float(ci.loc[_term(arm), 0]), float(ci.loc[_term(arm), 1])) for arm in arms}
     return means, cis
 
 
-def _contrast(fit, names: dict[str, str], a: str, b: str, model: str) -> dict:
+def _contrast(fit, a: str, b: str, model: str) -> dict:
     index = list(getattr(fit, "fe_params", fit.params).index)  # MixedLM tests fixed effects only
     vector = np.zeros(len(index))
-    vector[index.index(names[a])], vector[index.index(names[b])] = 1.0, -1.0
+    vector[index.index(_term(a))], vector[index.index(_term(b))] = 1.0, -1.0
     test = fit.t_test(vector[None, :])
     low, high = test.conf_int()[0]
     return {"a": a, "b": b, "estimate": float(test.effect[0]), "ci_low": float(low), "ci_high": float(high),
@@ -193,10 +192,8 @@ def _contrast(fit, names: dict[str, str], a: str, b: str, model: str) -> dict:
 
 
 def _holm(contrasts: list[dict]) -> None:
-    p_values = [c["p_value"] for c in contrasts]
-    if all(np.isfinite(p_values)):
-        for contrast, adjusted in zip(contrasts, multipletests(p_values, method="holm")[1], strict=True):
-            contrast["p_holm"] = float(adjusted)
+    for contrast, adjusted in zip(contrasts, holm(c["p_value"] for c in contrasts), strict=True):
+        contrast["p_holm"] = float(adjusted) if np.isfinite(adjusted) else None
 
 
 def partial_eta_squared_ci(f_value: float, df1: float, df2: float, level: float = 0.95) -> tuple[float, float]:

@@ -106,7 +106,13 @@ def clean_trials(trials: pd.DataFrame) -> pd.DataFrame:
     for column in ("initial_confidence", "final_confidence", "rt_final_ms", "overlay_toggles"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["overlay_shown"] = frame["overlay_shown"].astype("string").str.lower().isin(["true", "1"])
-    return frame[frame["final_label"].notna()].reset_index(drop=True)
+    frame = frame[frame["final_label"].notna()].reset_index(drop=True)
+    # the label comparisons every part of the analysis uses, made once; NA = not applicable (no AI)
+    has_ai = frame["ai_label"].notna()
+    frame["final_right"] = (frame["final_label"] == frame["true_label"]).astype(bool)
+    frame["ai_right"] = (frame["ai_label"] == frame["true_label"]).astype("boolean").where(has_ai)
+    frame["agrees"] = (frame["final_label"] == frame["ai_label"]).astype("boolean").where(has_ai)
+    return frame
 
 
 def clean_ratings(ratings: pd.DataFrame, problems: list[str]) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from xai_lab.analysis.competence import analyse_item
+from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.trial_models import fit_trial_models
 from xai_lab.errors import ConfigError
 from xai_lab.study.design import StudyDesign
@@ -47,13 +48,14 @@ def parse_effects(specs: list[str]) -> PlantedEffects:
     per_arm = {"over_reliance", "under_reliance", "competence"}
     scalars = {"skill", "rating_sd", "rater_sd", "target_sd"}
     for spec in specs:
-        name, _, rest = spec.partition(":")
+        name, _, per_arm_values = spec.partition(":")
+        scalar, _, scalar_value = spec.partition("=")
         try:
-            if name in per_arm and rest:
-                values[name] = {**getattr(defaults, name),
-                                **{arm.strip(): float(v) for arm, v in (p.split("=") for p in rest.split(","))}}
-            elif "=" in spec and spec.split("=")[0] in scalars:
-                values[spec.split("=")[0]] = float(spec.split("=")[1])
+            if name in per_arm and per_arm_values:
+                pairs = (part.split("=") for part in per_arm_values.split(","))
+                values[name] = {**getattr(defaults, name), **{arm.strip(): float(v) for arm, v in pairs}}
+            elif scalar in scalars:
+                values[scalar] = float(scalar_value)
             else:
                 raise ValueError
         except ValueError:
@@ -92,7 +94,8 @@ def _replicate(job: PowerJob) -> dict[str, bool | None]:
     export = simulate_export(job.design, job.effects, job.per_arm, job.seed)
     detected: dict[str, bool | None] = {}
     if not export.trials.empty and {"verify", "rely"} <= set(job.design.arms):
-        detected.update(_trial_detections(job, fit_trial_models(export.trials, mixed=False).contrasts))
+        contrasts = fit_trial_models(clean_trials(export.trials), mixed=False).contrasts
+        detected.update(_trial_detections(job, contrasts))
     if not export.ratings.empty:
         detected.update(_competence_detections(job, export.ratings))
     return detected

@@ -29,9 +29,12 @@ import numpy as np
 import pandas as pd
 
 ECE_BINS = 10
+# metrics that are a pooled mean of a per-trial value (bootstrapped from per-participant sums)
 RATIOS = ("accuracy_initial", "accuracy_final", "ai_accuracy", "agreement", "over_reliance", "under_reliance",
           "switch_fraction", "rair", "rsr", "brier", "overlay_toggles")
-METRICS = RATIOS[:-1] + ("accuracy_gain", "ece", "median_rt_final_ms", "overlay_toggles")
+METRICS = ("accuracy_initial", "accuracy_final", "ai_accuracy", "agreement", "over_reliance", "under_reliance",
+           "switch_fraction", "rair", "rsr", "brier", "accuracy_gain", "ece", "median_rt_final_ms",
+           "overlay_toggles")
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,14 @@ class Estimate:
 
 
 def trial_indicators(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial: each ratio metric's value where it applies, NaN where it does not."""
+    """One row per trial (as `load.clean_trials` returns them): each ratio metric's value where it
+    applies, NaN where it does not."""
     truth, final, ai, initial = (trials[c] for c in ("true_label", "final_label", "ai_label", "initial_label"))
     has_ai, has_initial = ai.notna(), initial.notna()
-    final_right, ai_right = (final == truth).astype(float), (ai == truth).fillna(False).astype(bool)
+    final_right = trials["final_right"].astype(float)
+    ai_right = trials["ai_right"].fillna(False).astype(bool)
     initial_right = (initial == truth).fillna(False).astype(bool)
-    agrees = (final == ai).fillna(False).astype(float)
+    agrees = trials["agrees"].fillna(False).astype(float)
     disagreed = has_initial & has_ai & (initial != ai).fillna(False)
     frame = pd.DataFrame(index=trials.index)
     frame["accuracy_initial"] = initial_right.astype(float).where(has_initial)
@@ -72,9 +77,9 @@ def trial_indicators(trials: pd.DataFrame) -> pd.DataFrame:
 
 def arm_metrics(indicators: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict[str, Estimate]:
     """All metrics for one group of trials (an arm, or an arm within a stratum)."""
-    people = pd.Categorical(indicators["participant_id"])
-    n_people = len(people.categories)
-    people = _Codes(people.codes.astype(np.int64), n_people)  # int8 codes would overflow in bin arithmetic
+    categories = pd.Categorical(indicators["participant_id"])
+    n_people = len(categories.categories)
+    people = categories.codes.astype(np.int64)  # int8 codes would overflow in the ECE's cell arithmetic
     weights = np.random.default_rng(seed).multinomial(n_people, np.full(n_people, 1.0 / n_people), size=resamples)
     ones = np.ones((1, n_people))
     results: dict[str, Estimate] = {}
@@ -82,8 +87,8 @@ def arm_metrics(indicators: pd.DataFrame, resamples: int = 1000, seed: int = 0) 
     for name in RATIOS:
         values = indicators[name]
         applies = values.notna().to_numpy()
-        sums = np.bincount(people.codes[applies], weights=values[applies].to_numpy(), minlength=n_people)
-        counts = np.bincount(people.codes[applies], minlength=n_people).astype(float)
+        sums = np.bincount(people[applies], weights=values[applies].to_numpy(), minlength=n_people)
+        counts = np.bincount(people[applies], minlength=n_people).astype(float)
         point = _ratio(ones, sums, counts)[0]
         draws[name] = _ratio(weights, sums, counts)
         results[name] = _estimate(point, draws[name], int(applies.sum()))
@@ -93,12 +98,6 @@ def arm_metrics(indicators: pd.DataFrame, resamples: int = 1000, seed: int = 0) 
     results["ece"] = _ece(indicators, people, weights, ones)
     results["median_rt_final_ms"] = _median_rt(indicators, people, weights)
     return {name: results[name] for name in METRICS}
-
-
-@dataclass(frozen=True)
-class _Codes:
-    codes: np.ndarray
-    n: int
 
 
 def _ratio(weights: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -126,16 +125,16 @@ def ece_bin_index(confidence: np.ndarray) -> np.ndarray:
     return np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
 
 
-def _ece(indicators: pd.DataFrame, people: _Codes, weights: np.ndarray, ones: np.ndarray) -> Estimate:
+def _ece(indicators: pd.DataFrame, people: np.ndarray, weights: np.ndarray, ones: np.ndarray) -> Estimate:
     applies = indicators["confidence"].notna().to_numpy()
     if not applies.any():
         return Estimate(None, None, None, 0)
     confidence = indicators["confidence"].to_numpy()[applies]
     gap = indicators["correct"].to_numpy()[applies] - confidence
-    cell = people.codes[applies] * ECE_BINS + ece_bin_index(confidence)
-    size = people.n * ECE_BINS
-    gaps = np.bincount(cell, weights=gap, minlength=size).reshape(-1, ECE_BINS)
-    counts = np.bincount(people.codes[applies], minlength=people.n).astype(float)
+    n_people = weights.shape[1]
+    cell = people[applies] * ECE_BINS + ece_bin_index(confidence)
+    gaps = np.bincount(cell, weights=gap, minlength=n_people * ECE_BINS).reshape(-1, ECE_BINS)
+    counts = np.bincount(people[applies], minlength=n_people).astype(float)
 
     def ece(w: np.ndarray) -> np.ndarray:
         return np.abs(w @ gaps).sum(axis=1) / (w @ counts)
@@ -143,42 +142,32 @@ def _ece(indicators: pd.DataFrame, people: _Codes, weights: np.ndarray, ones: np
     return _estimate(float(ece(ones)[0]), ece(weights), int(applies.sum()))
 
 
-def _median_rt(indicators: pd.DataFrame, people: _Codes, weights: np.ndarray) -> Estimate:
+def _median_rt(indicators: pd.DataFrame, people: np.ndarray, weights: np.ndarray) -> Estimate:
+    """The median, and its bootstrap as weighted medians: participant k's trials count w[k] times.
+    Times are sorted once; each resample is a cumulative sum over that order."""
     rt = indicators["rt_final_ms"].to_numpy()
     applies = np.isfinite(rt)
     if not applies.any():
         return Estimate(None, None, None, 0)
-    codes, rt = people.codes[applies], rt[applies]
-    order = np.argsort(codes, kind="stable")
-    codes, rt = codes[order], rt[order]
-    starts = np.searchsorted(codes, np.arange(people.n))
-    ends = np.searchsorted(codes, np.arange(people.n), side="right")
-    medians = []
-    for w in weights:  # a weighted median: participant k's trials count w[k] times
-        repeat = np.repeat(w, ends - starts)
-        medians.append(_weighted_median(rt, repeat) if repeat.sum() else np.nan)
-    return _estimate(float(np.median(rt)), np.array(medians), int(applies.sum()))
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    keep = weights > 0
-    values, weights = values[keep], weights[keep]
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    half = cumulative[-1] / 2.0
-    index = np.searchsorted(cumulative, half)
-    if cumulative[index] == half and index + 1 < len(order):  # even total: the mean of the middle two
-        return float((values[order][index] + values[order][index + 1]) / 2.0)
-    return float(values[order][index])
+    order = np.argsort(rt[applies], kind="stable")
+    values, owners = rt[applies][order], people[applies][order]
+    cumulative = np.cumsum(weights[:, owners], axis=1, dtype=np.int32)  # resamples x trials
+    total = cumulative[:, -1:]
+    # lower and upper middle: the first positions where the running weight reaches total/2 and passes it
+    lower = (cumulative < total / 2).sum(axis=1)
+    upper = (cumulative <= total / 2).sum(axis=1)
+    upper = np.minimum(upper, len(values) - 1)
+    with np.errstate(invalid="ignore"):
+        medians = np.where(total[:, 0] > 0, (values[lower.clip(max=len(values) - 1)] + values[upper]) / 2, np.nan)
+    return _estimate(float(np.median(rt[applies])), medians, int(applies.sum()))
 
 
 def reliance_quadrant(trials: pd.DataFrame) -> pd.DataFrame:
     """Counts of AI right/wrong x final right/wrong per arm (AI arms only)."""
-    with_ai = trials[trials["ai_label"].notna()]
+    with_ai = trials[trials["ai_right"].notna()]
     frame = pd.DataFrame({"arm": with_ai["arm"],
-                          "ai": np.where(with_ai["ai_label"] == with_ai["true_label"], "AI right", "AI wrong"),
-                          "final": np.where(with_ai["final_label"] == with_ai["true_label"], "final right",
-                                            "final wrong")})
+                          "ai": np.where(with_ai["ai_right"].astype(bool), "AI right", "AI wrong"),
+                          "final": np.where(with_ai["final_right"], "final right", "final wrong")})
     counts = frame.groupby(["arm", "ai", "final"]).size().rename("trials").reset_index()
     totals = counts.groupby(["arm", "ai"])["trials"].transform("sum")
     counts["share_within_ai"] = counts["trials"] / totals

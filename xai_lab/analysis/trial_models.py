@@ -29,9 +29,9 @@ import statsmodels.api as sm
 from patsy import build_design_matrices, dmatrices
 from scipy import sparse
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
-from statsmodels.stats.multitest import multipletests
 
-ARM_ORDER = ("verify", "rely", "control")
+from xai_lab.analysis.comparison import holm, ordered_arms
+
 # |log odds ratio| CI bounds beyond this (an odds ratio past 1e8) mean separation, not an estimate
 SEPARATION_LOG_ODDS = 18.0
 
@@ -44,14 +44,15 @@ class TrialModels:
 
 
 def model_frame(trials: pd.DataFrame) -> pd.DataFrame:
-    """Trials with case-level AI correctness (also for control), correctness and agreement as 0/1."""
-    with_ai = trials[trials["ai_label"].notna()]
-    case_wrong = (with_ai["ai_label"] != with_ai["true_label"]).groupby(with_ai["case_id"]).mean()
+    """Trials (as `load.clean_trials` returns them) with case-level AI correctness (also for control),
+    correctness and agreement as 0/1."""
+    has_ai = trials["ai_right"].notna()
+    case_wrong = (~trials.loc[has_ai, "ai_right"].astype(bool)).groupby(trials.loc[has_ai, "case_id"]).mean()
     frame = pd.DataFrame({
         "participant_id": trials["participant_id"].astype(str), "case_id": trials["case_id"].astype(str),
-        "arm": trials["arm"].astype(str), "correct": (trials["final_label"] == trials["true_label"]).astype(int),
-        "agree": (trials["final_label"] == trials["ai_label"]).fillna(False).astype(int),
-        "has_ai": trials["ai_label"].notna(), "ai_wrong": trials["case_id"].map(case_wrong),
+        "arm": trials["arm"].astype(str), "correct": trials["final_right"].astype(int),
+        "agree": trials["agrees"].fillna(False).astype(int), "has_ai": has_ai,
+        "ai_wrong": trials["case_id"].map(case_wrong),
     })
     ambiguous = frame["ai_wrong"].notna() & ~frame["ai_wrong"].isin([0.0, 1.0])
     frame.loc[ambiguous, "ai_wrong"] = np.nan  # a case whose advice differed between participants
@@ -95,8 +96,8 @@ def _unfit_reason(data: pd.DataFrame, outcome: str) -> str | None:
 
 
 def _formula(data: pd.DataFrame, outcome: str) -> str:
-    arms = [a for a in ARM_ORDER if a in set(data["arm"])] + sorted(set(data["arm"]) - set(ARM_ORDER))
-    arm = f"C(arm, Treatment('{arms[-1] if 'control' in arms else arms[0]}'))"
+    arms = ordered_arms(data["arm"])
+    arm = f"C(arm, Treatment('{'control' if 'control' in arms else arms[0]}'))"  # control: the unaided baseline
     return f"{outcome} ~ {arm} * ai_wrong" if data["ai_wrong"].nunique() > 1 else f"{outcome} ~ {arm}"
 
 
@@ -120,7 +121,7 @@ def _coefficient_table(result, outcome: str, model: str) -> pd.DataFrame:
 
 def _contrasts(result, data: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """Pairwise arm contrasts (log odds ratios) at each level of AI correctness, Holm across all."""
-    arms = [a for a in ARM_ORDER if a in set(data["arm"])]
+    arms = ordered_arms(data["arm"])
     levels = sorted(data["ai_wrong"].unique())
     design_info = result.design_info
     grid = pd.DataFrame([(arm, level) for level in levels for arm in arms], columns=["arm", "ai_wrong"])
@@ -140,10 +141,7 @@ def _contrasts(result, data: pd.DataFrame, outcome: str) -> pd.DataFrame:
                            ci_high=float(np.exp(high)), p_value=float(test.pvalue))
             rows.append(row)
     table = pd.DataFrame(rows)
-    table["p_holm"] = np.nan
-    estimable = table["p_value"].notna()
-    if estimable.any():
-        table.loc[estimable, "p_holm"] = multipletests(table.loc[estimable, "p_value"], method="holm")[1]
+    table["p_holm"] = holm(table["p_value"])
     return table
 
 
