@@ -1,7 +1,8 @@
 """xai-lab in the browser: participant, researcher and trainer pages.
 
     xai-lab serve --study studies/demo.toml      # or: xai-lab demo
-    streamlit run app.py                         # the same app, with whatever XAI_LAB_STUDIES names
+    streamlit run app.py                         # development: the same pages, without serve's web layer
+                                                 # (participant cookie, cache-clear filter, health check)
 
 A thin shell: the pages live in `xai_lab.ui` and every rule in `xai_lab.study`.
 """

@@ -180,9 +180,9 @@ def _postgres_admin_url() -> str:
     return os.environ.get("XAI_LAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards.
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[tuple[str, str, str]]:
+    """A new PostgreSQL database, dropped afterwards: yields (name, admin URL, URL of the new database).
 
     Skipped when no server answers, unless XAI_LAB_REQUIRE_POSTGRES=1 (CI sets it), which turns
     a missing server into a failure rather than a silent skip.
@@ -202,9 +202,14 @@ def postgres_url() -> Iterator[str]:
     name = f"xai_lab_test_{secrets.token_hex(4)}"
     connection.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
+        yield name, admin, admin.rsplit("/", 1)[0] + f"/{name}"
     finally:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.close()
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (see `fresh_postgres_database`)."""
+    with fresh_postgres_database() as (_, _, url):
+        yield url

@@ -248,3 +248,61 @@ def test_researcher_and_trainer_pages_in_chromium(browser, served):
     page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=60_000)
     assert page.locator('[data-testid="stImage"]').count() >= 3
     page.screenshot(path=str(ARTIFACTS / "trainer.png"), full_page=True)
+
+
+def participants_in(study_id: str) -> int:
+    from sqlalchemy import func, select
+
+    from xai_lab.store.schema import participants
+
+    with open_database().connect() as connection:
+        return connection.execute(select(func.count()).select_from(participants)
+                                  .where(participants.c.study_id == study_id)).scalar_one()
+
+
+def test_one_browser_is_one_participant_through_back_reload_and_the_code_link(browser, served):
+    """Back, reload and reopening the shared code link resume; only a new browser enrols anew."""
+    home, design, port = served
+    code_link = f"http://127.0.0.1:{port}/?study=b&code={enrolment_code(open_database(), 'b')}"
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{port}/?study=b")  # a page of the study before the link (the code box)
+    page.get_by_text("Enrolment code from your invitation").wait_for()
+    before = participants_in("b")
+    page.goto(code_link)
+    participant = Participant(page, design, "identity")
+    page.wait_for_url("**token=**", timeout=30_000)
+    token = participant.token
+    history = page.evaluate("history.length")
+    assert participants_in("b") == before + 1
+    cookie = next(c for c in context.cookies() if c["name"] == "xai_lab_b")
+    assert cookie["value"] == token and cookie["httpOnly"]  # page scripts cannot read it
+
+    take_part(participant, keyboard=False)  # two steps answered: consent and profile
+    step = participant.key()
+    assert step.startswith("instructions") and page.evaluate("history.length") == history  # no entry added
+
+    page.go_back()  # to the code box page that came before the link
+    page.get_by_role("button", name="Start", exact=True).wait_for(timeout=30_000)
+    page.get_by_text("How this works").wait_for()  # resumed from the cookie, not a fresh enrolment form
+    page.reload()
+    page.get_by_text("How this works").wait_for(timeout=30_000)
+    page.go_forward()
+    page.get_by_text("How this works").wait_for(timeout=30_000)
+    assert participant.token == token and participants_in("b") == before + 1
+
+    page.goto(code_link)  # reopening the shared link in the same browser
+    page.get_by_text("How this works").wait_for(timeout=30_000)
+    page.wait_for_url(f"**token={token}**", timeout=30_000)  # and the address bar shows the personal link
+    assert participants_in("b") == before + 1 and participant.key() == step
+    participant.shot("resumed-from-code-link")
+    context.close()
+
+    fresh = browser.new_context(viewport=VIEWPORT)
+    other = fresh.new_page()
+    other.goto(code_link)  # another browser: another person
+    other.wait_for_url("**token=**", timeout=30_000)
+    other.get_by_role("button", name="I agree to take part").wait_for(timeout=30_000)
+    assert parse_qs(urlparse(other.url).query)["token"][0] != token
+    assert participants_in("b") == before + 2
+    fresh.close()

@@ -10,7 +10,7 @@ from xai_lab.store.database import open_database
 from xai_lab.study.access import (
     FIRST_WAIT_S,
     PASSWORD_ENV,
-    LoginThrottle,
+    Throttle,
     admin_password,
     code_matches,
     enrolment_code,
@@ -49,7 +49,7 @@ def test_password_compare():
 
 def test_throttle_doubles_the_wait_after_three_failures_and_clears_on_success():
     now = [1000.0]
-    throttle = LoginThrottle(clock=lambda: now[0])
+    throttle = Throttle(clock=lambda: now[0])
     for _ in range(3):
         assert throttle.wait_seconds("a") == 0
         throttle.failed("a")
@@ -100,4 +100,4 @@ def test_quality_flags_catch_unmoved_confidence_and_fast_answers(study_home, mon
     assert kinds == {"attention_failed", "confidence_never_moved", "implausibly_fast"}
     assert status.trials >= 6 and status.median_rt_final_ms is not None
     assert sum(row["enrolled"] for row in status.by_arm) == status.flow["enrolled"] - \
-        status.flow["declined_consent"] - status.flow["not_yet_allocated"]
+        status.flow["declined_consent"] - status.flow["not_yet_allocated"] - status.flow["opened_not_consented"]

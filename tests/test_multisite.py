@@ -9,6 +9,7 @@ duplicated.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -36,7 +37,8 @@ def enrol_and_allocate(port: int, code: str) -> str:
             client.set_value(f"profile:{name}", value)
         client.click("go:profile")
         assert client.keys("go:instructions"), client.screen.text()[:300]
-        return client.query_string.split("token=")[1].split("&")[0]
+        # the page offers the personal link under "Continue later" (and puts it in the address bar)
+        return re.search(r"token=([A-Za-z0-9_-]+)", client.screen.text()).group(1)
 
 
 def test_two_servers_share_one_postgres_allocation(study_home: Path, postgres_url: str, monkeypatch):

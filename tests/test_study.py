@@ -80,9 +80,9 @@ def test_shipped_designs_validate():
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace('title = "Test study"', 'title = "x"\ncolour = "red"'), "unknown key colour"),
     (lambda t: t.replace("ai_wrong_share = 0.34", "ai_wrong_share = 1.5"), "cases.ai_wrong_share must be a number"),
-    (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = [4]"), "allocation.block_sizes must be positive "
+    (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = [4]"), "allocation.block_sizes must list 1-8 "
                                                                         "multiples of 3"),
-    (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = 6"), "allocation.block_sizes must be positive"),
+    (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = 6"), "allocation.block_sizes must list"),
     (lambda t: t.replace('arms = ["verify", "rely", "control"]', 'arms = ["verify", "trust"]'), "unknown arm"),
     (lambda t: t.replace('method = "gradcam"', 'method = "lime"'), "explanation.method"),
     (lambda t: t.replace('id = "t"', 'id = "../x"'), "id"),

@@ -84,10 +84,11 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace, files: list[Path], start: bool = True) -> int:
     from xai_lab.store.database import open_database
-    from xai_lab.study.access import admin_password, enrolment_code
+    from xai_lab.study.access import admin_password, enrolment_code, trusted_proxies
     from xai_lab.study.catalogue import open_catalogue
 
     _check_port(args.port, args.address, must_be_free=start)
+    proxies = trusted_proxies()
     engine = open_database(args.database)
     catalogue = open_catalogue(engine, files)
     base = (args.base_url or f"http://{'localhost' if args.address in ('127.0.0.1', '0.0.0.0') else args.address}"
@@ -102,10 +103,21 @@ def serve(args: argparse.Namespace, files: list[Path], start: bool = True) -> in
     if not start:
         return 0
     env = {**os.environ, HOME_ENV: str(lab_home().resolve()),
-           "XAI_LAB_STUDIES": os.pathsep.join(str(f.resolve()) for f in files)}
+           "XAI_LAB_STUDIES": os.pathsep.join(str(f.resolve()) for f in files),
+           # uvicorn believes X-Forwarded-For only from these proxies (its own default trusts any
+           # loopback client, which could then pick a fresh throttle identity per request).
+           "FORWARDED_ALLOW_IPS": ",".join(proxies)}
     if args.database:
         env["XAI_LAB_DATABASE_URL"] = args.database
     return _run_streamlit(args.port, args.address, env)
+
+
+def streamlit_settings() -> dict[str, str]:
+    from xai_lab.data.uploads import MAX_UPLOAD_BYTES  # imports torch: only when serving
+
+    # Uploads (trainer page) above the app's own limit are refused by the server before they are
+    # held in memory; Streamlit's default is 200 MB.
+    return {**STREAMLIT_SETTINGS, "server.maxUploadSize": str(MAX_UPLOAD_BYTES // (1024 * 1024))}
 
 
 def _check_port(port: int, address: str, must_be_free: bool) -> None:
@@ -123,10 +135,10 @@ def _check_port(port: int, address: str, must_be_free: bool) -> None:
 
 
 def _run_streamlit(port: int, address: str, env: dict[str, str]) -> int:
-    entry = Path(__file__).resolve().parent / "ui" / "entry.py"
+    entry = Path(__file__).resolve().parent / "ui" / "served_app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port),
                "--server.address", address]
-    for key, value in STREAMLIT_SETTINGS.items():
+    for key, value in streamlit_settings().items():
         command += [f"--{key}", value]
     sys.stdout.flush()
     # Replace this process with Streamlit's: signals (Ctrl-C, a supervisor's SIGTERM) reach the
@@ -137,6 +149,7 @@ def _run_streamlit(port: int, address: str, env: dict[str, str]) -> int:
 
 def run_demo_server(args: argparse.Namespace) -> int:
     """After `ensure_demo_assets`: prepare the demo study, print the three URLs, serve."""
+    from xai_lab.store.database import open_database
     from xai_lab.study.access import PASSWORD_ENV, admin_password
     from xai_lab.study.design import load_design
     from xai_lab.study.prepare import prepare_study
@@ -145,7 +158,7 @@ def run_demo_server(args: argparse.Namespace) -> int:
     if not design_file.is_file():
         raise ConfigError(f"the demo design is missing ({DEMO_DESIGN}); run xai-lab demo from the repository")
     design = load_design(design_file)
-    prepare_study(design, say=lambda line: None)  # `serve` below registers it, as for any served study
+    prepare_study(design, open_database(args.database), say=lambda line: None)
     if admin_password() is None:
         os.environ[PASSWORD_ENV] = secrets.token_urlsafe(12)  # for this run only; the child inherits it
         print(f"researcher password for this run: {os.environ[PASSWORD_ENV]} (set {PASSWORD_ENV} to choose one)")
@@ -153,6 +166,7 @@ def run_demo_server(args: argparse.Namespace) -> int:
 
 
 def _run_invite(args: argparse.Namespace) -> int:
+    from xai_lab.private_files import open_private
     from xai_lab.study.design import load_design
     from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
@@ -166,11 +180,10 @@ def _run_invite(args: argparse.Namespace) -> int:
     design = load_design(args.study)
     service = StudyService.open(design, load_case_set(design), url=args.database)
     base = args.base_url.rstrip("/")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("x", newline="") as handle:
+    with open_private(out, "x", newline="") as handle:  # the only copy of the tokens: owner-only (0600)
         writer = csv.writer(handle)
         writer.writerow(["number", "link"])
         for number in range(1, args.n + 1):
-            writer.writerow([number, f"{base}/?study={design.id}&token={service.enrol()}"])
+            writer.writerow([number, f"{base}/?study={design.id}&token={service.enrol(via='invite')}"])
     print(f"wrote {args.n} personal links for {design.id!r} to {out}; it is the only copy of the tokens")
     return 0

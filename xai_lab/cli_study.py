@@ -74,12 +74,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from xai_lab.store.database import open_database
     from xai_lab.study.design import load_design
     from xai_lab.study.prepare import prepare_study, prepared_path
-    from xai_lab.study.service import register_study
 
     design = load_design(args.file)
-    case_set = prepare_study(design)
     engine = open_database(args.database)
-    register_study(engine, design, case_set)
+    case_set = prepare_study(design, engine)
     wrong = sum(not case.ai_correct for case in case_set.cases)
     planted = sum(case.advice_source == "planted" for case in case_set.cases)
     print(f"prepared {design.id!r}: {len(case_set.cases)} cases ({wrong} AI-wrong, {planted} planted), "

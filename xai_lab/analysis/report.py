@@ -152,8 +152,10 @@ def _metrics_section(analysis: Analysis) -> str:
             estimate = analysis.by_arm[arm][name]
             if estimate.value is None:
                 continue
-            low = estimate.value - (estimate.ci_low if estimate.ci_low is not None else estimate.value)
-            high = (estimate.ci_high if estimate.ci_high is not None else estimate.value) - estimate.value
+            # A percentile-bootstrap interval of a ratio metric need not contain its pooled estimate
+            # (the cluster resampling shifts the ratio): draw the bar from the interval's ends.
+            low = max(0.0, estimate.value - (estimate.ci_low if estimate.ci_low is not None else estimate.value))
+            high = max(0.0, (estimate.ci_high if estimate.ci_high is not None else estimate.value) - estimate.value)
             ax.errorbar([position], [estimate.value], yerr=[[low], [high]], fmt="o", color=_colour(arm), capsize=4)
         ax.set_xticks(range(len(arms)), arms)
         ax.set_xlim(-0.6, len(arms) - 0.4)

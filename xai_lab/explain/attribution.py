@@ -13,7 +13,8 @@ The model is put in eval mode for the call (BatchNorm statistics and dropout fix
 restored after; gradients are enabled even inside a caller's `torch.no_grad()`; stochastic
 methods draw from a forked RNG seeded with `seed` for every image, so an image's map is
 reproducible whatever it is batched with, and the caller's random state is untouched; any
-hook a method leaves on the model, also after an error, is removed.
+hook a method leaves on the model, also after an error, is removed. Calls from several threads
+take turns (`xai_lab.model.locking`), so a model shared by server sessions is safe.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import nn
 
 from xai_lab.errors import ExplainError
 from xai_lab.explain.methods import METHODS, SaliencyMethod
+from xai_lab.model.locking import MODEL_LOCK
 from xai_lab.model.network import ImageClassifier
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -154,20 +156,21 @@ def _to_maps(raw: torch.Tensor, size: torch.Size, spec: SaliencyMethod) -> torch
 
 @contextlib.contextmanager
 def _attribution_state(explained: TargetLogOdds, seed: int) -> Iterator[None]:
-    was_training = explained.classifier.training
-    before = _hook_keys(explained)
-    numpy_state = np.random.get_state()
-    explained.eval()
-    try:
-        with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
-            # Captum announces every hook it sets and removes; that is expected here, not news.
-            warnings.filterwarnings("ignore", message=".*(hooks|Setting forward, backward hooks).*")
-            _seed_all(seed)
-            yield
-    finally:
-        np.random.set_state(numpy_state)
-        _remove_hooks_added_since(explained, before)
-        explained.classifier.train(was_training)
+    with MODEL_LOCK:  # hooks, mode and the global RNGs are shared by every thread
+        was_training = explained.classifier.training
+        before = _hook_keys(explained)
+        numpy_state = np.random.get_state()
+        explained.eval()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
+                # Captum announces every hook it sets and removes; that is expected here, not news.
+                warnings.filterwarnings("ignore", message=".*(hooks|Setting forward, backward hooks).*")
+                _seed_all(seed)
+                yield
+        finally:
+            np.random.set_state(numpy_state)
+            _remove_hooks_added_since(explained, before)
+            explained.classifier.train(was_training)
 
 
 def _seed_all(seed: int) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from xai_lab.model.locking import MODEL_LOCK
 from xai_lab.model.network import ImageClassifier
 
 PASS_BELOW = 0.5
@@ -40,14 +41,22 @@ def cascading_randomisation(model: ImageClassifier, seed: int = 0) -> Iterator[t
     `seed`, so the randomised models are reproducible. BatchNorm layers are reset too (unit
     scale, zero shift, fresh running statistics), as in Adebayo et al.'s cascade.
     """
-    randomised = copy.deepcopy(model).eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for name, block in cascade_blocks(randomised):
-            for module in block.modules():
-                if hasattr(module, "reset_parameters"):  # convolutions, BatchNorm, linear layers
-                    module.reset_parameters()
-            yield name, randomised
+    # All randomised weights are drawn up front, under the lock, from a forked global RNG: the
+    # copy must not catch another thread's explanation hooks, and the seeded draws must not
+    # interleave with another thread's (see xai_lab.model.locking). Then one copy is refilled.
+    with MODEL_LOCK:
+        randomised = copy.deepcopy(model).eval()
+        states = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for name, block in cascade_blocks(randomised):
+                for module in block.modules():
+                    if hasattr(module, "reset_parameters"):  # convolutions, BatchNorm, linear layers
+                        module.reset_parameters()
+                states.append((name, copy.deepcopy(randomised.state_dict())))
+    for name, state in states:
+        randomised.load_state_dict(state)
+        yield name, randomised
 
 
 def passes(upper_spearman: float, upper_ssim: float) -> bool:

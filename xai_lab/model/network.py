@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xai_lab.model.locking import MODEL_LOCK
+
 STEMS = ("double", "single", "strided")
 
 
@@ -151,8 +153,11 @@ class ImageClassifier(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Calibrated class probabilities (N, n_classes), computed in batches."""
-        chunks = [torch.softmax(self(images[i:i + batch_size]), dim=1) for i in range(0, len(images), batch_size)]
+        """Calibrated class probabilities (N, n_classes), computed in batches (waiting for any explanation
+        of this model in another thread: its hooks would fire in this pass, see `xai_lab.model.locking`)."""
+        with MODEL_LOCK:
+            chunks = [torch.softmax(self(images[i:i + batch_size]), dim=1)
+                      for i in range(0, len(images), batch_size)]
         return torch.cat(chunks) if chunks else torch.empty(0, self.spec.n_classes)
 
     def decide(self, probabilities: torch.Tensor) -> torch.Tensor:

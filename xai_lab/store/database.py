@@ -21,9 +21,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from xai_lab.errors import ConfigError
 from xai_lab.paths import lab_home
@@ -62,7 +62,7 @@ def create_database_engine(url: str | None = None) -> Engine:
 def _sqlite_engine(url: str) -> Engine:
     path = make_url(url).database
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(Path(path))
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10,
                            max_overflow=10)
 
@@ -85,12 +85,29 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600), before SQLite does with the
+    umask's 0644: it holds participants' answers. SQLite gives its -wal and -shm files the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass  # an existing database keeps the mode its owner gave it
+
+
 def _migration_1(connection: Connection) -> None:
     metadata.create_all(connection)
 
 
+def _migration_2(connection: Connection) -> None:
+    """participants.enrolled_via: caps and counts enrolments through the shared code (a database
+    created at version 2 or later already has it from `metadata.create_all`)."""
+    if "enrolled_via" not in {column["name"] for column in inspect(connection).get_columns("participants")}:
+        connection.execute(text("ALTER TABLE participants ADD COLUMN enrolled_via VARCHAR(16)"))
+
+
 # (version, step): append, never edit, once a version has shipped.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -123,6 +140,25 @@ def _current_version(engine: Engine) -> int:
             return 0
         version = connection.execute(select(schema_version.c.version)).scalar()
     return int(version or 0)
+
+
+def write_problem(engine: Engine) -> str | None:
+    """None when a write transaction can run now; else the database's reason, in one line.
+
+    Runs a real write (a no-op update of the schema version) and rolls it back, so a read-only
+    file or role, a full lock or a lost server all show, and nothing changes.
+    """
+    try:
+        with engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                connection.execute(update(schema_version).values(version=schema_version.c.version))
+            finally:
+                transaction.rollback()
+    except SQLAlchemyError as error:
+        original = getattr(error, "orig", None) or error
+        return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    return None
 
 
 def integrity_ok(engine: Engine) -> bool:

@@ -62,6 +62,8 @@ participants = Table(
     Column("rating_targets", JSON),
     Column("attention_failures", Integer, nullable=False, default=0),
     Column("pilot", Boolean, nullable=False, default=False),
+    # how they arrived: code (the study's shared link) | invite (a personal link) | simulation | api
+    Column("enrolled_via", String(16)),
     Column("enrolled_at", String(32), nullable=False),
     Column("completed_at", String(32)),
     Column("withdrawn_at", String(32)),

@@ -7,10 +7,14 @@ No Streamlit here, so the rules are testable and the UI only calls them.
   dashboard is not served at all (`admin_password` returns None and the app leaves the page out).
 - Passwords are compared with `hmac.compare_digest` on SHA-256 digests: constant time, and the
   same length whatever was typed, so timing says nothing about the password.
-- `LoginThrottle`: after `FREE_ATTEMPTS` failures from one client, each further attempt must
-  wait twice as long as the last (10 s, 20 s, 40 s ... up to 5 minutes); a success clears it.
-  At most about 300 guesses a day per client: enough for a researcher with typos, useless for
-  guessing a password of 8+ characters.
+- `AccessGuard` throttles guessing per client and per scope (the researcher account, or one
+  study's enrolment code): after `FREE_ATTEMPTS` failures from one client, each further attempt
+  must wait twice as long as the last (10 s, 20 s, 40 s ... up to 5 minutes); a success clears
+  it. At most about 300 guesses a day per client: enough for a researcher with typos, useless
+  for guessing a password of 8+ characters. All clients together get 20 free failures per scope,
+  then waits of 5 s doubling to at most one minute. It also limits enrolments per client.
+- The client is the connection's address; a ``X-Forwarded-For`` header counts only from a
+  proxy listed in ``XAI_LAB_TRUSTED_PROXIES`` (`client_identity`).
 - An enrolment code is derived from the study's secret allocation key (HMAC), so it needs no
   storage, is different per study and cannot be guessed from the study id.
 """
@@ -20,10 +24,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 import threading
 import time
 import tomllib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -37,6 +45,13 @@ FIRST_WAIT_S = 10.0
 MAX_WAIT_S = 300.0
 MAX_TRACKED = 10_000
 MIN_PASSWORD_LENGTH = 8
+# Enrolments through one code from one client: a browser that enrolled resumes from its cookie,
+# so only a shared computer (or a ward behind one NAT address) enrols many; personal invitation
+# links (`xai-lab invite`) are never limited. Past this the client waits (RateWindow).
+ENROLMENTS_PER_CLIENT = 20
+ENROLMENT_WINDOW_S = 600.0
+TRUSTED_PROXIES_ENV = "XAI_LAB_TRUSTED_PROXIES"
+REMEMBER_PATH = "/xai-lab/remember"  # the served app's route that stores the participant cookie (xai_lab.ui.web)
 
 
 def secrets_files() -> list[Path]:
@@ -75,34 +90,162 @@ def password_matches(typed: str, expected: str) -> bool:
     return hmac.compare_digest(digest(typed.encode()).digest(), digest(expected.encode()).digest())
 
 
-class LoginThrottle:
-    """Failed logins per client key; thread-safe (one instance per server process)."""
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """How a throttle answers failures: `free` failures cost nothing, then each further attempt
+    waits twice as long as the last, from `first_wait_s` up to `max_wait_s`."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    free: int
+    first_wait_s: float
+    max_wait_s: float
+
+    def wait_after(self, failures: int) -> float:
+        if failures < self.free:
+            return 0.0
+        return min(self.max_wait_s, self.first_wait_s * 2.0 ** (failures - self.free))
+
+
+# One client (browser address): a person with typos tries again at once; a guesser gets ~300 tries a day.
+CLIENT_POLICY = ThrottlePolicy(free=FREE_ATTEMPTS, first_wait_s=FIRST_WAIT_S, max_wait_s=MAX_WAIT_S)
+# One account or one enrolment code, all clients together: bounds guessing spread over many
+# addresses, and caps how long anyone else's failures can keep the researcher out (one minute).
+SHARED_POLICY = ThrottlePolicy(free=20, first_wait_s=5.0, max_wait_s=60.0)
+
+
+class Throttle:
+    """Failed attempts per key under one policy; thread-safe (one instance per server process)."""
+
+    def __init__(self, policy: ThrottlePolicy = CLIENT_POLICY, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last one)
         self._lock = threading.Lock()
         self._clock = clock
 
     def wait_seconds(self, key: str) -> float:
-        """How long this client must still wait before the next attempt (0 = may try now)."""
+        """How long this key must still wait before the next attempt (0 = may try now)."""
         with self._lock:
             failures, last = self._failures.get(key, (0, 0.0))
-        if failures < FREE_ATTEMPTS:
-            return 0.0
-        delay = min(MAX_WAIT_S, FIRST_WAIT_S * 2.0 ** (failures - FREE_ATTEMPTS))
-        return max(0.0, last + delay - self._clock())
+        return max(0.0, last + self.policy.wait_after(failures) - self._clock()) if failures else 0.0
 
     def failed(self, key: str) -> None:
         with self._lock:
             now = self._clock()
-            if len(self._failures) > MAX_TRACKED:  # forget clients idle past the longest wait: bounded memory
-                self._failures = {k: v for k, v in self._failures.items() if now - v[1] < MAX_WAIT_S}
+            if len(self._failures) > MAX_TRACKED:  # forget keys idle past the longest wait: bounded memory
+                self._failures = {k: v for k, v in self._failures.items()
+                                  if now - v[1] < self.policy.max_wait_s}
             failures, _ = self._failures.get(key, (0, 0.0))
             self._failures[key] = (failures + 1, now)
 
     def succeeded(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+
+class RateWindow:
+    """At most `limit` events per key in any `window_s` seconds (sliding window); thread-safe."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window_s, self._clock = limit, window_s, clock
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_seconds(self, key: str) -> float:
+        with self._lock:
+            recent = self._recent(key)
+            return 0.0 if len(recent) < self.limit else max(0.0, recent[0] + self.window_s - self._clock())
+
+    def record(self, key: str) -> None:
+        with self._lock:
+            if len(self._events) > MAX_TRACKED:
+                now = self._clock()
+                self._events = {k: v for k, v in self._events.items() if v and now - v[-1] < self.window_s}
+            self._recent(key).append(self._clock())
+
+    def _recent(self, key: str) -> deque[float]:
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= self._clock() - self.window_s:
+            events.popleft()
+        return events
+
+
+class AccessGuard:
+    """Every throttle of a served app: password and enrolment-code guessing, and enrolments per client.
+
+    A *scope* is what is guarded: ``"researcher"`` (the one account) or ``"code:<study id>"``
+    (one enrolment code). Each failure counts against the client (strict) and against the scope
+    from all clients together (lenient, at most a minute's wait), so neither a single guesser nor
+    one spread over many addresses gets far, and nobody else's failures lock a researcher out
+    for more than `SHARED_POLICY.max_wait_s`. Lives in a process-level registry, never in
+    Streamlit's caches, so a client's ``clear_cache`` message cannot reset it.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 enrolments_per_client: int = ENROLMENTS_PER_CLIENT, window_s: float = ENROLMENT_WINDOW_S) -> None:
+        self.clients = Throttle(CLIENT_POLICY, clock)
+        self.scopes = Throttle(SHARED_POLICY, clock)
+        self.enrolments = RateWindow(enrolments_per_client, window_s, clock)
+
+    def wait_seconds(self, scope: str, client: str) -> float:
+        return max(self.clients.wait_seconds(f"{scope}|{client}"), self.scopes.wait_seconds(scope))
+
+    def failed(self, scope: str, client: str) -> None:
+        self.clients.failed(f"{scope}|{client}")
+        self.scopes.failed(scope)
+
+    def succeeded(self, scope: str, client: str) -> None:
+        self.clients.succeeded(f"{scope}|{client}")
+
+    def enrolment_wait(self, scope: str, client: str) -> float:
+        """Seconds until this client may enrol again through this code (0 = now)."""
+        return self.enrolments.wait_seconds(f"{scope}|{client}")
+
+    def enrolled(self, scope: str, client: str) -> None:
+        self.enrolments.record(f"{scope}|{client}")
+
+
+def client_identity(peer: str | None, forwarded_for: str | None = None,
+                    trusted_proxies: tuple[str, ...] = ()) -> str:
+    """Who a request comes from, for throttling: the peer address, or behind a trusted proxy the
+    right-most ``X-Forwarded-For`` address that is not itself a trusted proxy.
+
+    Forwarded headers from any other peer are ignored: anyone can write them. ``xai-lab serve``
+    hands the same list to uvicorn (``FORWARDED_ALLOW_IPS``), which applies this rule before the
+    app sees the connection; this function states the rule and is what the tests check it against.
+    """
+    if not peer:
+        return "unknown"
+    if forwarded_for and _trusted(peer, trusted_proxies):
+        for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
+            if not _trusted(hop, trusted_proxies):
+                return hop
+    return peer
+
+
+def _trusted(address: str, trusted_proxies: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(network, strict=False) for network in trusted_proxies)
+
+
+def trusted_proxies() -> tuple[str, ...]:
+    """The proxies whose ``X-Forwarded-For`` is believed: ``XAI_LAB_TRUSTED_PROXIES`` (addresses or
+    networks, comma-separated). Empty by default: behind no proxy, nothing forwarded is trusted."""
+    raw = os.environ.get(TRUSTED_PROXIES_ENV, "")
+    entries = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"{TRUSTED_PROXIES_ENV} lists {entry!r}, which is not an IP address or network; "
+                              "give addresses such as 127.0.0.1 or 10.0.0.0/8, comma-separated") from None
+    return entries
+
+
+def participant_cookie(study_id: str) -> str:
+    """The cookie that lets a browser that enrolled in a study resume it from the shared code link."""
+    return f"xai_lab_{study_id.replace('-', '_').replace('.', '_')}"
 
 
 def enrolment_code(engine: Engine, study_id: str) -> str:

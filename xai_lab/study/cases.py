@@ -13,6 +13,7 @@ explains the planted label, and the case is flagged `advice_source = "planted"`.
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ class CaseSet:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(".tmp")
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: a reader sees old or new
         staging.write_text(json.dumps(self.to_json(), indent=1))
         staging.replace(path)
 

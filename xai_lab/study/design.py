@@ -23,6 +23,12 @@ from xai_lab.paths import check_name
 ARMS = ("verify", "rely", "control")
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
 CONFIDENCE_DISPLAYS = ("percent", "none")
+# Bounds on what a design may ask for; each is far beyond any real study and far below what
+# would stall the server (a block of 20 million slots once took minutes under the write lock).
+MAX_DESIGN_BYTES = 256 * 1024
+MAX_BLOCK_SIZE = 60
+MAX_ENROLMENTS = 100_000
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,13 @@ class PeerRatingSpec:
 
 
 @dataclass(frozen=True)
+class EnrolmentSpec:
+    # Most participants the shared enrolment code (?code=) may enrol; None = no cap. Personal
+    # invitation links (`xai-lab invite`) are not counted: each was made for one person.
+    max_enrolments: int | None = None
+
+
+@dataclass(frozen=True)
 class StudyDesign:
     id: str
     title: str
@@ -128,6 +141,7 @@ class StudyDesign:
     profile: tuple[Choice, ...]
     questionnaires: tuple[Instrument, ...]
     peer_rating: PeerRatingSpec
+    enrolment: EnrolmentSpec = EnrolmentSpec()
     source: str = ""  # the file it came from
 
     @property
@@ -147,6 +161,10 @@ class StudyDesign:
     def fingerprint(self) -> str:
         """SHA-256 of the design's content (not its file name): a changed design is a new design."""
         content = {k: v for k, v in self.to_json().items() if k != "source"}
+        # Sections added after studies were registered count only when set, so an unchanged design
+        # keeps its fingerprint (and its participants) across upgrades.
+        if content["enrolment"] == asdict(EnrolmentSpec()):
+            del content["enrolment"]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -158,16 +176,37 @@ def _rotations(arms: tuple[str, ...]) -> list[tuple[str, ...]]:
 def load_design(path: str | Path) -> StudyDesign:
     """Read and validate a design file; every problem is a `ConfigError` naming key and fix."""
     path = Path(path)
+    text = _read_design_text(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no study design at {path}; give the path of a .toml file such as "
-                          "studies/demo.toml") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read the study design {path} ({error}); give a UTF-8 TOML file") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML ({error}); fix the syntax at that line") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests arrays or tables too deeply for a study design; a design needs at most "
+                          "a few levels ([section], [[section.items]])") from None
     return parse_design(raw, str(path))
+
+
+def _read_design_text(path: Path) -> str:
+    """The file's text, refusing what is not a regular file (a device, a pipe, a folder) or is larger
+    than any design needs, before reading it: `/dev/zero` would otherwise be read forever."""
+    if not path.exists():
+        raise ConfigError(f"no study design at {path}; give the path of a .toml file such as studies/demo.toml")
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a regular file; give the path of a .toml design file")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_DESIGN_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"cannot read the study design {path} ({error.strerror or error}); check the path and "
+                          "its permissions") from None
+    if len(data) > MAX_DESIGN_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_DESIGN_BYTES // 1024} KiB, far more than a study design needs; "
+                          "check that this is the design file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; save the design as a UTF-8 TOML file") from None
 
 
 def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
@@ -177,7 +216,9 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         check_name(study_id, "study id")
     except ConfigError as error:
         raise ConfigError(f"{source}: id: {error}") from None
-    arms = tuple(top.strings("arms", default=["verify", "rely"]))
+    if "arms" not in raw:
+        top.fail("arms", "is missing; list the arms to compare, e.g. arms = [\"verify\", \"rely\"]")
+    arms = tuple(top.strings("arms"))
     for arm in arms:
         if arm not in ARMS:
             top.fail("arms", f"lists unknown arm {arm!r}; use verify, rely and optionally control")
@@ -186,7 +227,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
     data = _data(top.table("data", optional=True))
     cases = _cases(top.table("cases", optional=True))
     design = StudyDesign(
-        id=study_id, title=top.string("title"), seed=top.integer("seed", default=0, low=0),
+        id=study_id, title=top.string("title"), seed=top.integer("seed", default=0, low=0, high=MAX_SEED),
         arms=arms,
         consent_text=top.string("consent"),
         withdrawal=top.choice("withdrawal", ("delete", "keep"), default="delete"),
@@ -199,6 +240,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         profile=_profile(top.table("profile", optional=True)),
         questionnaires=tuple(_instrument(t) for t in top.tables("questionnaire")),
         peer_rating=_peer_rating(top.table("peer_rating", optional=True), arms),
+        enrolment=_enrolment(top.table("enrolment", optional=True)),
         source=source,
     )
     top.done()
@@ -252,13 +294,13 @@ class _Table:
     def string(self, key: str, default: Any = None, allow_empty: bool = False) -> str:
         value = self.raw_value(key, _REQUIRED if default is None else default, "a string")
         if not isinstance(value, str) or (not allow_empty and not value.strip()):
-            self.fail(key, f"must be a non-empty string, got {value!r}")
+            self.fail(key, f"must be a non-empty string, got {_short(value)}")
         return value.strip()
 
     def strings(self, key: str, default: Any = None) -> list[str]:
         value = self.raw_value(key, _REQUIRED if default is None else default, "a list of strings")
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            self.fail(key, f"must be a list of non-empty strings, got {value!r}")
+            self.fail(key, f"must be a list of non-empty strings, got {_short(value)}")
         return [v.strip() for v in value]
 
     def integer(self, key: str, default: Any = None, low: int | None = None, high: int | None = None) -> int:
@@ -267,25 +309,25 @@ class _Table:
                 or (high is not None and value > high):
             bounds = f" from {low}" if low is not None else ""
             bounds += f" to {high}" if high is not None else (" or more" if low is not None else "")
-            self.fail(key, f"must be an integer{bounds}, got {value!r}")
+            self.fail(key, f"must be an integer{bounds}, got {_short(value)}")
         return value
 
     def number(self, key: str, default: Any = None, low: float = 0.0, high: float = 1.0) -> float:
         value = self.raw_value(key, _REQUIRED if default is None else default, "a number")
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            self.fail(key, f"must be a number from {low:g} to {high:g}, got {value!r}")
+            self.fail(key, f"must be a number from {low:g} to {high:g}, got {_short(value)}")
         return float(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.raw_value(key, default, "true or false")
         if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, got {value!r}")
+            self.fail(key, f"must be true or false, got {_short(value)}")
         return value
 
     def choice(self, key: str, options: tuple[str, ...], default: Any = None) -> str:
         value = self.raw_value(key, _REQUIRED if default is None else default, f"one of {', '.join(options)}")
         if value not in options:
-            self.fail(key, f"must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
+            self.fail(key, f"must be one of {', '.join(repr(o) for o in options)}, got {_short(value)}")
         return value
 
     def table(self, key: str, optional: bool = False) -> _Table | None:
@@ -350,10 +392,12 @@ def _allocation(table: _Table | None, arms: tuple[str, ...]) -> AllocationSpec:
             table.fail("strata", f"lists {name!r}; stratify by role, specialty or prior_ai_use")
     unit = len(arms)
     sizes = table.raw_value("block_sizes", [unit, 2 * unit], "a list of integers")
-    if not isinstance(sizes, list) or not sizes or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % unit == 0 for s in sizes):
-        table.fail("block_sizes", f"must be positive multiples of {unit} (the number of "
-                                  f"{'arms' if kind == 'between' else 'arm orders'}), got {sizes!r}")
+    if not isinstance(sizes, list) or not 1 <= len(sizes) <= 8 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_BLOCK_SIZE and s % unit == 0
+            for s in sizes):
+        table.fail("block_sizes", f"must list 1-8 multiples of {unit} (the number of "
+                                  f"{'arms' if kind == 'between' else 'arm orders'}) up to {MAX_BLOCK_SIZE}, "
+                                  f"e.g. [{unit}, {2 * unit}]; got {_short(sizes)}")
     if kind == "within" and len(arms) < 2:
         table.fail("kind", "within needs at least two arms")
     table.done()
@@ -436,7 +480,7 @@ def _identifier(table: _Table, key: str = "id") -> str:
     value = table.string(key)
     if not _ID_PATTERN.match(value):
         table.fail(key, f"must be 1-48 letters, digits, '_', '-' or '.', starting with a letter or digit; "
-                        f"got {value!r}")
+                        f"got {_short(value)}")
     return value
 
 
@@ -480,6 +524,22 @@ def _peer_rating(table: _Table | None, arms: tuple[str, ...]) -> PeerRatingSpec:
         table.fail("per_rater", "must be 1 with assignment = \"by_arm\" (one vignette per rater)")
     table.done()
     return spec
+
+
+def _enrolment(table: _Table | None) -> EnrolmentSpec:
+    if table is None:
+        return EnrolmentSpec()
+    cap = table.raw_value("max_enrolments", None, "an integer")
+    spec = EnrolmentSpec(max_enrolments=None if cap is None else table.integer("max_enrolments", low=1,
+                                                                                high=MAX_ENROLMENTS))
+    table.done()
+    return spec
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut short: a pasted list of thousands must not flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _instructions(table: _Table, arms: tuple[str, ...]) -> dict[str, str]:

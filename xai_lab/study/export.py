@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
+from xai_lab.private_files import private_staging, write_private_text
 from xai_lab.store.schema import participants, questionnaire_answers, ratings, studies, trials
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -74,6 +75,7 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv") -> dict[str, int]:
@@ -100,13 +102,37 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
     for name, frame in tables.items():
         frame = frame[list(COLUMNS[name]) + [c for c in frame.columns if c not in COLUMNS[name]]]
         path = out_dir / f"{name}.{fmt}"
-        staging = path.with_name(f".{path.name}.tmp")
-        frame.to_csv(staging, index=False) if fmt == "csv" else frame.to_parquet(staging, index=False)
+        staging = private_staging(path)  # participants' data: owner-only (0600), replaced atomically
+        if fmt == "csv":
+            neutralise_formulas(frame).to_csv(staging, index=False)
+        else:
+            frame.to_parquet(staging, index=False)
         staging.replace(path)
         counts[name] = len(frame)
-    (out_dir / "flow.json").write_text(json.dumps(flow, indent=2) + "\n")
-    (out_dir / "codebook.md").write_text(codebook(study_id))
+    write_private_text(out_dir / "flow.json", json.dumps(flow, indent=2) + "\n")
+    write_private_text(out_dir / "codebook.md", codebook(study_id))
     return counts
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe.
+
+    Excel, LibreOffice and Google Sheets evaluate a CSV cell starting with ``= + - @`` (or a tab
+    or carriage return before one) as a formula - "CSV injection" - and design option strings
+    (profile choices, ids, texts) reach the export verbatim. Numbers are never touched; Parquet
+    keeps types and needs no such guard.
+    """
+    result = frame.copy()
+    for column in result.columns:
+        if result[column].dtype == object or pd.api.types.is_string_dtype(result[column]):
+            result[column] = result[column].map(_neutralise_cell)
+    return result
+
+
+def _neutralise_cell(value):
+    if isinstance(value, str) and value[:1] in FORMULA_PREFIXES:
+        return "'" + value
+    return value
 
 
 def _frame(connection, table, where, order) -> pd.DataFrame:
@@ -115,7 +141,11 @@ def _frame(connection, table, where, order) -> pd.DataFrame:
 
 
 def _participants(connection, study_id: str) -> pd.DataFrame:
-    query = (select(participants).where(participants.c.study_id == study_id, participants.c.status != "declined")
+    # People who declined, or opened a link and never answered the consent screen, are counted in
+    # flow.json but are not participants: no row here.
+    query = (select(participants).where(participants.c.study_id == study_id, participants.c.status != "declined",
+                                        ~((participants.c.status == "in_progress")
+                                          & (participants.c.step_key == "consent")))
              .order_by(participants.c.enrolled_at, participants.c.participant_id))
     rows = []
     for row in connection.execute(query).mappings():
@@ -129,24 +159,44 @@ def _participants(connection, study_id: str) -> pd.DataFrame:
 
 
 def consort_flow(connection, study_id: str) -> dict:
-    """CONSORT-style counts: enrolled, declined consent, allocated per arm, and outcome per arm."""
-    rows = connection.execute(select(participants.c.status, participants.c.arm)
+    """CONSORT-style counts: who opened a link, who consented or declined, allocation and outcome per arm.
+
+    ``enrolled`` counts every participant record, including people who opened a link and left
+    before answering the consent screen (``opened_not_consented``): they are counted apart and
+    are not participants; ``consented`` is the number who agreed.
+    """
+    rows = connection.execute(select(participants.c.status, participants.c.arm, participants.c.step_key)
                               .where(participants.c.study_id == study_id)).all()
     by_arm: dict[str, dict[str, int]] = {}
-    for status, arm in rows:
+    for status, arm, _ in rows:
         if arm is not None:
             counts = by_arm.setdefault(arm, {"allocated": 0, "completed": 0, "withdrawn": 0, "in_progress": 0})
             counts["allocated"] += 1
             counts[status] = counts.get(status, 0) + 1
-    return {"enrolled": len(rows), "declined_consent": sum(s == "declined" for s, _ in rows),
-            "not_yet_allocated": sum(a is None and s == "in_progress" for s, a in rows), "by_arm": by_arm}
+    opened = sum(_not_consented(status, step) for status, _, step in rows)
+    declined = sum(status == "declined" for status, _, _ in rows)
+    return {"enrolled": len(rows), "opened_not_consented": opened, "declined_consent": declined,
+            "consented": len(rows) - opened - declined,
+            "not_yet_allocated": sum(a is None and s == "in_progress" and not _not_consented(s, k) for s, a, k in rows),
+            "by_arm": by_arm}
+
+
+def _not_consented(status: str, step_key: str) -> bool:
+    return status == "in_progress" and step_key == "consent"
 
 
 def codebook(study_id: str) -> str:
     lines = [f"# Codebook: export of study `{study_id}`", "",
              "Timestamps are ISO 8601 in UTC. Empty cells mean the field does not apply (e.g. initial_* outside the "
              "verify arm). Labels are the dataset's class names. No invitation tokens and no free text are exported.",
-             "`flow.json` holds CONSORT counts (enrolled, declined consent, allocated and outcome per arm).", ""]
+             "`flow.json` holds CONSORT counts: `enrolled` (every opened link), `opened_not_consented` (left before "
+             "answering the consent screen: not participants), `declined_consent`, `consented`, `not_yet_allocated` "
+             "(consented, profile not yet given) and allocation and outcome per arm. `participants` lists only people "
+             "who consented.",
+             "In CSV files, a text cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is written "
+             "with a leading apostrophe (`'=...`), so that spreadsheet programs show it as text instead of running it "
+             "as a formula; strip that apostrophe to recover the value. Parquet files store values unchanged.",
+             "Files are created readable by their owner only (mode 0600): they hold participants' answers.", ""]
     for name, columns in COLUMNS.items():
         lines += [f"## {name}", "", "| column | meaning |", "|---|---|"]
         lines += [f"| `{column}` | {meaning} |" for column, meaning in columns.items()]

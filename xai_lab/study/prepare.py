@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from xai_lab.data.records import ImageDataset
 from xai_lab.data.storage import load_dataset, resolve_dataset_dir
 from xai_lab.data.synth import SynthConfig
@@ -22,6 +24,7 @@ from xai_lab.model.storage import check_model_fits, load_model, resolve_model_di
 from xai_lab.paths import explanation_cache_dir, lab_home, model_dir
 from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
 from xai_lab.study.design import StudyDesign
+from xai_lab.study.service import check_registration, register_study
 
 
 def prepared_path(study_id: str) -> Path:
@@ -38,11 +41,15 @@ def load_case_set(design: StudyDesign) -> CaseSet:
     return case_set
 
 
-def prepare_study(design: StudyDesign, say: Callable[[str], None] = print) -> CaseSet:
+def prepare_study(design: StudyDesign, engine: Engine | None = None,
+                  say: Callable[[str], None] = print) -> CaseSet:
+    """Build what the design needs and write its case set; with `engine`, also register the study.
+
+    The registration check runs before the prepared case set is replaced: a design changed after
+    participants enrolled is refused with the file (and so the served study) untouched.
+    """
     if design.data is None:
-        case_set = empty_case_set(design)
-        case_set.save(prepared_path(design.id))
-        return case_set
+        return _save_and_register(design, empty_case_set(design), engine)
     dataset = _ensure_dataset(design, say)
     model, card = _ensure_model(design, dataset, say)
     method = _method(design, card)
@@ -59,7 +66,15 @@ def prepare_study(design: StudyDesign, say: Callable[[str], None] = print) -> Ca
     summary = precompute(model, dataset, ExplanationCache(explanation_cache_dir(design.data.model), card),
                          [case.case_id for case in chosen], [method], targets=planted)
     say(f"overlays ({method}): {summary.computed} computed, {summary.reused} reused")
+    return _save_and_register(design, case_set, engine)
+
+
+def _save_and_register(design: StudyDesign, case_set: CaseSet, engine: Engine | None) -> CaseSet:
+    if engine is not None:
+        check_registration(engine, design, case_set)
     case_set.save(prepared_path(design.id))
+    if engine is not None:
+        register_study(engine, design, case_set)
     return case_set
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from xai_lab.errors import XaiLabError
 from xai_lab.store import repository as repo
@@ -48,6 +48,7 @@ from xai_lab.study.flow import InvalidAnswer, StepKey
 from xai_lab.study.peer import choose_targets
 
 TOKEN_BYTES = 24  # 192 bits, above the 128 the design requires
+ENROLMENT_ROUTES = ("code", "invite", "simulation", "api")
 
 
 class StudyError(XaiLabError):
@@ -60,6 +61,10 @@ class UnknownToken(StudyError):
 
 class NotCurrentStep(StudyError):
     pass
+
+
+class EnrolmentClosed(StudyError):
+    """The shared enrolment code has enrolled as many participants as the design allows."""
 
 
 class ReplayedSubmit(StudyError):
@@ -106,14 +111,44 @@ class StudyService:
 
     # ------------------------------------------------------------ lifecycle
 
-    def enrol(self, pilot: bool = False) -> str:
+    def enrol(self, pilot: bool = False, via: str = "api") -> str:
+        """A new participant; returns their token (the only copy). `via` says how they arrived:
+        ``code`` (the shared enrolment link, capped by ``enrolment.max_enrolments``), ``invite``,
+        ``simulation`` or ``api``."""
+        if via not in ENROLMENT_ROUTES:
+            raise StudyError(f"unknown enrolment route {via!r}; use one of {', '.join(ENROLMENT_ROUTES)}")
         token = secrets.token_urlsafe(TOKEN_BYTES)
         participant_id = "p" + secrets.token_hex(6)
         with self.engine.begin() as connection:
+            if via == "code":
+                self._check_code_capacity(connection)
             event = repo.append_event(connection, self.design.id, participant_id, "enrolled",
-                                      {"token_sha256": hash_token(token), "pilot": pilot})
+                                      {"token_sha256": hash_token(token), "pilot": pilot, "via": via})
             apply_event(connection, event)
         return token
+
+    def knows(self, token: str) -> bool:
+        """Whether this token belongs to a participant of this study (read-only: nothing is shown or logged)."""
+        if not isinstance(token, str) or not token or len(token) > 256:
+            return False
+        with self.engine.connect() as connection:
+            study = connection.execute(select(participants.c.study_id)
+                                       .where(participants.c.token_sha256 == hash_token(token))).scalar()
+        return study == self.design.id
+
+    def _check_code_capacity(self, connection: Connection) -> None:
+        cap = self.design.enrolment.max_enrolments
+        if cap is None:
+            return
+        # Lock the study's row: concurrent enrolments on PostgreSQL count one at a time (SQLite's
+        # BEGIN IMMEDIATE already serialises them), so the cap cannot be overshot.
+        connection.execute(select(studies.c.study_id).where(studies.c.study_id == self.design.id).with_for_update())
+        enrolled = connection.execute(select(func.count()).select_from(participants).where(
+            participants.c.study_id == self.design.id, participants.c.enrolled_via == "code")).scalar_one()
+        if enrolled >= cap:
+            raise EnrolmentClosed("this study has all the participants it needs through this link, so it is closed "
+                                  "to new participants; thank you for your interest. If you were sent a personal "
+                                  "link, open that one instead")
 
     def resume(self, token: str) -> Step:
         with self.engine.begin() as connection:
@@ -156,8 +191,11 @@ class StudyService:
             if delete_data:
                 _delete_participant_data(connection, participant_id)
             repo.release_slot(connection, participant_id)
+            # completed_at travels in the tombstone: with deletion, the events that completed the
+            # participation are gone, and a rebuild must still know they had finished.
             event = repo.append_event(connection, self.design.id, participant_id, "withdrawn",
-                                      {"deleted": delete_data, "arm": row["arm"], "stratum": row["stratum"]})
+                                      {"deleted": delete_data, "arm": row["arm"], "stratum": row["stratum"],
+                                       "completed_at": row["completed_at"]})
             apply_event(connection, event)
             return self._step(self._participant(connection, token))
 
@@ -373,7 +411,7 @@ def apply_event(connection: Connection, event: dict[str, Any]) -> None:
         connection.execute(participants.insert().values(
             participant_id=participant_id, study_id=event["study_id"], token_sha256=payload["token_sha256"],
             status="in_progress", plan=None, step_index=0, step_key="consent", pilot=payload.get("pilot", False),
-            enrolled_at=event["created_at"], attention_failures=0))
+            enrolled_via=payload.get("via"), enrolled_at=event["created_at"], attention_failures=0))
     elif kind == "shown":
         connection.execute(update(participants).where(where).values(
             shown_at=payload["at"], shown_ns=payload["ns"], shown_clock=payload["clock"]))
@@ -398,6 +436,8 @@ def apply_event(connection: Connection, event: dict[str, Any]) -> None:
     elif kind == "withdrawn":
         values = {"status": "withdrawn", "step_key": "withdrawn", "withdrawn_at": event["created_at"],
                   "arm": payload.get("arm"), "stratum": payload.get("stratum")}
+        if payload.get("completed_at"):
+            values["completed_at"] = payload["completed_at"]
         if payload.get("deleted"):
             values.update(profile=None, plan=None, pending=None, rating_targets=None)
         connection.execute(update(participants).where(where).values(**values))
@@ -468,15 +508,34 @@ def register_study(engine: Engine, design: StudyDesign, case_set: CaseSet) -> No
                 study_id=design.id, title=design.title, design_sha256=fingerprint, design=design.to_json(),
                 case_set=case_set.to_json(), allocation_secret=secrets.token_hex(32), created_at=repo.now_iso()))
             return
-        if existing.design_sha256 == fingerprint and existing.case_set == json.loads(json.dumps(case_set.to_json())):
+        if _same_registration(existing, design, case_set):
             return
-        enrolled = connection.execute(select(participants.c.participant_id)
-                                      .where(participants.c.study_id == design.id).limit(1)).first()
-        if enrolled is not None:
-            raise StudyError(f"study {design.id!r} already has participants under a different design or case set; "
-                             "give the changed design a new id (the recorded data stay with the old one)")
+        _refuse_if_enrolled(connection, design)
         connection.execute(update(studies).where(studies.c.study_id == design.id).values(
             title=design.title, design_sha256=fingerprint, design=design.to_json(), case_set=case_set.to_json()))
+
+
+def check_registration(engine: Engine, design: StudyDesign, case_set: CaseSet) -> None:
+    """Raise the `StudyError` that `register_study` would, without writing anything: `prepare`
+    calls it before it replaces the prepared case set, so a refused design changes no file."""
+    with engine.connect() as connection:
+        existing = connection.execute(select(studies.c.design_sha256, studies.c.case_set)
+                                      .where(studies.c.study_id == design.id)).first()
+        if existing is not None and not _same_registration(existing, design, case_set):
+            _refuse_if_enrolled(connection, design)
+
+
+def _same_registration(existing, design: StudyDesign, case_set: CaseSet) -> bool:
+    return existing.design_sha256 == design.fingerprint() and \
+        existing.case_set == json.loads(json.dumps(case_set.to_json()))
+
+
+def _refuse_if_enrolled(connection: Connection, design: StudyDesign) -> None:
+    enrolled = connection.execute(select(participants.c.participant_id)
+                                  .where(participants.c.study_id == design.id).limit(1)).first()
+    if enrolled is not None:
+        raise StudyError(f"study {design.id!r} already has participants under a different design or case set; "
+                         "give the changed design a new id (the recorded data stay with the old one)")
 
 
 def rebuild_derived(engine: Engine, study_id: str) -> int:

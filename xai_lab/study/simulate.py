@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from xai_lab.paths import lab_home
+from xai_lab.private_files import open_private
 from xai_lab.study.peer import USE_OF_AI
 from xai_lab.study.service import Step, StudyService
 
@@ -76,7 +77,7 @@ def simulate(service: StudyService, config: SimulationConfig) -> SimulationSumma
 def _run_one(service: StudyService, config: SimulationConfig, number: int, token: str | None) -> tuple[str, bool]:
     resumed = token is not None
     if token is None:
-        token = service.enrol(pilot=config.pilot)
+        token = service.enrol(pilot=config.pilot, via="simulation")
         _append_token(tokens_path(service), number, token)
     rng = random.Random(f"{config.seed}:{number}")
     stop_after = rng.randrange(2, 40) if rng.random() < config.dropout else None
@@ -159,8 +160,7 @@ def _read_tokens(path: Path) -> dict[int, str]:
 
 
 def _append_token(path: Path, number: int, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with open_private(path, "a") as handle:  # tokens resume participants: owner-only
         handle.write(f"{number}\t{token}\n")
         handle.flush()
         os.fsync(handle.fileno())

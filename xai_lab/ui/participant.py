@@ -1,11 +1,14 @@
 """Participant pages: one screen per study step, always the step the server says is current.
 
-How a participant arrives: an invitation link ``?study=ID&token=...`` (tokens made with
-``xai-lab invite``), or ``?study=ID&code=CODE`` / the enrolment-code box, which enrols and puts
-the new token into the address bar so that a reload or a bookmark resumes. The token is read
-from the URL once and kept in session state; the page is always drawn from `service.resume`,
-so reload, back button and a second tab land on the current step, and an answer to any other
-step is refused by the service (and shown here as a calm notice, not an error).
+One person, one participant. A participant arrives with a personal link ``?study=ID&token=...``
+(`xai-lab invite`), or with the study's shared link ``?study=ID&code=CODE`` (or types the code
+into the box), which enrols. Once a session knows its token, the page replaces the address
+bar's entry with the personal link (no new history entry, so Back never strips it) and the
+server stores the token in an HttpOnly cookie for this study, so this browser reopening the
+shared link resumes the same participant; a new browser with the code is a new participant.
+The personal link is shown under "Continue later" for other devices. The page is always drawn
+from `service.resume`, so reload, Back and a second tab land on the current step, and an answer
+to any other step is refused by the service (and shown here as a calm notice, not an error).
 
 Nothing here decides anything: the arm, the case, what the AI shows and what an answer may be
 come from `StudyService`; the page lays them out. Every answer carries an idempotency key made
@@ -14,17 +17,27 @@ once per step and session, so a double click records one answer.
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from xai_lab.errors import XaiLabError
-from xai_lab.study.access import code_matches
+from xai_lab.errors import ConfigError, XaiLabError
+from xai_lab.study.access import REMEMBER_PATH, code_matches, participant_cookie
 from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.flow import InvalidAnswer
-from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, Step, UnknownToken
+from xai_lab.study.service import EnrolmentClosed, NotCurrentStep, ReplayedSubmit, Step, UnknownToken
 from xai_lab.ui import resources
+
+LOG = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(XaiLabError):
+    """The study database could not be reached; the page says so calmly."""
 
 # Images are sent at their own size (512 px square, from `StudyMedia`): st.image re-encodes any
 # image it has to shrink on every rerun, which dominated the server's CPU under load.
@@ -33,6 +46,16 @@ LEGEND = ("Brighter yellow marks the areas that most influenced the AI's suggest
 
 
 def render() -> None:
+    try:
+        _render()
+    except (OperationalError, InterfaceError, DatabaseUnavailable):
+        # A database that is restarting, locked or unreachable: say so calmly. Nothing is lost -
+        # every recorded answer is in the database, and the page resumes at the current step.
+        LOG.exception("study page: database unavailable")
+        _unavailable()
+
+
+def _render() -> None:
     served = _served_study()
     if served is None:
         return
@@ -43,19 +66,30 @@ def render() -> None:
         step = served.service.resume(token)
     except UnknownToken as error:
         st.session_state.pop(_token_key(served), None)
-        st.error(str(error))
+        st.error(_sentence(str(error)))
         return
     _notices()
     _SCREENS.get(step.kind, _ended)(served, token, step)
     if step.status == "in_progress" and step.kind not in ("consent",):
+        _continue_later(served, token)
         _withdraw_box(served, token)
+    _remember(served, token)
+
+
+def _unavailable() -> None:
+    st.title("xai-lab study")
+    st.warning("The study server is busy or restarting, so this page cannot be shown right now. Please wait a "
+               "minute and reload the page: your answers so far are saved and you will continue where you were.")
 
 
 # ---------------------------------------------------------------- arrival
 
 
 def _served_study() -> ServedStudy | None:
-    studies = resources.catalogue()
+    try:
+        studies = resources.catalogue()
+    except ConfigError as error:  # the database could not be opened (down, or misconfigured: see the log)
+        raise DatabaseUnavailable(str(error)) from None
     study_id = st.query_params.get("study")
     if study_id is None and len(studies) == 1:
         study_id = next(iter(studies))
@@ -77,40 +111,97 @@ def _token_key(served: ServedStudy) -> str:
 
 
 def _token(served: ServedStudy) -> str | None:
+    """This session's participant: kept in the session; else a personal link's token; else the
+    token this browser stored when it enrolled (so reopening the shared code link resumes);
+    else a new enrolment through the code in the link or typed into the box."""
     key = _token_key(served)
-    if key not in st.session_state and st.query_params.get("token"):
-        st.session_state[key] = st.query_params["token"]  # read once; the session keeps it
     if key in st.session_state:
         return st.session_state[key]
+    token = st.query_params.get("token") or _remembered_token(served)
+    if token:
+        st.session_state[key] = token  # read once; the session keeps it
+        return token
     st.title(served.design.title)
-    code = st.query_params.get("code")
-    if code is None:
-        with st.form("enrol"):
-            code = st.text_input("Enrolment code from your invitation", max_chars=32)
-            if not st.form_submit_button("Start", type="primary"):
-                return None
-    if _enrol(served, code) is not None:
-        st.rerun()  # draw the first step afresh: this run already drew the enrolment screen's title
+    code, tried = st.query_params.get("code"), f"code-tried:{served.design.id}"
+    if code is not None and not st.session_state.get(tried):
+        st.session_state[tried] = True  # a wrong code in the link counts once, not on every rerun
+        if _enrol(served, code):
+            st.rerun()  # draw the first step afresh: this run already drew the enrolment screen's title
+    with st.form("enrol"):
+        typed = st.text_input("Enrolment code from your invitation", max_chars=32)
+        started = st.form_submit_button("Start", type="primary")
+    if started and _enrol(served, typed):
+        st.rerun()
     return None
 
 
+def _remembered_token(served: ServedStudy) -> str | None:
+    """The token this browser's cookie holds for the study, if it still belongs to the study."""
+    token = st.context.cookies.get(participant_cookie(served.design.id))
+    return token if token and served.service.knows(token) else None
+
+
 def _enrol(served: ServedStudy, code: str) -> str | None:
-    throttle, client = resources.login_throttle(), f"enrol:{resources.client_address()}"
-    wait = throttle.wait_seconds(client)
+    guard, client, scope = resources.access_guard(), resources.client_address(), f"code:{served.design.id}"
+    wait = max(guard.wait_seconds(scope, client), guard.enrolment_wait(scope, client))
     if wait > 0:
-        st.error(f"Too many wrong codes. Please wait {wait:.0f} seconds and try again.")
+        st.error(f"Too many attempts from this computer. Please wait {wait:.0f} seconds and try again.")
         return None
     if not code_matches(served.service.engine, served.design.id, code):
-        throttle.failed(client)
-        st.error("That enrolment code is not right for this study. Check your invitation and type it again.")
+        guard.failed(scope, client)
+        st.error("That enrolment code is not right for this study. Check your invitation and type the code "
+                 "in the box below.")
         return None
-    throttle.succeeded(client)
-    token = served.service.enrol()
+    guard.succeeded(scope, client)
+    try:
+        token = served.service.enrol(via="code")
+    except EnrolmentClosed as error:
+        st.info(_sentence(str(error)))
+        return None
+    guard.enrolled(scope, client)
     st.session_state[_token_key(served)] = token
-    # The URL now carries the token instead of the code: a reload or bookmark resumes, never re-enrols.
-    st.query_params.clear()
-    st.query_params.update({"study": served.design.id, "token": token})
     return token
+
+
+def _remember(served: ServedStudy, token: str) -> None:
+    """Once per session: put the personal link into the address bar (replacing the history entry,
+    so Back never leads to a link without it) and have the server store the token in an
+    HttpOnly cookie (`xai_lab.ui.web`), so that this browser reopening the shared code link
+    resumes this participant instead of enrolling a new one."""
+    remembered = f"remembered:{served.design.id}"
+    if st.session_state.get(remembered) == token:
+        return
+    st.session_state[remembered] = token
+    st.html(remember_script(served.design.id, token), unsafe_allow_javascript=True, width="content")
+
+
+def remember_script(study_id: str, token: str) -> str:
+    values = json.dumps({"study": study_id, "token": token}).replace("</", "<\\/")
+    return (f"<script>(function () {{ const v = {values};"
+            "const url = new URL(window.location.href); url.search = new URLSearchParams(v).toString();"
+            "window.history.replaceState(window.history.state, '', url.toString());"
+            "const base = window.location.pathname.replace(/\\/[^\\/]*$/, '');"
+            f"fetch(base + '{REMEMBER_PATH}', {{method: 'POST', credentials: 'same-origin',"
+            "headers: {'Content-Type': 'application/json'}, body: JSON.stringify(v)}).catch(() => {});"
+            "})();</script>")
+
+
+def personal_link(study_id: str, token: str) -> str:
+    base = st.context.url or ""
+    return f"{base}?{urlencode({'study': study_id, 'token': token})}"
+
+
+def _continue_later(served: ServedStudy, token: str) -> None:
+    with st.expander("Continue later"):
+        st.caption("Your answers are saved as you go. To come back to where you stopped, open your study link again "
+                   "in this browser, or open this personal link on any device (keep it private: it is yours alone):")
+        st.code(personal_link(served.design.id, token), language=None)
+
+
+def _sentence(text: str) -> str:
+    """Messages from the study engine as a sentence: capital first letter, full stop at the end."""
+    text = text.strip()
+    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
 
 
 # ---------------------------------------------------------------- answering
@@ -124,6 +215,10 @@ def _submit(served: ServedStudy, token: str, step_key: str, answer: dict[str, An
     """Widget callback: record the answer; the rerun that follows shows the next step."""
     try:
         served.service.submit(token, step_key, answer, _idempotency_key(step_key))
+    except (OperationalError, InterfaceError):
+        LOG.exception("study page: an answer could not be recorded")
+        st.session_state["problem"] = ("Your answer could not be saved because the server is busy. Please give it "
+                                       "again in a moment; nothing was recorded twice.")
     except ReplayedSubmit:
         pass  # a double click: the first click was recorded
     except NotCurrentStep:
@@ -178,7 +273,8 @@ def _instructions(served: ServedStudy, token: str, step: Step) -> None:
     st.subheader("How this works")
     st.markdown(step.content["text"])
     st.caption("Take the time you need. Hover over an image and press its expand button to see it larger. "
-               "Your answers are saved as you go; if the page closes, open the same link to continue.")
+               "Your answers are saved as you go. If the page closes, open your study link again in this browser, "
+               "or use your personal link under \"Continue later\" at the bottom of the page.")
     st.button("Start", type="primary", key=f"go:{step.key}", on_click=_submit, args=(served, token, step.key, {}))
 
 
@@ -336,6 +432,8 @@ def _debrief(served: ServedStudy, token: str, step: Step) -> None:
     _progress(step)
     st.subheader("Thank you: what this study was about")
     st.markdown(step.content["text"])
+    st.caption("Press Finish to complete your participation. Opening your link again afterwards shows only this "
+               "confirmation; your answers cannot be changed then.")
     st.button("Finish", type="primary", key=f"go:{step.key}", on_click=_submit, args=(served, token, step.key, {}))
 
 

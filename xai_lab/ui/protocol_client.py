@@ -10,8 +10,8 @@ the end of their id (``$$ID-<hash>-<key>``), so callers name them as the pages d
         client.set_value("confidence:trial:0:final", [70])   # a slider's value
         client.click("decide:trial:0:final:lesion")          # returns seconds to the next screen
 
-Only the widget kinds the study pages need are supported: button (trigger), slider
-(double array), selectbox and radio (string).
+Only the widget kinds the study and trainer pages need are supported: button (trigger),
+slider (double array), number input (int), selectbox and radio (string).
 """
 
 from __future__ import annotations
@@ -45,11 +45,15 @@ class Screen:
 
 
 class ProtocolClient:
-    def __init__(self, host: str, port: int, query_string: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, query_string: str, timeout_s: float = 30.0, page_name: str = "",
+                 headers: dict[str, str] | None = None) -> None:
         self.url = f"ws://{host}:{port}{STREAM_PATH}"
         self.query_string = query_string
         self.timeout_s = timeout_s
+        self.page_name = page_name  # "" is the default page; "trainer" is /trainer
+        self.headers = headers or {}  # sent with the websocket handshake (cookies, forwarded-for)
         self.page_script_hash = ""
+        self.session_id = ""
         self.values: dict[str, Any] = {}  # widget id -> ("kind", value), sent with every rerun
         self.screen = Screen()
         self._socket = None
@@ -57,6 +61,7 @@ class ProtocolClient:
     def __enter__(self) -> ProtocolClient:
         self._stack = contextlib.ExitStack()
         self._socket = self._stack.enter_context(connect(self.url, subprotocols=["streamlit"],
+                                                         additional_headers=self.headers,
                                                          open_timeout=self.timeout_s, max_size=64 * 1024 * 1024))
         try:
             self.rerun()
@@ -76,11 +81,14 @@ class ProtocolClient:
         state = message.rerun_script
         state.query_string = self.query_string
         state.page_script_hash = self.page_script_hash
+        state.page_name = self.page_name
         for widget_id, (kind, value) in self.values.items():
             widget = state.widget_states.widgets.add()
             widget.id = widget_id
             if kind == "double_array":
                 widget.double_array_value.data.extend(float(v) for v in value)
+            elif kind == "int":
+                widget.int_value = int(value)
             else:
                 widget.string_value = str(value)
         if trigger is not None:
@@ -96,9 +104,13 @@ class ProtocolClient:
         return self.rerun(trigger=self.widget_id(key))
 
     def set_value(self, key: str, value: Any) -> float:
-        kind = "double_array" if isinstance(value, list | tuple) else "string"
+        kind = "double_array" if isinstance(value, list | tuple) else "int" if isinstance(value, int) else "string"
         self.values[self.widget_id(key)] = (kind, value)
         return self.rerun()
+
+    def send(self, message: BackMsg) -> None:
+        """Send any other message (e.g. ``clear_cache``) without waiting for an answer."""
+        self._socket.send(message.SerializeToString())
 
     def widget_id(self, key: str) -> str:
         try:
@@ -124,6 +136,9 @@ class ProtocolClient:
             kind = message.WhichOneof("type")
             if kind == "new_session":
                 self.page_script_hash = message.new_session.page_script_hash or self.page_script_hash
+                self.session_id = message.new_session.initialize.session_id or self.session_id
+            elif kind == "navigation":  # st.navigation names the page this run drew: stay on it
+                self.page_script_hash = message.navigation.page_script_hash or self.page_script_hash
             elif kind == "page_info_changed":
                 self.query_string = message.page_info_changed.query_string
             elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
@@ -150,7 +165,7 @@ def _read_element(element, screen: Screen) -> None:
     widget_id = getattr(body, "id", "")
     if widget_id and "-" in widget_id:
         screen.widgets[widget_id.split("-", 2)[-1]] = widget_id
-    for name in ("body", "label", "text", "value"):
+    for name in ("body", "label", "text", "value", "code_text"):
         value = getattr(body, name, None)
         if isinstance(value, str) and value:
             screen.texts.append(value)

@@ -22,6 +22,7 @@ from xai_lab.study.monitor import FAST_MEDIAN_MS, StudyStatus, list_study_ids, m
 from xai_lab.ui import resources
 
 SIGNED_IN = "researcher_signed_in"
+RESEARCHER_SCOPE = "researcher"  # the one account the throttle guards
 
 
 def render() -> None:
@@ -60,21 +61,21 @@ def _login() -> None:
     if expected is None:  # the app leaves this page out then; reached only if the setting vanished meanwhile
         st.error("No researcher password is configured; set XAI_LAB_ADMIN_PASSWORD and restart the server.")
         return
-    throttle, client = resources.login_throttle(), f"admin:{resources.client_address()}"
+    guard, client = resources.access_guard(), resources.client_address()
     with st.form("login"):
-        typed = st.text_input("Password", type="password")
-        submitted = st.form_submit_button("Sign in", type="primary")
+        typed = st.text_input("Password", type="password", key="login:password")
+        submitted = st.form_submit_button("Sign in", type="primary", key="login:submit")
     if not submitted:
         return
-    wait = throttle.wait_seconds(client)
+    wait = guard.wait_seconds(RESEARCHER_SCOPE, client)
     if wait > 0:
         st.error(f"Too many failed attempts. Wait {wait:.0f} seconds, then try again.")
         return
     if not password_matches(typed, expected):
-        throttle.failed(client)
+        guard.failed(RESEARCHER_SCOPE, client)
         st.error("Wrong password.")
         return
-    throttle.succeeded(client)
+    guard.succeeded(RESEARCHER_SCOPE, client)
     st.session_state[SIGNED_IN] = True
     st.rerun()
 
@@ -82,12 +83,15 @@ def _login() -> None:
 def _overview(status: StudyStatus) -> None:
     flow = status.flow
     arms = flow["by_arm"]
-    cells = st.columns(5)
-    cells[0].metric("Enrolled", flow["enrolled"])
+    cells = st.columns(6)
+    cells[0].metric("Consented", flow["consented"],
+                    help="Participants who agreed to take part. People who declined are in the flow chart.")
     cells[1].metric("In progress", sum(a.get("in_progress", 0) for a in arms.values()) + flow["not_yet_allocated"])
     cells[2].metric("Completed", sum(a.get("completed", 0) for a in arms.values()))
     cells[3].metric("Withdrawn", sum(a.get("withdrawn", 0) for a in arms.values()))
-    cells[4].metric("Median time per trial", "-" if status.median_rt_final_ms is None
+    cells[4].metric("Opened the link only", flow["opened_not_consented"],
+                    help="Opened a study link but never answered the consent screen: not participants.")
+    cells[5].metric("Median time per trial", "-" if status.median_rt_final_ms is None
                     else f"{status.median_rt_final_ms / 1000:.1f} s")
     left, right = st.columns([3, 2])
     with left:
@@ -107,10 +111,12 @@ def _overview(status: StudyStatus) -> None:
 
 def _flow_dot(flow: dict) -> str:
     lines = ["digraph { rankdir=TB; node [shape=box, fontname=sans];",
-             f'enrolled [label="Enrolled\\nn = {flow["enrolled"]}"];',
+             f'opened [label="Opened a study link\\nn = {flow["enrolled"]}"];',
+             f'left [label="Left before consent\\nn = {flow["opened_not_consented"]}"];',
              f'declined [label="Declined consent\\nn = {flow["declined_consent"]}"];',
+             f'enrolled [label="Consented\\nn = {flow["consented"]}"];',
              f'waiting [label="Not yet allocated\\nn = {flow["not_yet_allocated"]}"];',
-             "enrolled -> declined; enrolled -> waiting;"]
+             "opened -> left; opened -> declined; opened -> enrolled; enrolled -> waiting;"]
     for arm, counts in sorted(flow["by_arm"].items()):
         node = "arm_" + "".join(ch if ch.isalnum() else "_" for ch in arm)
         lines.append(f'{node} [label="{arm}\\nallocated {counts["allocated"]}\\ncompleted {counts.get("completed", 0)}'

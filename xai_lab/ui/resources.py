@@ -1,34 +1,18 @@
-"""Process-wide resources for the pages, created once per server process (`st.cache_resource`)."""
+"""The pages' view of shared resources: the process registry, rendered images, the client's identity.
+
+Shared state (database, served studies, throttles) is in `xai_lab.ui.registry`, out of reach
+of Streamlit's ``clear_cache``. Images rendered for display stay in `st.cache_data`: clearing
+that only costs a re-render.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
-from sqlalchemy import Engine
 
-from xai_lab.store.database import open_database
-from xai_lab.study.access import LoginThrottle
-from xai_lab.study.catalogue import ServedStudy, open_catalogue
-from xai_lab.study.media import StudyMedia
+from xai_lab.ui.registry import access_guard, catalogue, database, media
 
-
-@st.cache_resource(show_spinner=False)
-def database() -> Engine:
-    return open_database()
-
-
-@st.cache_resource(show_spinner=False)
-def catalogue() -> dict[str, ServedStudy]:
-    return open_catalogue(database())
-
-
-@st.cache_resource(show_spinner="Loading the study's images ...", max_entries=8)
-def media(study_id: str) -> StudyMedia:
-    return StudyMedia.open(catalogue()[study_id].case_set)
-
-
-@st.cache_resource(show_spinner=False)
-def login_throttle() -> LoginThrottle:
-    return LoginThrottle()
+__all__ = ["access_guard", "catalogue", "client_address", "database", "image_png", "media", "overlay_png",
+           "thumbnail_png"]
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -47,6 +31,14 @@ def overlay_png(study_id: str, case_id: str, method: str, target: int | None) ->
 
 
 def client_address() -> str:
-    """The browser's IP address for throttling ("unknown" when Streamlit cannot tell, e.g. in AppTest)."""
+    """Who this browser session is, for throttling: the connection's address.
+
+    `xai-lab serve` has uvicorn resolve ``X-Forwarded-For`` only from the proxies in
+    ``XAI_LAB_TRUSTED_PROXIES`` (see `xai_lab.study.access.client_identity`), so the address
+    here cannot be chosen by the client. Streamlit reports loopback connections as None: they
+    are one machine, one client ("loopback"); with no connection at all (AppTest) "unknown".
+    """
     address = st.context.ip_address
-    return address if isinstance(address, str) else "unknown"
+    if isinstance(address, str) and address:
+        return address
+    return "loopback" if st.context.headers else "unknown"

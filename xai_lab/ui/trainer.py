@@ -20,6 +20,7 @@ from xai_lab.explain.attribution import attribute
 from xai_lab.explain.live import predict_image, randomisation_cascade
 from xai_lab.explain.methods import METHODS
 from xai_lab.explain.overlay import render_overlay
+from xai_lab.model.familiarity import FamiliarityCheck
 from xai_lab.model.network import ImageClassifier
 from xai_lab.model.storage import list_models, load_model
 
@@ -29,6 +30,13 @@ DEFAULT_METHODS = ["gradcam", "saliency", "integrated_gradients"]
 @st.cache_resource(show_spinner="Loading the dataset ...", max_entries=4)
 def _dataset(name: str) -> ImageDataset:
     return load_dataset(name)
+
+
+@st.cache_resource(show_spinner="Learning what the training images look like ...", max_entries=6)
+def _familiarity(folder: str, dataset: str) -> FamiliarityCheck:
+    """What the model's training images look like to it, for the upload check (read-only once made)."""
+    data = _dataset(dataset)
+    return FamiliarityCheck.fit(_model(folder)[0], data["train"].images, data["val"].images)
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
@@ -56,21 +64,27 @@ def render() -> None:
         st.info("No datasets yet. Run `xai-lab demo` (or `xai-lab data synth --name synthetic`) and reload.")
         return
     settings = st.columns([2, 2, 1, 2])
-    card = {c.name: c for c in cards}[settings[0].selectbox("Dataset", [c.name for c in cards])]
+    card = {c.name: c for c in cards}[settings[0].selectbox("Dataset", [c.name for c in cards], key="trainer:dataset")]
     models = _models_for(card.content_sha256, card.image_size[-1])
     if not models:
         st.info(f"No model for dataset '{card.name}' yet: `xai-lab train --data {card.name}`.")
         return
-    model_name = settings[1].selectbox("Model", list(models))
+    model_name = settings[1].selectbox("Model", list(models), key="trainer:model")
     dataset = _dataset(card.name)
-    index = int(settings[2].number_input("Test case", 0, len(dataset["test"]) - 1, _first_lesion(dataset)))
+    index = int(settings[2].number_input("Test case", 0, len(dataset["test"]) - 1, _first_lesion(dataset),
+                                           key="trainer:case"))
     upload = settings[3].file_uploader("... or your own image (PNG/JPEG)", type=["png", "jpg", "jpeg"],
                                        max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024))
     model, _ = _model(models[model_name])
     image, mask, truth = _chosen_image(dataset, index, upload, model)
     if image is None:
         return
-    _prediction(model, image, dataset.class_names, truth)
+    unfamiliar = upload is not None and _familiarity(models[model_name], card.name).is_unfamiliar(image)
+    if unfamiliar:
+        st.warning("This image does not look like the images the model learned from. Its answer, and how sure it "
+                   "says it is, mean little here: the confidence was calibrated only on images like its training "
+                   "data.")
+    _prediction(model, image, dataset.class_names, truth, calibrated=not unfamiliar)
     methods, alpha, clip, outline = _view_controls(mask is not None)
     look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": mask if outline else None, "display_size": 384}
     _method_panels(models[model_name], image, methods, look)
@@ -114,12 +128,14 @@ def _chosen_image(dataset: ImageDataset, index: int, upload, model: ImageClassif
     return split.images[index], mask, dataset.class_names[int(split.labels[index])]
 
 
-def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[str], truth: str | None) -> None:
+def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[str], truth: str | None,
+                calibrated: bool) -> None:
     prediction = predict_image(model, image)
     cells = st.columns(3)
     cells[0].metric("Model says", f"{class_names[prediction.label]} ({prediction.confidence:.0%})")
     cells[1].metric("Truth", truth or "unknown (uploaded)")
-    cells[2].caption("Confidence is calibrated (temperature scaling on validation data).")
+    if calibrated:
+        cells[2].caption("The percentage is calibrated on validation images like these (temperature scaling).")
 
 
 def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
@@ -149,7 +165,7 @@ def _randomisation(model: ImageClassifier, image: torch.Tensor, methods: list[st
                "showing the image, not what the model learned.")
     row = st.columns([2, 1])
     method = row[0].selectbox("Method to check", methods or list(METHODS), key="randomise_method")
-    if not row[1].button("Run the randomisation check"):
+    if not row[1].button("Run the randomisation check", key="trainer:randomise"):
         return
     with st.spinner("Randomising layer by layer ..."):
         steps, passed = randomisation_cascade(model, image, method)

@@ -1,0 +1,335 @@
+"""One person, one participant, and the hardening around it, without a served app (that is
+test_served_hardening.py and the browser tests): throttles and client identity, enrolment caps,
+design bounds, prepare's order, private files, CSV formulas, rebuild, the calm error page."""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from conftest import REPO_ROOT, run_cli, use_lab, write_study
+from sqlalchemy import create_engine, event, select
+from streamlit.testing.v1 import AppTest
+
+from xai_lab.store.database import create_database_engine, open_database, write_problem
+from xai_lab.store.schema import participants
+from xai_lab.study.access import (
+    CLIENT_POLICY,
+    SHARED_POLICY,
+    AccessGuard,
+    ConfigError,
+    RateWindow,
+    client_identity,
+    participant_cookie,
+    trusted_proxies,
+)
+from xai_lab.study.design import MAX_BLOCK_SIZE, load_design
+from xai_lab.study.export import export_study, neutralise_formulas
+from xai_lab.study.prepare import load_case_set, prepared_path
+from xai_lab.study.service import EnrolmentClosed, StudyService, rebuild_derived
+from xai_lab.study.simulate import SimulationConfig, simulate, tokens_path
+from xai_lab.ui import registry
+
+
+@pytest.fixture
+def home(study_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("XAI_LAB_DATABASE_URL", raising=False)
+    return use_lab(study_home, monkeypatch)
+
+
+def fresh_service(home: Path, **design) -> StudyService:
+    path = write_study(home, **design) if design else home / "t.toml"
+    loaded = load_design(path)
+    if design:
+        assert run_cli("study", "prepare", str(path)).code == 0
+    return StudyService.open(loaded, load_case_set(loaded), url=f"sqlite:///{home}/{uuid.uuid4().hex}.db")
+
+
+# ---------------------------------------------------------------- who is asking
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy():
+    proxies = ("127.0.0.1", "10.0.0.0/8")
+    assert client_identity("203.0.113.5", "1.2.3.4") == "203.0.113.5"  # no proxy trusted: header ignored
+    assert client_identity("127.0.0.1", "1.2.3.4") == "127.0.0.1"
+    assert client_identity("127.0.0.1", "1.2.3.4", proxies) == "1.2.3.4"
+    # nginx appends what it saw; what the client wrote comes before it and is never believed
+    assert client_identity("127.0.0.1", "6.6.6.6, 1.2.3.4", proxies) == "1.2.3.4"
+    assert client_identity("127.0.0.1", "1.2.3.4, 10.1.2.3", proxies) == "1.2.3.4"  # through two proxies
+    assert client_identity("198.51.100.7", "1.2.3.4", proxies) == "198.51.100.7"  # not a proxy of ours
+    assert client_identity(None, "1.2.3.4", proxies) == "unknown"
+
+
+def test_trusted_proxies_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("XAI_LAB_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")
+    assert trusted_proxies() == ("127.0.0.1", "10.0.0.0/8")
+    monkeypatch.setenv("XAI_LAB_TRUSTED_PROXIES", "nginx.local")
+    with pytest.raises(ConfigError, match="XAI_LAB_TRUSTED_PROXIES lists 'nginx.local'"):
+        trusted_proxies()
+
+
+def test_guard_throttles_per_client_and_per_scope_with_a_bounded_wait():
+    now = [0.0]
+    guard = AccessGuard(clock=lambda: now[0])
+    for _ in range(CLIENT_POLICY.free):
+        assert guard.wait_seconds("researcher", "a") == 0
+        guard.failed("researcher", "a")
+    assert guard.wait_seconds("researcher", "a") == pytest.approx(CLIENT_POLICY.first_wait_s)
+    assert guard.wait_seconds("researcher", "b") == 0  # another client is not blocked by a's typos
+    assert guard.wait_seconds("code:t", "a") == 0  # nor is a's enrolment code
+    for index in range(SHARED_POLICY.free):  # many clients, one guess each: the account's bucket fills
+        guard.failed("researcher", f"c{index}")
+    assert 0 < guard.wait_seconds("researcher", "fresh") <= SHARED_POLICY.max_wait_s
+    for _ in range(50):  # however long it goes on, nobody else is kept out for more than a minute
+        guard.failed("researcher", "attacker")
+    assert guard.wait_seconds("researcher", "fresh") <= SHARED_POLICY.max_wait_s
+    now[0] += SHARED_POLICY.max_wait_s
+    assert guard.wait_seconds("researcher", "fresh") == 0
+
+
+def test_enrolments_per_client_are_limited_in_a_sliding_window():
+    now = [0.0]
+    window = RateWindow(limit=3, window_s=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert window.wait_seconds("x") == 0
+        window.record("x")
+        now[0] += 1
+    assert window.wait_seconds("x") == pytest.approx(57)
+    assert window.wait_seconds("y") == 0
+    now[0] += 57
+    assert window.wait_seconds("x") == 0
+
+
+def test_cookie_names_are_safe_for_every_study_id():
+    assert participant_cookie("demo") == "xai_lab_demo"
+    assert participant_cookie("site-a.v2") == "xai_lab_site_a_v2"
+
+
+# ---------------------------------------------------------------- enrolment
+
+
+def test_code_enrolments_stop_at_the_cap_and_invitations_do_not_count(home, tmp_path):
+    path = write_study(tmp_path, study_id="capped")
+    path.write_text(path.read_text() + "\n[enrolment]\nmax_enrolments = 2\n")
+    assert run_cli("study", "prepare", str(path)).code == 0
+    design = load_design(path)
+    assert design.enrolment.max_enrolments == 2
+    service = StudyService.open(design, load_case_set(design), url=f"sqlite:///{tmp_path}/cap.db")
+    service.enrol(via="code")
+    service.enrol(via="invite")
+    service.enrol(via="code")
+    with pytest.raises(EnrolmentClosed, match="closed to new participants"):
+        service.enrol(via="code")
+    service.enrol(via="invite")  # a personal link was made for one person: never capped
+    with service.engine.connect() as connection:
+        routes = sorted(r[0] for r in connection.execute(select(participants.c.enrolled_via)))
+    assert routes == ["code", "code", "invite", "invite"]
+
+
+def test_people_who_never_consented_are_counted_apart(home, tmp_path):
+    service = fresh_service(home)
+    opened = service.enrol(via="code")
+    service.resume(opened)  # saw the consent screen, left
+    declined = service.enrol(via="code")
+    service.submit(declined, service.resume(declined).key, {"agree": False}, "k1")
+    agreed = service.enrol(via="code")
+    service.submit(agreed, service.resume(agreed).key, {"agree": True}, "k2")
+    counts = export_study(service.engine, "t", tmp_path / "export")
+    flow = json.loads((tmp_path / "export" / "flow.json").read_text())
+    assert flow["enrolled"] == 3 and flow["opened_not_consented"] == 1 and flow["declined_consent"] == 1
+    assert flow["consented"] == 1 and flow["not_yet_allocated"] == 1
+    assert counts["participants"] == 1  # only the person who agreed is a participant
+
+
+# ---------------------------------------------------------------- designs
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = [20000000]"),
+     f"multiples of 3 (the number of arms) up to {MAX_BLOCK_SIZE}"),
+    (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = [" + ", ".join(["3"] * 2000) + "]"),
+     "must list 1-8 multiples"),
+    (lambda t: t.replace('arms = ["verify", "rely", "control"]\n', ""), "arms is missing; list the arms"),
+    (lambda t: t.replace("seed = 11", "seed = 99999999999999999999"), "seed must be an integer from 0 to"),
+    (lambda t: t.replace("seed = 11", "seed = -1"), "seed must be an integer from 0"),
+    (lambda t: t + "\n[enrolment]\nmax_enrolments = 0\n", "enrolment.max_enrolments must be an integer from 1"),
+    (lambda t: t + "\n[enrolment]\nmax_enrolments = 1000001\n", "to 100000"),
+    (lambda t: t + "\n[enrolment]\nmax_per_day = 3\n", "unknown key enrolment.max_per_day"),
+    (lambda t: t.replace("n = 6", "n = 501"), "cases.n must be an integer from 0 to 500"),
+    (lambda t: t + "\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nests arrays or tables too deeply"),
+    (lambda t: t + "\n# " + "x" * 300_000 + "\n", "larger than 256 KiB"),
+])
+def test_design_bounds_are_one_line_errors(tmp_path, edit, message):
+    path = write_study(tmp_path)
+    path.write_text(edit(path.read_text()))
+    result = run_cli("study", "validate", str(path))
+    assert result.code == 2 and message in result.err and result.err.count("\n") == 1, result.err
+    assert len(result.err) < 600  # a pasted list of thousands is cut short in the message
+
+
+@pytest.mark.parametrize("path, message", [("/dev/zero", "is not a regular file"), (".", "is not a regular file")])
+def test_design_files_that_are_not_files_are_refused_before_reading(path, message):
+    result = run_cli("study", "validate", path)
+    assert result.code == 2 and message in result.err, result.err
+
+
+def test_refused_prepare_leaves_the_prepared_study_untouched(home, tmp_path):
+    path = write_study(home, study_id="frozen")
+    assert run_cli("study", "prepare", str(path)).code == 0
+    design = load_design(path)
+    StudyService.open(design, load_case_set(design)).enrol()  # the study now has a participant
+    before = prepared_path("frozen").read_bytes()
+    path.write_text(path.read_text().replace("n = 6", "n = 5"))  # a changed design under the same id
+    result = run_cli("study", "prepare", str(path))
+    assert result.code == 2 and "give the changed design a new id" in result.err
+    assert prepared_path("frozen").read_bytes() == before
+
+
+# ---------------------------------------------------------------- files and exports
+
+
+def test_files_with_tokens_or_data_are_private(home, tmp_path):
+    database = tmp_path / "private.db"
+    engine = open_database(f"sqlite:///{database}")
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    engine.dispose()
+    links = tmp_path / "links.csv"
+    assert run_cli("invite", "--study", str(home / "t.toml"), "--n", "2", "--out", str(links),
+                   "--database", f"sqlite:///{database}").code == 0
+    assert stat.S_IMODE(links.stat().st_mode) == 0o600
+    service = StudyService.open(load_design(home / "t.toml"), load_case_set(load_design(home / "t.toml")),
+                                url=f"sqlite:///{database}")
+    simulate(service, SimulationConfig(participants=2, seed=3, dropout=0.0))
+    assert stat.S_IMODE(tokens_path(service).stat().st_mode) == 0o600
+    export_study(service.engine, "t", tmp_path / "export")
+    for exported in (tmp_path / "export").iterdir():
+        assert stat.S_IMODE(exported.stat().st_mode) == 0o600, exported.name
+
+
+def test_csv_cells_that_spreadsheets_would_run_are_neutralised(home, tmp_path):
+    frame = pd.DataFrame({"role": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\t=1", "nurse", None],
+                          "score": [1, -2, 3, 4, 5, 6, 7]})
+    safe = neutralise_formulas(frame)
+    assert safe["role"].tolist()[:6] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\t=1", "nurse"]
+    assert safe["score"].tolist() == [1, -2, 3, 4, 5, 6, 7]  # numbers are never touched
+    path = write_study(tmp_path, study_id="formula")
+    path.write_text(path.read_text() + '\n[profile]\nrole = ["=cmd|\' /C calc\'!A0", "nurse"]\n')
+    assert run_cli("study", "prepare", str(path)).code == 0
+    design = load_design(path)
+    service = StudyService.open(design, load_case_set(design), url=f"sqlite:///{tmp_path}/f.db")
+    token = service.enrol()
+    service.submit(token, service.resume(token).key, {"agree": True}, "a")
+    service.submit(token, service.resume(token).key, {"role": "=cmd|' /C calc'!A0", "specialty": "radiology",
+                                      "experience_years": "0-2", "prior_ai_use": "never"}, "b")
+    export_study(service.engine, "formula", tmp_path / "export")
+    assert "'=cmd" in (tmp_path / "export" / "participants.csv").read_text()
+    assert "apostrophe" in (tmp_path / "export" / "codebook.md").read_text()
+
+
+def test_rebuild_keeps_the_completion_of_a_participant_who_then_withdrew(home, tmp_path):
+    service = fresh_service(home)
+    simulate(service, SimulationConfig(participants=2, seed=5, dropout=0.0))
+    first = tokens_path(service).read_text().splitlines()[0].split("\t")[1]
+    assert service.resume(first).status == "completed"
+    service.withdraw(first)  # the design deletes the data on withdrawal: only a tombstone event stays
+    before = _completion(service)
+    assert sum(completed is not None for _, completed in before) == 2
+    rebuild_derived(service.engine, "t")
+    assert _completion(service) == before
+
+
+def _completion(service: StudyService) -> list[tuple[str, str | None]]:
+    with service.engine.connect() as connection:
+        return sorted(connection.execute(select(participants.c.participant_id, participants.c.completed_at)).all())
+
+
+def test_write_problem_names_a_locked_sqlite_database(tmp_path):
+    engine = open_database(f"sqlite:///{tmp_path}/locked.db")
+    assert write_problem(engine) is None
+    blocker = create_engine(f"sqlite:///{tmp_path}/locked.db", connect_args={"isolation_level": None}).raw_connection()
+    blocker.execute("BEGIN EXCLUSIVE")
+    quick = create_database_engine(f"sqlite:///{tmp_path}/locked.db")
+    event.listen(quick, "connect", lambda connection, _: connection.execute("PRAGMA busy_timeout=100"))
+    try:
+        assert "locked" in (write_problem(quick) or "")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert write_problem(engine) is None
+
+
+# ---------------------------------------------------------------- the page
+
+
+@pytest.fixture
+def page_lab(study_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    use_lab(study_home, monkeypatch)
+    monkeypatch.setenv("XAI_LAB_STUDIES", str(study_home / "t.toml"))
+    monkeypatch.delenv("XAI_LAB_DATABASE_URL", raising=False)
+    registry.close_all()
+    st.cache_data.clear()
+    yield study_home
+    registry.close_all()
+
+
+def app_with(**params: str) -> AppTest:
+    app = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=60)
+    for key, value in params.items():
+        app.query_params[key] = value
+    return app.run()
+
+
+def test_a_wrong_code_in_the_link_offers_the_box(page_lab):
+    from xai_lab.study.access import enrolment_code
+
+    app = app_with(study="t", code="WRONGCODE")
+    assert "not right for this study" in app.error[0].value
+    assert app.text_input[0].label == "Enrolment code from your invitation"
+    app.text_input[0].input(enrolment_code(registry.database(), "t"))
+    app.button[0].click().run()  # the form's Start
+    assert not app.exception and app.button(key="agree:consent")
+
+
+def test_an_unreachable_database_gets_a_calm_page(page_lab, monkeypatch):
+    monkeypatch.setenv("XAI_LAB_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")  # nothing listens on 9
+    app = app_with(study="t", code="ANY")
+    assert not app.exception
+    assert "busy or restarting" in app.warning[0].value and "answers so far are saved" in app.warning[0].value
+
+
+def test_the_personal_link_is_offered_to_continue_later(page_lab):
+    from xai_lab.study.access import enrolment_code
+
+    app = app_with(study="t", code=enrolment_code(registry.database(), "t"))
+    app.button(key="agree:consent").click().run()
+    token = app.session_state["token:t"]
+    assert any(f"token={token}" in code.value for code in app.code)
+    assert app.expander[0].label == "Continue later"
+
+
+
+def test_uploads_unlike_the_training_images_are_flagged(home):
+    """The tiny test model: its own test images pass; real radiographs and blank or noise images do not."""
+    import numpy as np
+    import torch
+    from conftest import shared_file
+
+    from xai_lab.data.storage import load_dataset
+    from xai_lab.model.familiarity import FamiliarityCheck
+    from xai_lab.model.storage import load_model
+
+    data = load_dataset("tiny")
+    model, _ = load_model(home / "models" / "tiny")
+    check = FamiliarityCheck.fit(model, data["train"].images, data["val"].images)
+    flagged = sum(check.is_unfamiliar(image) for image in data["test"].images)
+    assert flagged <= 2, flagged  # a 99th-percentile rule with a margin: rare on the model's own kind of image
+    assert check.is_unfamiliar(torch.ones(1, 32, 32)) and check.is_unfamiliar(torch.rand(1, 32, 32))
+    radiographs = np.load(shared_file("kermany_cxr_test_224.npz"))["images"][:40]
+    real = torch.nn.functional.interpolate(torch.from_numpy(radiographs).float()[:, None] / 255, size=32,
+                                           mode="bilinear", antialias=True)
+    assert all(check.is_unfamiliar(image) for image in real)

@@ -1,0 +1,65 @@
+"""Is an image like the ones a model learned from? A warning for uploads on the trainer page.
+
+    check = FamiliarityCheck.fit(model, data["train"].images, data["val"].images)
+    check.distance(image)      # how far the image's features lie from the training images'
+    check.is_unfamiliar(image)
+
+The model's own pooled features (the input to its final layer) describe what it "sees". Their
+distribution over the training images is summarised by a mean and a shrunk covariance
+(Ledoit-Wolf, scikit-learn), and an image's Mahalanobis distance from it measures how unlike
+the training images it is to the model (Lee et al., NeurIPS 2018, with features from the last
+layer only). The threshold is `MARGIN` x the 99th percentile of the validation images'
+distances: a fixed rule, not tuned on any foreign data.
+
+Measured (default synthetic model, 128 px): 1 of 300 synthetic test images flagged (0.3%);
+all 624 real Kermany radiographs flagged (smallest distance 16.9 against a threshold of 16.3).
+A warning, not a guarantee: an image under the threshold can still mislead the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.covariance import LedoitWolf
+
+from xai_lab.model.locking import MODEL_LOCK
+from xai_lab.model.network import ImageClassifier
+
+TYPICAL_QUANTILE = 0.99
+MARGIN = 1.25
+
+
+@torch.no_grad()
+def pooled_features(model: ImageClassifier, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """The features the model's final layer reads (average- and max-pooled last feature map)."""
+    network, chunks = model.network, []
+    with MODEL_LOCK:  # another session's explanation hooks must not fire in this pass
+        for start in range(0, len(images), batch_size):
+            maps = network.features(model.prepare(images[start:start + batch_size]))
+            chunks.append(torch.cat([network.average_pool(maps).flatten(1), network.max_pool(maps).flatten(1)],
+                                    dim=1))
+    return torch.cat(chunks).numpy().astype(np.float64)
+
+
+@dataclass(frozen=True)
+class FamiliarityCheck:
+    model: ImageClassifier
+    estimate: LedoitWolf
+    threshold: float
+    typical: float  # median validation distance, to say "how many times further"
+
+    @classmethod
+    def fit(cls, model: ImageClassifier, train: torch.Tensor, validation: torch.Tensor) -> FamiliarityCheck:
+        estimate = LedoitWolf().fit(pooled_features(model, train))
+        held_out = np.sqrt(estimate.mahalanobis(pooled_features(model, validation)))
+        return cls(model, estimate, float(MARGIN * np.quantile(held_out, TYPICAL_QUANTILE)),
+                   float(np.median(held_out)))
+
+    def distance(self, image: torch.Tensor) -> float:
+        """Mahalanobis distance of one image (C, H, W) from the training images, in feature space."""
+        return float(np.sqrt(self.estimate.mahalanobis(pooled_features(self.model, image[None])))[0])
+
+    def is_unfamiliar(self, image: torch.Tensor) -> bool:
+        return self.distance(image) > self.threshold

@@ -1,0 +1,14 @@
+"""The file `xai-lab serve` hands to ``streamlit run``: the study pages as an ASGI `st.App`.
+
+Streamlit finds the ``app = App(...)`` assignment below and serves it with uvicorn; the pages
+themselves are the script `xai_lab/ui/entry.py`. The web layer around them (cache-clear
+filter, database-aware health check, participant cookie route) is `xai_lab.ui.web`.
+"""
+
+from starlette.middleware import Middleware
+from streamlit.starlette import App
+
+from xai_lab.ui.web import ENTRY, HealthIncludesDatabase, IgnoreClientCacheClears, lifespan, routes
+
+app = App(ENTRY, routes=routes(), middleware=[Middleware(IgnoreClientCacheClears), Middleware(HealthIncludesDatabase)],
+          lifespan=lifespan)

@@ -1,0 +1,142 @@
+"""The served app's web layer: what `xai-lab serve` adds around Streamlit (an ASGI `st.App`).
+
+- `IgnoreClientCacheClears`: Streamlit lets any browser send a ``clear_cache`` message, which
+  empties every session's `st.cache_data`/`st.cache_resource` on the server. Participants have
+  no reason to; an attacker would use it to make the server redo work. The message is dropped
+  (and logged) before Streamlit sees it. Shared state does not rely on this alone: it lives in
+  a process-level registry (`xai_lab.ui.resources`).
+- `HealthIncludesDatabase`: ``/_stcore/health`` answers 200 only when the study database takes
+  a write (`xai_lab.store.database.write_problem`), else 503 with the reason, so a load balancer
+  or supervisor stops sending participants to a replica that would lose their answers.
+- ``POST /xai-lab/remember``: stores a participant's token in an HttpOnly cookie for their
+  study (after checking it belongs to that study and that the request comes from this site), so
+  the same browser reopening the study's shared code link resumes instead of enrolling again.
+  HttpOnly keeps the token away from page scripts; SameSite=Lax sends it when a link is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from streamlit.proto.BackMsg_pb2 import BackMsg
+
+from xai_lab.store.database import write_problem
+from xai_lab.study.access import REMEMBER_PATH, participant_cookie
+from xai_lab.ui import registry
+
+LOG = logging.getLogger("xai_lab.web")
+ENTRY = Path(__file__).resolve().parent / "entry.py"  # the Streamlit script (the pages)
+COOKIE_MAX_AGE_S = 60 * 60 * 24 * 60  # two months: a study's recruitment window, not longer
+HEALTH_TIMEOUT_S = 5.0
+MAX_REMEMBER_BYTES = 2048
+
+
+class IgnoreClientCacheClears:
+    """ASGI middleware: drop ``clear_cache`` messages arriving on Streamlit's websocket."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def receive_without_cache_clears() -> dict[str, Any]:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.receive" and is_cache_clear(message.get("bytes")):
+                    LOG.warning("ignored a client's clear_cache message (clients may not clear the server's caches)")
+                    continue
+                return message
+
+        await self.app(scope, receive_without_cache_clears, send)
+
+
+def is_cache_clear(data: bytes | None) -> bool:
+    if not data:
+        return False
+    message = BackMsg()
+    try:
+        message.ParseFromString(data)
+    except Exception:  # noqa: BLE001 - not a BackMsg: Streamlit itself will refuse it
+        return False
+    return message.WhichOneof("type") == "clear_cache"
+
+
+class HealthIncludesDatabase:
+    """ASGI middleware: ``/_stcore/health`` is 503 while the study database cannot be written."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/_stcore/health") and scope["method"] in ("GET", "HEAD"):
+            problem = await _database_problem()
+            if problem is not None:
+                await PlainTextResponse(f"study database not writable: {problem}", status_code=503)(scope, receive,
+                                                                                                       send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _database_problem() -> str | None:
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(lambda: write_problem(registry.database())),
+                                      HEALTH_TIMEOUT_S)
+    except TimeoutError:
+        return f"no write lock within {HEALTH_TIMEOUT_S:.0f} s"
+    except Exception as error:  # noqa: BLE001 - any failure to open the database is unhealthy
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+async def remember_participant(request: Request) -> Response:
+    """Store ``{"study", "token"}`` in the study's participant cookie, if the token is that study's."""
+    if not _same_site(request):
+        return PlainTextResponse("refused: not from this site", status_code=403)
+    body = await request.body()
+    try:
+        values = json.loads(body[:MAX_REMEMBER_BYTES + 1]) if len(body) <= MAX_REMEMBER_BYTES else None
+        study_id, token = str(values["study"]), str(values["token"])
+    except (ValueError, TypeError, KeyError):
+        return PlainTextResponse("send JSON {\"study\": ID, \"token\": TOKEN}", status_code=400)
+    if not await asyncio.to_thread(_token_belongs, study_id, token):
+        return PlainTextResponse("unknown study or token", status_code=404)
+    response = Response(status_code=204)
+    response.set_cookie(participant_cookie(study_id), token, max_age=COOKIE_MAX_AGE_S, path="/", httponly=True,
+                        samesite="lax", secure=request.url.scheme == "https")
+    return response
+
+
+def _token_belongs(study_id: str, token: str) -> bool:
+    served = registry.catalogue().get(study_id)
+    return served is not None and served.service.knows(token)
+
+
+def _same_site(request: Request) -> bool:
+    """The request was sent by a page of this site: its Origin names the host it was sent to (ports
+    aside, as for cookies; a proxy's ``Host $host`` drops the port)."""
+    origin, host = request.headers.get("origin"), request.headers.get("host")
+    if not origin or not host:
+        return False
+    return urlsplit(origin).hostname == urlsplit(f"//{host}").hostname
+
+
+@asynccontextmanager
+async def lifespan(_app) -> AsyncIterator[None]:
+    yield
+    registry.close_all()  # return every pooled database connection on shutdown
+
+
+def routes() -> list[Route]:
+    return [Route(REMEMBER_PATH, remember_participant, methods=["POST"])]
