@@ -328,6 +328,14 @@ def test_analyze_study_from_the_database_after_simulated_participants(study_home
     assert written["by_arm"]["verify"]["over_reliance"] == pytest.approx(followed)
     assert written["by_arm"]["control"]["over_reliance"] is None
     assert written["competence"]["item"] == "competence" and written["flow"]["enrolled"] == 24
+    # the reader-study ROC analysis: verify's two looks (crossed) and the arms' final readings (split-plot)
+    mrmc = written["mrmc"]
+    assert mrmc["sequential"]["design"] == "crossed" and mrmc["between_arms"]["design"] == "split-plot"
+    assert set(mrmc["between_arms"]["modalities"]) == {"verify", "rely", "control"}
+    assert mrmc["sequential"]["n_readers"] == trials.loc[trials["arm"] == "verify", "participant_id"].nunique()
+    report = (out / "report.html").read_text()
+    assert "Reader-study ROC analysis (MRMC)" in report
+    assert "Averaged over" in report and (out / "mrmc_contrasts.csv").is_file()
 
 
 def _null_over_reliance_p(seed: int) -> float:

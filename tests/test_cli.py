@@ -13,7 +13,7 @@ from xai_lab.cli import build_parser
 COMMANDS = [["data"], ["data", "synth"], ["data", "import"], ["data", "fetch"], ["data", "list"], ["data", "show"],
             ["train"], ["evaluate"], ["demo"], ["explain"], ["explain", "methods"], ["explain", "evaluate"],
             ["explain", "precompute"], ["study"], ["study", "validate"], ["study", "prepare"], ["simulate"],
-            ["export"], ["serve"], ["invite"], ["analyze"], ["power"]]
+            ["export"], ["serve"], ["invite"], ["analyze"], ["power"], ["mrmc"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

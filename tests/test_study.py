@@ -135,7 +135,7 @@ def test_verify_trial_flow_and_timing(in_study_home):
     assert step.content["phase"] == "initial" and not step.content["show_ai"] and "ai" not in step.content
     step = service.submit(token, step.key, {"label": "lesion", "confidence": 40}, key())
     assert step.content["phase"] == "final" and step.content["show_ai"]
-    assert step.content["initial"] == {"label": "lesion", "confidence": 40}
+    assert step.content["initial"] == {"label": "lesion", "confidence": 40, "score": 40}
     assert step.content["ai"]["label"] in ("normal", "lesion") and step.content["ai"]["overlay"]["method"] == "gradcam"
     service.record_toggle(token, step.key, False, key())
     service.submit(token, step.key, {"label": "normal", "confidence": 90}, key())

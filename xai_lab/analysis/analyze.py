@@ -26,6 +26,7 @@ from xai_lab.analysis.reliance import (
     reliance_quadrant,
     trial_indicators,
 )
+from xai_lab.analysis.study_mrmc import StudyMRMC, study_mrmc
 from xai_lab.analysis.trial_models import TrialModels, fit_trial_models
 
 PRIMARY_ITEM = "competence"
@@ -42,6 +43,7 @@ class Analysis:
     trial_models: TrialModels | None = None
     competence: list[ItemResult] = field(default_factory=list)
     primary_item: str | None = None
+    mrmc: StudyMRMC | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -90,6 +92,8 @@ def _trial_part(analysis: Analysis, trials: pd.DataFrame, resamples: int, seed: 
     analysis.quadrant = reliance_quadrant(trials)
     analysis.calibration = pd.concat(bins, ignore_index=True)
     analysis.trial_models = fit_trial_models(trials, mixed=mixed)
+    analysis.mrmc = study_mrmc(trials)
+    analysis.notes += analysis.mrmc.notes
 
 
 def _allocated_arms(tables: ExportTables) -> set[str]:
@@ -119,7 +123,7 @@ def _raters_by_arm(tables: ExportTables) -> dict[str, int]:
 
 
 def summary(analysis: Analysis) -> dict:
-    """The JSON contract; `_json_safe` turns every NaN into null on the way out."""
+    """The JSON contract; `json_safe` turns every NaN into null on the way out."""
     result = {
         "n_participants": analysis.n_participants,
         "by_arm": {arm: {name: m[name].value for name in METRICS} for arm, m in analysis.by_arm.items()},
@@ -134,20 +138,21 @@ def summary(analysis: Analysis) -> dict:
         "trial_contrasts": (analysis.trial_models.contrasts.to_dict(orient="records")
                             if analysis.trial_models else []),
         "flow": analysis.tables.flow,
+        "mrmc": analysis.mrmc.to_json() if analysis.mrmc else None,
         "notes": analysis.notes,
     }
     primary = next((item for item in analysis.competence if item.item == analysis.primary_item), None)
     if primary is not None:
         result["competence"] = primary.to_json()
-    return _json_safe(result)
+    return json_safe(result)
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN and infinities become null: a metric that cannot be computed is null, never a number."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float) or hasattr(value, "item"):
@@ -163,6 +168,22 @@ def metrics_table(by_group: dict[str, dict[str, Estimate]], group: str = "arm") 
     rows = [{group: key, "metric": name, "estimate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
              "n_trials": e.n} for key, metrics in by_group.items() for name, e in metrics.items()]
     return pd.DataFrame(rows, columns=[group, "metric", "estimate", "ci_low", "ci_high", "n_trials"])
+
+
+def _mrmc_tables(mrmc: StudyMRMC | None) -> dict[str, pd.DataFrame]:
+    """Per-reader AUCs and every contrast of the two MRMC analyses, with the generalisation named."""
+    if mrmc is None:
+        return {}
+    readers, contrasts = [], []
+    for comparison, result in (("sequential", mrmc.sequential), ("between_arms", mrmc.between_arms)):
+        if result is None:
+            continue
+        readers += [{"comparison": comparison, "condition": condition, "reader": reader, "auc": auc}
+                    for condition, by_reader in result.reader_foms().items() for reader, auc in by_reader.items()]
+        for generalisation in ("random", "fixed_readers", "fixed_cases"):
+            contrasts += [{"comparison": comparison, "generalisation": generalisation, **vars(c)}
+                          for c in getattr(result, generalisation).contrasts]
+    return {"mrmc_reader_auc": pd.DataFrame(readers), "mrmc_contrasts": pd.DataFrame(contrasts)} if readers else {}
 
 
 def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
@@ -192,6 +213,7 @@ def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
         # Cohen's d and its CI (ANOVA items) follow the contract's columns
         tables["competence_contrasts"] = contrast_rows.reindex(
             columns=base + [c for c in contrast_rows.columns if c not in base])
+    tables.update(_mrmc_tables(analysis.mrmc))
     for name, frame in tables.items():
         written[name] = out_dir / f"{name}.csv"
         frame.to_csv(written[name], index=False)

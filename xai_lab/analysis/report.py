@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from xai_lab.analysis.analyze import Analysis, metrics_table  # noqa: E402
 from xai_lab.analysis.reliance import ECE_BINS  # noqa: E402
+from xai_lab.analysis.report_mrmc import mrmc_section  # noqa: E402
 
 COLOURS = {"verify": "#0072B2", "rely": "#D55E00", "control": "#009E73"}
 OTHER_COLOUR = "#CC79A7"
@@ -57,7 +58,7 @@ def render_report(analysis: Analysis) -> str:
     parts.append(_flow(analysis))
     if analysis.by_arm:
         parts += [_metrics_section(analysis), _quadrant_section(analysis), _calibration_section(analysis),
-                  _models_section(analysis)]
+                  _models_section(analysis), mrmc_section(analysis.mrmc, _png, _table, _fmt, _p_words)]
     if analysis.competence:
         parts.append(_competence_section(analysis))
     body = "\n".join(parts)

@@ -106,8 +106,17 @@ def _migration_2(connection: Connection) -> None:
         connection.execute(text("ALTER TABLE participants ADD COLUMN enrolled_via VARCHAR(16)"))
 
 
+def _migration_3(connection: Connection) -> None:
+    """trials.initial_score / final_score: each reading as a probability of the positive class (MRMC ROC)."""
+    existing = {column["name"] for column in inspect(connection).get_columns("trials")}
+    for name in ("initial_score", "final_score"):
+        if name not in existing:
+            connection.execute(text(f"ALTER TABLE trials ADD COLUMN {name} INTEGER"))
+
+
 # (version, step): append, never edit, once a version has shipped.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2),
+                                                               (3, _migration_3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -127,6 +127,9 @@ trials = Table(
     Column("completed_at", String(32), nullable=False),
     Column("overlay_toggles", Integer, nullable=False, default=0),
     Column("record_id", String(32), nullable=False, unique=True),  # pseudonymous id when rated by peers
+    # 0-100 probability of the positive class (asked, or derived from label and confidence): an ROC rating
+    Column("initial_score", Integer),
+    Column("final_score", Integer),
 )
 
 ratings = Table(

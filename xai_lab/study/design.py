@@ -23,6 +23,7 @@ from xai_lab.paths import check_name
 ARMS = ("verify", "rely", "control")
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
 CONFIDENCE_DISPLAYS = ("percent", "none")
+SCORE_QUESTIONS = ("confidence", "probability")
 # Bounds on what a design may ask for; each is far beyond any real study and far below what
 # would stall the server (a block of 20 million slots once took minutes under the write lock).
 MAX_DESIGN_BYTES = 256 * 1024
@@ -117,6 +118,14 @@ class PeerRatingSpec:
 
 
 @dataclass(frozen=True)
+class TrialSpec:
+    # What the slider asks on a trial: "confidence" (how sure of your own answer, 0-100) or
+    # "probability" (how likely the case shows the positive class, 0-100: the rating an ROC needs).
+    # Either way the export gives initial_score / final_score as the probability of the positive class.
+    score: str = "confidence"
+
+
+@dataclass(frozen=True)
 class EnrolmentSpec:
     # Most participants the shared enrolment code (?code=) may enrol; None = no cap. Personal
     # invitation links (`xai-lab invite`) are not counted: each was made for one person.
@@ -142,6 +151,7 @@ class StudyDesign:
     questionnaires: tuple[Instrument, ...]
     peer_rating: PeerRatingSpec
     enrolment: EnrolmentSpec = EnrolmentSpec()
+    trials: TrialSpec = TrialSpec()
     source: str = ""  # the file it came from
 
     @property
@@ -163,8 +173,9 @@ class StudyDesign:
         content = {k: v for k, v in self.to_json().items() if k != "source"}
         # Sections added after studies were registered count only when set, so an unchanged design
         # keeps its fingerprint (and its participants) across upgrades.
-        if content["enrolment"] == asdict(EnrolmentSpec()):
-            del content["enrolment"]
+        for key, default in (("enrolment", EnrolmentSpec()), ("trials", TrialSpec())):
+            if content[key] == asdict(default):
+                del content[key]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -241,6 +252,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         questionnaires=tuple(_instrument(t) for t in top.tables("questionnaire")),
         peer_rating=_peer_rating(top.table("peer_rating", optional=True), arms),
         enrolment=_enrolment(top.table("enrolment", optional=True)),
+        trials=_trials(top.table("trials", optional=True)),
         source=source,
     )
     top.done()
@@ -522,6 +534,14 @@ def _peer_rating(table: _Table | None, arms: tuple[str, ...]) -> PeerRatingSpec:
     _unique_ids(table, "vignettes", [v.id for v in vignettes])
     if spec.assignment == "by_arm" and spec.per_rater != 1:
         table.fail("per_rater", "must be 1 with assignment = \"by_arm\" (one vignette per rater)")
+    table.done()
+    return spec
+
+
+def _trials(table: _Table | None) -> TrialSpec:
+    if table is None:
+        return TrialSpec()
+    spec = TrialSpec(score=table.choice("score", SCORE_QUESTIONS, default="confidence"))
     table.done()
     return spec
 

@@ -56,6 +56,9 @@ COLUMNS: dict[str, dict[str, str]] = {
         "completed_at": "when the final answer was recorded, ISO 8601 UTC",
         "overlay_toggles": "times the participant showed or hid the overlay",
         "record_id": "pseudonymous id of this trial when peers rate it (ratings.target_id)",
+        "initial_score": "verify only: the initial reading as the probability 0-100 that the case shows score_class",
+        "final_score": "the final reading as the probability 0-100 that the case shows score_class (an ROC rating)",
+        "score_class": "the class whose probability initial_score and final_score give (the positive class)",
     },
     "ratings": {
         "study_id": "study id", "rater_id": "pseudonymous id of the rating participant",
@@ -86,10 +89,11 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         if connection.execute(select(studies.c.study_id).where(studies.c.study_id == study_id)).first() is None:
             known = [row[0] for row in connection.execute(select(studies.c.study_id))]
             raise ConfigError(f"no study {study_id!r} in the database; known studies: {', '.join(known) or 'none'}")
+        question, positive = _score_settings(connection, study_id)
         tables = {
             "participants": _participants(connection, study_id),
-            "trials": _frame(connection, trials, trials.c.study_id == study_id,
-                             [trials.c.participant_id, trials.c.trial_index]),
+            "trials": _with_scores(_frame(connection, trials, trials.c.study_id == study_id,
+                                          [trials.c.participant_id, trials.c.trial_index]), question, positive),
             "ratings": _frame(connection, ratings, ratings.c.study_id == study_id,
                               [ratings.c.rater_id, ratings.c.target_id, ratings.c.item]),
             "questionnaire": _frame(connection, questionnaire_answers, questionnaire_answers.c.study_id == study_id,
@@ -110,7 +114,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         staging.replace(path)
         counts[name] = len(frame)
     write_private_text(out_dir / "flow.json", json.dumps(flow, indent=2) + "\n")
-    write_private_text(out_dir / "codebook.md", codebook(study_id))
+    write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive))
     return counts
 
 
@@ -133,6 +137,26 @@ def _neutralise_cell(value):
     if isinstance(value, str) and value[:1] in FORMULA_PREFIXES:
         return "'" + value
     return value
+
+
+def _score_settings(connection, study_id: str) -> tuple[str, str]:
+    """What the trial slider asked (design `[trials] score`) and the positive class (the second class)."""
+    design, case_set = connection.execute(select(studies.c.design, studies.c.case_set)
+                                          .where(studies.c.study_id == study_id)).one()
+    names = (case_set or {}).get("class_names") or []
+    return ((design or {}).get("trials") or {}).get("score", "confidence"), (names[-1] if len(names) > 1 else "")
+
+
+def _with_scores(frame: pd.DataFrame, question: str, positive: str) -> pd.DataFrame:
+    """Fill scores of trials recorded before scores were stored, from label and confidence (then the
+    question was always confidence): P(positive) = c for a positive label, else 100 - c."""
+    frame = frame.copy()
+    for phase in ("initial", "final"):
+        derived = frame[f"{phase}_confidence"].where(frame[f"{phase}_label"] == positive,
+                                                     100 - frame[f"{phase}_confidence"])
+        frame[f"{phase}_score"] = frame[f"{phase}_score"].fillna(derived)
+    frame["score_class"] = positive
+    return frame.convert_dtypes()
 
 
 def _frame(connection, table, where, order) -> pd.DataFrame:
@@ -185,8 +209,14 @@ def _not_consented(status: str, step_key: str) -> bool:
     return status == "in_progress" and step_key == "consent"
 
 
-def codebook(study_id: str) -> str:
-    lines = [f"# Codebook: export of study `{study_id}`", "",
+def codebook(study_id: str, question: str = "confidence", positive: str = "") -> str:
+    asked = (f"On each trial the slider asked how likely the case shows `{positive}` (0-100); initial_score and "
+             "final_score are that answer, and initial/final_confidence are the confidence in the chosen label "
+             "derived from it (p for the positive label, else 100 - p)." if question == "probability" else
+             "On each trial the slider asked how sure the participant was of their own answer (0-100); "
+             f"initial_score and final_score are derived from it as the probability of `{positive}`: the "
+             "confidence when that label was chosen, else 100 - confidence.")
+    lines = [f"# Codebook: export of study `{study_id}`", "", asked, "",
              "Timestamps are ISO 8601 in UTC. Empty cells mean the field does not apply (e.g. initial_* outside the "
              "verify arm). Labels are the dataset's class names. No invitation tokens and no free text are exported.",
              "`flow.json` holds CONSORT counts: `enrolled` (every opened link), `opened_not_consented` (left before "

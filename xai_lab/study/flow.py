@@ -111,12 +111,24 @@ def check_label(answer: dict[str, Any], class_names: tuple[str, ...], key: str =
     return label
 
 
-def check_confidence(answer: dict[str, Any]) -> int:
-    confidence = answer.get("confidence")
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0 <= confidence <= 100 \
-            or confidence != int(confidence):
-        raise InvalidAnswer(f"confidence must be a whole number from 0 to 100, got {confidence!r}")
-    return int(confidence)
+def check_confidence(answer: dict[str, Any], field: str = "confidence") -> int:
+    """The slider's value: `confidence` (in one's own answer) or `probability` (of the positive class)."""
+    value = answer.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100 \
+            or value != int(value):
+        raise InvalidAnswer(f"{field} must be a whole number from 0 to 100, got {value!r}")
+    return int(value)
+
+
+def reading_scores(label: str, slider: int, question: str, positive_label: str) -> tuple[int, int]:
+    """(confidence in the chosen label, probability of the positive class), both 0-100, from either question.
+
+    Asked for confidence c: the probability of the positive class is c when the positive class was
+    chosen, else 100 - c. Asked for the probability p: the confidence in the chosen label is p when
+    the positive class was chosen, else 100 - p.
+    """
+    mirrored = slider if label == positive_label else 100 - slider
+    return (slider, mirrored) if question == "confidence" else (mirrored, slider)
 
 
 def check_scores(answer: dict[str, Any], items: tuple) -> dict[str, int]:

@@ -160,6 +160,8 @@ def _trials(design: StudyDesign, effects: PlantedEffects, people: pd.DataFrame, 
 def _trial_row(design, person, index, case, own, final, has_ai, start, rng) -> dict:
     verify = person.arm == "verify"
     shown = start + timedelta(minutes=index)
+    initial_confidence = _confidence(rng, own == case.truth) if verify else None
+    final_confidence = _confidence(rng, final == case.truth)
     rt_final = int(rng.lognormal(np.log(4000 if verify else 6000), 0.5))
     return {
         "study_id": design.id, "participant_id": person.participant_id, "arm": person.arm, "trial_index": index,
@@ -170,13 +172,17 @@ def _trial_row(design, person, index, case, own, final, has_ai, start, rng) -> d
         "advice_source": "model", "explanation_method": "gradcam" if has_ai else None,
         "overlay_shown": True if has_ai else None,
         "initial_label": CLASSES[own] if verify else None,
-        "initial_confidence": _confidence(rng, own == case.truth) if verify else None,
-        "final_label": CLASSES[final], "final_confidence": _confidence(rng, final == case.truth),
+        "initial_confidence": initial_confidence,
+        "final_label": CLASSES[final], "final_confidence": final_confidence,
         "final_correct": bool(final == case.truth),
         "rt_initial_ms": int(rng.lognormal(np.log(6000), 0.5)) if verify else None, "rt_final_ms": rt_final,
         "started_at": shown.isoformat(), "completed_at": (shown + timedelta(milliseconds=rt_final)).isoformat(),
         "overlay_toggles": int(rng.poisson(0.3)) if has_ai else 0,
         "record_id": f"r-{person.participant_id}-{index}",
+        # as the export derives them: P(abnormal) = confidence for an abnormal call, else 100 - confidence
+        "initial_score": (initial_confidence if own == 1 else 100 - initial_confidence) if verify else None,
+        "final_score": final_confidence if final == 1 else 100 - final_confidence,
+        "score_class": CLASSES[1],
     }
 
 

@@ -271,10 +271,12 @@ class StudyService:
     def _trial_answer(self, row, key: StepKey, answer: dict[str, Any], rt_ms: int,
                       answered_at: str) -> dict[str, Any]:
         label = flow.check_label(answer, self.case_set.class_names)
-        confidence = flow.check_confidence(answer)
+        question = self.design.trials.score
+        confidence, score = flow.reading_scores(label, flow.check_confidence(answer, question), question,
+                                                self.positive_label)
         case, arm = self._case_for(row, key)
         if key.phase == "initial":
-            return {"initial": {"label": label, "confidence": confidence, "rt_ms": rt_ms,
+            return {"initial": {"label": label, "confidence": confidence, "score": score, "rt_ms": rt_ms,
                                 "started_at": row["shown_at"]}}
         if key.kind == "practice":
             return {"practice": True}
@@ -296,8 +298,15 @@ class StudyService:
             "started_at": pending.get("started_at") or row["shown_at"], "completed_at": answered_at,
             "overlay_toggles": int((row["pending"] or {}).get("toggles", 0)),
             "record_id": "r" + hashlib.sha256(f"{row['participant_id']}:{key.index}".encode()).hexdigest()[:12],
+            "initial_score": pending.get("score"), "final_score": score,
         }
         return {"trial": trial}
+
+    @property
+    def positive_label(self) -> str:
+        """The class whose probability a reading's score gives: the finding class, last (as in `select_cases`)."""
+        names = self.case_set.class_names
+        return names[-1] if len(names) > 1 else ""
 
     def _overlay_available(self, arm: str, case: StudyCase) -> bool:
         explanation = self.design.explanation
@@ -370,7 +379,8 @@ class StudyService:
             "case_id": case.case_id, "trial_index": key.index, "practice": key.kind == "practice",
             "n_trials": self.design.cases.practice if key.kind == "practice" else self.design.cases.n,
             "phase": key.phase, "arm": arm, "class_names": list(self.case_set.class_names), "show_ai": shows_ai,
-            "dataset": self.case_set.dataset,
+            "dataset": self.case_set.dataset, "question": self.design.trials.score,
+            "positive_label": self.positive_label,
         }
         if shows_ai:
             display = self.design.explanation.confidence_display
@@ -383,7 +393,8 @@ class StudyService:
             }
         initial = (row["pending"] or {}).get("initial")
         if key.phase == "final" and initial:
-            content["initial"] = {"label": initial["label"], "confidence": initial["confidence"]}
+            content["initial"] = {"label": initial["label"], "confidence": initial["confidence"],
+                                  "score": initial.get("score")}
         return content
 
 

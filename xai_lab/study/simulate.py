@@ -141,6 +141,9 @@ class SimulatedClinician:
                 and rng.random() < self.config.reliance:
             label = ai["label"]
         confidence = int(min(100, max(0, round(rng.gauss(72 if label == own else 58, 15)))))
+        if content.get("question") == "probability":  # the same reading, asked as P(positive class)
+            positive = content["positive_label"]
+            return {"label": label, "probability": confidence if label == positive else 100 - confidence}
         return {"label": label, "confidence": confidence}
 
 

@@ -289,10 +289,14 @@ def _trial(served: ServedStudy, token: str, step: Step) -> None:
         overlay = _ai_panel(served, token, step) if content["show_ai"] else None
         if content.get("initial"):
             first = content["initial"]
-            st.caption(f"Your first reading: **{first['label']}**, {first['confidence']}% sure.")
+            if content.get("question") == "probability":
+                st.caption(f"Your first reading: **{first['label']}**, probability of {content['positive_label']} "
+                           f"{first['score']}%.")
+            else:
+                st.caption(f"Your first reading: **{first['label']}**, {first['confidence']}% sure.")
         if content["phase"] == "initial" and content["arm"] == "verify":
             st.caption("Decide on your own first. You will then see the AI's suggestion and can decide again.")
-        _decision(served, token, step, content["class_names"])
+        _decision(served, token, step, content)
     with image_side:
         # the overlay adds its colour bar on the right; the radiograph keeps its 512 px either way
         st.image(overlay if overlay is not None else resources.image_png(served.design.id, content["case_id"]),
@@ -332,29 +336,33 @@ def _log_toggle(served: ServedStudy, token: str, step_key: str, toggle_key: str)
         pass  # the step moved on in another tab; the next render shows where the participant is
 
 
-def _decision(served: ServedStudy, token: str, step: Step, class_names: list[str]) -> None:
+def _decision(served: ServedStudy, token: str, step: Step, content: dict[str, Any]) -> None:
     touched_key = f"touched:{step.key}"
     confidence_key = f"confidence:{step.key}"
-    st.slider("How sure are you? (0 = guessing, 100 = certain)", 0, 100, 50, key=confidence_key,
-              on_change=st.session_state.__setitem__, args=(touched_key, True))
+    question = content.get("question", "confidence")
+    label = ("How sure are you? (0 = guessing, 100 = certain)" if question == "confidence" else
+             f"How likely is it that this image shows {content['positive_label']}? (0 = certainly not, "
+             "100 = certainly)")
+    st.slider(label, 0, 100, 50, key=confidence_key, on_change=st.session_state.__setitem__,
+              args=(touched_key, True))
     touched = st.session_state.get(touched_key, False)
     # Always one caption here, only its text changes: a screen whose element layout never shifts
     # leaves no stale widgets behind while quick reruns (arrow keys on the slider) overlap.
     st.caption("Now choose your answer." if touched else "Move the slider to how sure you are; then choose your "
                                                               "answer.")
-    columns = st.columns(len(class_names))
-    for column, label in zip(columns, class_names, strict=True):
-        column.button(label.capitalize(), type="primary", disabled=not touched, key=f"decide:{step.key}:{label}",
+    columns = st.columns(len(content["class_names"]))
+    for column, name in zip(columns, content["class_names"], strict=True):
+        column.button(name.capitalize(), type="primary", disabled=not touched, key=f"decide:{step.key}:{name}",
                       width="stretch", on_click=_decide,
-                      args=(served, token, step.key, label, confidence_key, touched_key))
+                      args=(served, token, step.key, name, question, confidence_key, touched_key))
 
 
-def _decide(served: ServedStudy, token: str, step_key: str, label: str, confidence_key: str,
+def _decide(served: ServedStudy, token: str, step_key: str, label: str, question: str, slider_key: str,
             touched_key: str) -> None:
     if not st.session_state.get(touched_key):
-        st.session_state["problem"] = "Move the confidence slider first."
+        st.session_state["problem"] = "Please move the slider first."
         return
-    _submit(served, token, step_key, {"label": label, "confidence": int(st.session_state[confidence_key])})
+    _submit(served, token, step_key, {"label": label, question: int(st.session_state[slider_key])})
 
 
 def _attention(served: ServedStudy, token: str, step: Step) -> None:
