@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -191,14 +192,21 @@ def test_simulated_switching_plants_exact_population_rates():
 # ---------------------------------------------------------------- bad input
 
 
-def test_missing_columns_are_listed_and_the_rest_still_renders(tmp_path):
+def test_trials_without_a_contract_column_stop_the_analysis(tmp_path):
+    """Never a report that silently lacks the trials: exit 2 naming the columns, nothing written."""
     export = write_fixture(tmp_path / "export", drop=("final_label", "ai_label"))
     result = run_cli("analyze", export, "--out", tmp_path / "out")
+    assert result.code == 2 and "lacks the contract column(s) ai_label, final_label" in result.err
+    assert result.err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_ratings_without_a_contract_column_are_set_aside_and_the_rest_renders(tmp_path):
+    export = write_fixture(tmp_path / "export", drop=("target_arm",))
+    result = run_cli("analyze", export, "--out", tmp_path / "out")
     assert result.code == 0, result.err
-    assert "trials file lacks column(s) ai_label, final_label" in result.err
+    assert "ratings file lacks column(s) target_arm" in result.err
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert written["by_arm"] == {} and written["competence"]["means"]["control"] == pytest.approx(6.0)
-    assert "Peer-rated competence" in (tmp_path / "out" / "report.html").read_text()
+    assert written["competence"] is None and written["by_arm"]["verify"]["accuracy_final"] is not None
 
 
 def test_missing_files_are_listed(tmp_path):
@@ -230,7 +238,7 @@ def test_an_arm_with_no_trials_is_null_and_said(tmp_path):
     assert any("arm 'control' has participants but no answered trials" in n for n in analysis.notes)
     assert summary(analysis)["n_participants"]["control"] == 0
     write_outputs(analysis, tmp_path / "out")
-    assert "arm &#x27;control&#x27; has participants" in (tmp_path / "out" / "report.html").read_text()
+    assert "arm 'control' has participants" in html.unescape((tmp_path / "out" / "report.html").read_text())
 
 
 def test_a_single_rater_and_identical_answers(tmp_path):

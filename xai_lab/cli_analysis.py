@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -89,12 +90,13 @@ def _run_analyze(args: argparse.Namespace) -> int:
     if args.resamples < 100:
         raise ConfigError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
     if args.export is None:
-        out = Path(args.out) if args.out else report_dir(args.study)
+        out = _writable_folder(Path(args.out) if args.out else report_dir(args.study))
+        out.mkdir(parents=True, exist_ok=True)
         source = _export_from_database(args.study, args.database, out / "export")
     else:
         if args.out is None:
             raise ConfigError("--out DIR is required with an export folder (where report.html goes)")
-        source, out = Path(args.export), Path(args.out)
+        source, out = Path(args.export), _writable_folder(Path(args.out))
     analysis = analyze_export(source, resamples=args.resamples, seed=args.seed, mixed=not args.no_mixed,
                               primary_item=args.item)
     written = write_outputs(analysis, out)
@@ -103,6 +105,22 @@ def _run_analyze(args: argparse.Namespace) -> int:
     print(f"analysed {source}: {json.dumps(analysis.n_participants)} participants by arm; "
           f"report {written['report']}, summary {written['summary']}")
     return 0
+
+
+def _writable_folder(path: Path) -> Path:
+    """Fail before hours of work, not after: the output folder takes a file, or its nearest existing
+    parent lets it be made. Nothing is created here, so a refused export leaves no empty folder."""
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "a file is in the way")
+        probe = existing / f".xai-lab-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to the output folder {path} ({error.strerror or error}); choose another "
+                          "--out") from None
+    return path
 
 
 def _export_from_database(study_id: str, database: str | None, folder: Path) -> Path:

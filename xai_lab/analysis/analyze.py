@@ -16,6 +16,7 @@ import pandas as pd
 
 from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.competence import ItemResult, analyse_competence
+from xai_lab.analysis.estimands import Estimands, estimate_all
 from xai_lab.analysis.load import ExportTables, load_export
 from xai_lab.analysis.reliance import (
     ECE_BINS,
@@ -44,13 +45,16 @@ class Analysis:
     competence: list[ItemResult] = field(default_factory=list)
     primary_item: str | None = None
     mrmc: StudyMRMC | None = None
+    estimands: Estimands | None = None
+    settings: dict = field(default_factory=dict)  # resamples, seed, models run: for the methods paragraph
     notes: list[str] = field(default_factory=list)
 
 
 def analyze_export(directory: Path, resamples: int = 1000, seed: int = 0, mixed: bool = True,
                    primary_item: str | None = None) -> Analysis:
     tables = load_export(directory)
-    analysis = Analysis(tables=tables, notes=list(tables.problems))
+    analysis = Analysis(tables=tables, notes=list(tables.problems),
+                        settings={"resamples": resamples, "seed": seed, "mixed": mixed})
     if tables.trials is not None and len(tables.trials):
         _trial_part(analysis, tables.trials, resamples, seed, mixed)
     elif tables.trials is not None:
@@ -92,6 +96,7 @@ def _trial_part(analysis: Analysis, trials: pd.DataFrame, resamples: int, seed: 
     analysis.quadrant = reliance_quadrant(trials)
     analysis.calibration = pd.concat(bins, ignore_index=True)
     analysis.trial_models = fit_trial_models(trials, mixed=mixed)
+    analysis.estimands = estimate_all(analysis.tables, indicators)
     analysis.mrmc = study_mrmc(trials)
     analysis.notes += analysis.mrmc.notes
 
@@ -138,6 +143,7 @@ def summary(analysis: Analysis) -> dict:
         "trial_contrasts": (analysis.trial_models.contrasts.to_dict(orient="records")
                             if analysis.trial_models else []),
         "flow": analysis.tables.flow,
+        "estimands": analysis.estimands.to_json() if analysis.estimands else None,
         "mrmc": analysis.mrmc.to_json() if analysis.mrmc else None,
         "notes": analysis.notes,
     }
@@ -214,6 +220,8 @@ def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
         tables["competence_contrasts"] = contrast_rows.reindex(
             columns=base + [c for c in contrast_rows.columns if c not in base])
     tables.update(_mrmc_tables(analysis.mrmc))
+    if analysis.estimands is not None and analysis.estimands.differences:
+        tables["risk_differences"] = pd.DataFrame([r.to_json() for r in analysis.estimands.differences])
     for name, frame in tables.items():
         written[name] = out_dir / f"{name}.csv"
         frame.to_csv(written[name], index=False)

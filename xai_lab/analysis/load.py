@@ -1,9 +1,13 @@
 """Reading an export folder (`xai-lab export`) into tables the analysis can trust.
 
-Only the columns the analysis uses are required; a file that lacks some of them is set aside
-with a message naming them, and the rest of the analysis still runs. Labels are compared as
-text, so correctness is recomputed from `true_label`, `ai_label` and `final_label` rather than
-taken from the export's boolean columns. Pilot participants (whose records seed peer rating)
+The export's contract (`xai_lab.study.export.CONTRACT`, marked in its codebook) names the columns
+the analysis requires; every other column is optional, and what needs an absent one is null with
+a note. A trials file that cannot be used is an error (exit 2 on the command line): the analysis
+never writes a report that silently lacks the trials. Integrity problems - repeated
+(participant, trial) rows, probabilities outside [0, 1], confidences outside 0-100, unknown arms
+- are repaired conservatively (the repeat dropped, the value set missing, the row left out) and
+each is reported as a note. Labels are compared as text, so correctness is recomputed from
+`true_label`, `ai_label` and `final_label`. Pilot participants (whose records seed peer rating)
 are left out of every estimate.
 """
 
@@ -16,14 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from xai_lab.errors import DataError
+from xai_lab.study.design import ARMS
+from xai_lab.study.export import CONTRACT
 
-NEEDED: dict[str, tuple[str, ...]] = {
-    "participants": ("participant_id", "arm", "stratum", "status", "pilot"),
-    "trials": ("participant_id", "arm", "trial_index", "case_id", "true_label", "ai_label", "initial_label",
-               "initial_confidence", "final_label", "final_confidence", "rt_final_ms", "overlay_shown",
-               "overlay_toggles"),
-    "ratings": ("rater_id", "target_id", "target_arm", "item", "score", "scale_min", "scale_max"),
-}
+TABLES = ("participants", "trials", "ratings")
 
 
 @dataclass
@@ -32,21 +32,33 @@ class ExportTables:
     ratings: pd.DataFrame | None = None
     participants: pd.DataFrame | None = None
     flow: dict | None = None
-    problems: list[str] = field(default_factory=list)  # what could not be used, as sentences
+    design: dict | None = None  # design.json: the registered design, with the declared [analysis]
+    problems: list[str] = field(default_factory=list)  # what was repaired or could not be used, as sentences
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return tuple((self.design or {}).get("arms") or ARMS)
+
+    @property
+    def within(self) -> bool:
+        return ((self.design or {}).get("allocation") or {}).get("kind") == "within"
 
 
 def load_export(directory: Path) -> ExportTables:
     if not directory.is_dir():
         raise DataError(f"export folder {directory} does not exist; write one with "
                         "`xai-lab export --study ID --out DIR`, or pass --study ID to analyze the database")
-    tables = ExportTables()
+    tables = ExportTables(flow=_json(directory, "flow"), design=_json(directory, "design"))
     missing_files = []
-    for name, columns in NEEDED.items():
+    for name in TABLES:
         frame = _read(directory, name)
         if frame is None:
             missing_files.append(f"{name}.csv")
             continue
-        absent = [c for c in columns if c not in frame.columns]
+        absent = [c for c in CONTRACT[name] if c not in frame.columns]
+        if absent and name == "trials":
+            raise DataError(f"the trials file in {directory} lacks the contract column(s) {', '.join(absent)}; "
+                            "re-export with `xai-lab export` (the codebook lists the required columns)")
         if absent:
             tables.problems.append(f"{name} file lacks column(s) {', '.join(absent)}: it was not used "
                                    "(re-export with `xai-lab export`)")
@@ -55,16 +67,32 @@ def load_export(directory: Path) -> ExportTables:
     if missing_files:
         tables.problems.append(f"missing file(s) in {directory}: {', '.join(missing_files)} "
                                "(CSV or Parquet, as `xai-lab export` writes them)")
-    if (directory / "flow.json").is_file():
-        tables.flow = json.loads((directory / "flow.json").read_text())
+    if tables.trials is None and ((tables.design or {}).get("cases") or {}).get("n", 0) > 0:
+        raise DataError(f"the design has {tables.design['cases']['n']} trials per participant but {directory} has "
+                        "no trials file; export the study again with `xai-lab export`")
     if tables.trials is None and tables.ratings is None:
         raise DataError("nothing to analyse: " + "; ".join(tables.problems))
     _drop_pilots(tables)
     if tables.trials is not None:
-        tables.trials = clean_trials(tables.trials)
+        tables.problems += optional_notes(tables.trials)
+        tables.trials = clean_trials(check_trials(tables.trials, tables.arms, tables.problems))
     if tables.ratings is not None:
         tables.ratings = clean_ratings(tables.ratings, tables.problems)
     return tables
+
+
+def _json(directory: Path, name: str) -> dict | None:
+    path = directory / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not valid JSON ({str(error).splitlines()[0]}); re-export the study, or delete "
+                        "the file to analyse without it") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path} holds a {type(value).__name__}, not an object; re-export the study")
+    return value
 
 
 def _read(directory: Path, name: str) -> pd.DataFrame | None:
@@ -75,13 +103,14 @@ def _read(directory: Path, name: str) -> pd.DataFrame | None:
                                            "case_id": str})
         if parquet.is_file():
             return pd.read_parquet(parquet)
-    except (ValueError, OSError) as error:
-        raise DataError(f"cannot read {csv if csv.is_file() else parquet}: {error}; re-export it") from None
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read {csv if csv.is_file() else parquet}: {str(error).splitlines()[0]}; "
+                        "re-export it") from None
     return None
 
 
 def _drop_pilots(tables: ExportTables) -> None:
-    if tables.participants is None:
+    if tables.participants is None or "pilot" not in tables.participants.columns:
         return
     pilot = tables.participants["pilot"].astype(str).str.lower().isin(["true", "1"])
     pilots = set(tables.participants.loc[pilot, "participant_id"])
@@ -94,18 +123,51 @@ def _drop_pilots(tables: ExportTables) -> None:
     tables.problems.append(f"{len(pilots)} pilot participant(s) left out of every estimate")
 
 
+def check_trials(trials: pd.DataFrame, arms: tuple[str, ...], problems: list[str]) -> pd.DataFrame:
+    """Integrity checks that repair conservatively and say what they did."""
+    frame = trials.copy()
+    twice = frame.duplicated(["participant_id", "trial_index"], keep="first")
+    if twice.any():
+        problems.append(f"{int(twice.sum())} repeated (participant, trial_index) row(s) were dropped, keeping the "
+                        "first of each")
+        frame = frame[~twice]
+    unknown = ~frame["arm"].astype(str).isin(arms)
+    if unknown.any():
+        names = ", ".join(sorted(frame.loc[unknown, "arm"].astype(str).unique())[:3])
+        problems.append(f"{int(unknown.sum())} trial(s) with unknown arm(s) {names} were left out (arms: "
+                        f"{', '.join(arms)})")
+        frame = frame[~unknown]
+    for column, low, high in (("initial_confidence", 0, 100), ("final_confidence", 0, 100),
+                              ("ai_confidence", 0, 1), ("initial_score", 0, 100), ("final_score", 0, 100)):
+        if column not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        outside = values.notna() & ((values < low) | (values > high))
+        if outside.any():
+            problems.append(f"{int(outside.sum())} {column} value(s) outside {low}-{high} were set missing")
+            frame[column] = values.where(~outside)
+    return frame
+
+
 def _text(series: pd.Series) -> pd.Series:
     """Labels as text, with missing cells as None (CSV reads them as NaN)."""
     return series.astype("string").str.strip().replace("", pd.NA)
 
 
+OPTIONAL_TRIAL_DEFAULTS = {"rt_final_ms": float("nan"), "overlay_toggles": float("nan"), "overlay_shown": None}
+
+
 def clean_trials(trials: pd.DataFrame) -> pd.DataFrame:
     frame = trials.copy()
+    for column, default in OPTIONAL_TRIAL_DEFAULTS.items():  # optional columns: absent means not recorded
+        if column not in frame.columns:
+            frame[column] = default
     for column in ("participant_id", "arm", "case_id", "true_label", "ai_label", "initial_label", "final_label"):
         frame[column] = _text(frame[column])
     for column in ("initial_confidence", "final_confidence", "rt_final_ms", "overlay_toggles"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["overlay_shown"] = frame["overlay_shown"].astype("string").str.lower().isin(["true", "1"])
+    shown = frame["overlay_shown"].astype("string").str.lower()
+    frame["overlay_shown"] = shown.isin(["true", "1"]) | (shown.isna() & frame["ai_label"].notna())
     frame = frame[frame["final_label"].notna()].reset_index(drop=True)
     # the label comparisons every part of the analysis uses, made once; NA = not applicable (no AI)
     has_ai = frame["ai_label"].notna()
@@ -113,6 +175,13 @@ def clean_trials(trials: pd.DataFrame) -> pd.DataFrame:
     frame["ai_right"] = (frame["ai_label"] == frame["true_label"]).astype("boolean").where(has_ai)
     frame["agrees"] = (frame["final_label"] == frame["ai_label"]).astype("boolean").where(has_ai)
     return frame
+
+
+def optional_notes(trials: pd.DataFrame) -> list[str]:
+    """What the absence of optional trial columns leaves null."""
+    absent = {"rt_final_ms": "median decision time", "overlay_toggles": "overlay toggles per trial"}
+    return [f"the trials have no {column} column: {what} is null" for column, what in absent.items()
+            if column not in trials.columns]
 
 
 def clean_ratings(ratings: pd.DataFrame, problems: list[str]) -> pd.DataFrame:

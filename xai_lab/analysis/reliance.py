@@ -72,6 +72,8 @@ def trial_indicators(trials: pd.DataFrame) -> pd.DataFrame:
     frame["correct"] = final_right
     frame["rt_final_ms"] = trials["rt_final_ms"].astype(float)
     frame["participant_id"] = trials["participant_id"].to_numpy()
+    frame["case_id"] = trials["case_id"].to_numpy()
+    frame["arm"] = trials["arm"].to_numpy()
     return frame
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from patsy import build_design_matrices, dmatrices
-from scipy import sparse
+from scipy import sparse, stats
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
 from xai_lab.analysis.comparison import holm, ordered_arms
@@ -74,8 +74,9 @@ def fit_trial_models(trials: pd.DataFrame, mixed: bool = True) -> TrialModels:
             warnings.simplefilter("ignore", RuntimeWarning)
             coefficients.append(_coefficient_table(result, outcome, "GEE"))
             contrasts.append(_contrasts(result, data, outcome))
-        notes.append(f"{outcome}: GEE `{formula}`, binomial logit, exchangeable within participant, robust SEs "
-                     f"({len(data)} trials, {data['participant_id'].nunique()} participants)")
+        notes.append(f"{outcome}: GEE `{formula}`, binomial logit, exchangeable within participant, bias-reduced "
+                     f"(Mancl-DeRouen) robust SEs with t on {result.small_sample_df} df (participants - parameters); "
+                     f"{len(data)} trials, {data['participant_id'].nunique()} participants")
         if mixed and outcome == "correct":
             table, note = _mixed_glm(data, outcome)
             notes.append(note)
@@ -107,16 +108,35 @@ def _gee(data: pd.DataFrame, outcome: str):
         warnings.simplefilter("ignore")  # convergence and perfect-prediction warnings become notes via the CIs
         endog, exog = dmatrices(formula, data, return_type="dataframe")
         result = sm.GEE(endog, exog, groups=data["participant_id"].to_numpy(), family=sm.families.Binomial(),
-                        cov_struct=sm.cov_struct.Exchangeable()).fit()
+                        cov_struct=sm.cov_struct.Exchangeable()).fit(cov_type="bias_reduced")
     result.design_info = exog.design_info  # patsy's, to build contrast rows for arm cells
+    # small samples: t reference on clusters - parameters df (Mancl & DeRouen 2001 with the bias-reduced sandwich)
+    result.small_sample_df = max(1, data["participant_id"].nunique() - exog.shape[1])
     return result, formula
 
 
 def _coefficient_table(result, outcome: str, model: str) -> pd.DataFrame:
-    ci = result.conf_int()
-    return pd.DataFrame({"outcome": outcome, "model": model, "term": result.params.index,
-                         "estimate": result.params.values, "ci_low": ci[0].values, "ci_high": ci[1].values,
-                         "p_value": result.pvalues.values})
+    df = result.small_sample_df
+    se = result.bse.to_numpy()
+    quantile = stats.t.ppf(0.975, df)
+    estimate = result.params.to_numpy()
+    return pd.DataFrame({"outcome": outcome, "model": model, "term": [readable_term(t) for t in result.params.index],
+                         "estimate": estimate, "ci_low": estimate - quantile * se, "ci_high": estimate + quantile * se,
+                         "p_value": 2 * stats.t.sf(np.abs(estimate / se), df), "df": df})
+
+
+def readable_term(term: str) -> str:
+    """patsy's `C(arm, Treatment('control'))[T.rely]:ai_wrong` as `rely vs control x AI wrong`."""
+    if term == "Intercept":
+        return "intercept (reference arm, AI right)"
+    parts = []
+    for piece in term.split(":"):
+        if piece.startswith("C(arm"):
+            reference = piece.split("Treatment('")[1].split("')")[0] if "Treatment('" in piece else "reference"
+            parts.append(f"{piece.split('[T.')[1].rstrip(']')} vs {reference}")
+        else:
+            parts.append("AI wrong" if piece == "ai_wrong" else piece)
+    return " x ".join(parts)
 
 
 def _contrasts(result, data: pd.DataFrame, outcome: str) -> pd.DataFrame:
@@ -130,15 +150,19 @@ def _contrasts(result, data: pd.DataFrame, outcome: str) -> pd.DataFrame:
     for ai_wrong in levels:
         cells = {arm: matrix[k] for k, (arm, level) in enumerate(grid.itertuples(index=False)) if level == ai_wrong}
         for a, b in combinations(arms, 2):
-            test = result.t_test((cells[a] - cells[b])[None, :])
-            estimate, (low, high) = float(test.effect[0]), test.conf_int()[0]
+            vector = cells[a] - cells[b]
+            estimate = float(vector @ result.params.to_numpy())
+            variance = float(vector @ result.cov_params().to_numpy() @ vector)
+            se = np.sqrt(variance) if variance > 0 else np.nan
+            df = result.small_sample_df
+            low, high = estimate - stats.t.ppf(0.975, df) * se, estimate + stats.t.ppf(0.975, df) * se
             row = {"outcome": outcome, "ai": "AI wrong" if ai_wrong else "AI right", "a": a, "b": b,
                    "log_odds_ratio": estimate, "odds_ratio": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                   "p_value": np.nan}
+                   "p_value": np.nan, "df": df}
             # a cell where every answer is the same (separation) drives the log odds ratio off to +/- inf
             if np.isfinite([low, high]).all() and max(abs(low), abs(high)) < SEPARATION_LOG_ODDS:
                 row.update(odds_ratio=float(np.exp(estimate)), ci_low=float(np.exp(low)),
-                           ci_high=float(np.exp(high)), p_value=float(test.pvalue))
+                           ci_high=float(np.exp(high)), p_value=float(2 * stats.t.sf(abs(estimate / se), df)))
             rows.append(row)
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p_value"])
@@ -163,7 +187,8 @@ def _mixed_glm(data: pd.DataFrame, outcome: str) -> tuple[pd.DataFrame | None, s
     except (np.linalg.LinAlgError, ValueError) as error:
         return None, f"{outcome}: Bayesian mixed GLM did not fit ({error})"
     sd = result.fe_sd
-    table = pd.DataFrame({"outcome": outcome, "model": "Bayesian mixed GLM", "term": list(exog.columns),
+    table = pd.DataFrame({"outcome": outcome, "model": "Bayesian mixed GLM",
+                          "term": [readable_term(t) for t in exog.columns],
                           "estimate": result.fe_mean, "ci_low": result.fe_mean - 1.96 * sd,
                           "ci_high": result.fe_mean + 1.96 * sd, "p_value": np.nan})
     sds = np.exp(result.vcp_mean)

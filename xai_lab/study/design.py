@@ -24,6 +24,9 @@ ARMS = ("verify", "rely", "control")
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
 CONFIDENCE_DISPLAYS = ("percent", "none")
 SCORE_QUESTIONS = ("confidence", "probability")
+# Rate metrics with a between-arm risk difference (xai_lab.analysis.estimand); AI_METRICS need the AI shown.
+RATE_METRICS = ("over_reliance", "under_reliance", "agreement", "accuracy_final")
+AI_METRICS = ("over_reliance", "under_reliance", "agreement")
 # Bounds on what a design may ask for; each is far beyond any real study and far below what
 # would stall the server (a block of 20 million slots once took minutes under the write lock).
 MAX_DESIGN_BYTES = 256 * 1024
@@ -126,6 +129,18 @@ class TrialSpec:
 
 
 @dataclass(frozen=True)
+class AnalysisSpec:
+    """The pre-declared estimand: one primary metric, its arm contrast (a - b, a risk difference on the
+    probability scale), the secondary family Holm-corrected together, and optionally the difference
+    the study was sized for. Empty: the analysis uses its defaults and says so."""
+
+    primary: str = ""
+    contrast: tuple[str, ...] = ()  # (a, b): the estimand is metric(a) - metric(b)
+    secondary: tuple[str, ...] = ()
+    effect: float | None = None  # the risk difference the study is powered to detect
+
+
+@dataclass(frozen=True)
 class EnrolmentSpec:
     # Most participants the shared enrolment code (?code=) may enrol; None = no cap. Personal
     # invitation links (`xai-lab invite`) are not counted: each was made for one person.
@@ -152,6 +167,7 @@ class StudyDesign:
     peer_rating: PeerRatingSpec
     enrolment: EnrolmentSpec = EnrolmentSpec()
     trials: TrialSpec = TrialSpec()
+    analysis: AnalysisSpec = AnalysisSpec()
     source: str = ""  # the file it came from
 
     @property
@@ -173,7 +189,7 @@ class StudyDesign:
         content = {k: v for k, v in self.to_json().items() if k != "source"}
         # Sections added after studies were registered count only when set, so an unchanged design
         # keeps its fingerprint (and its participants) across upgrades.
-        for key, default in (("enrolment", EnrolmentSpec()), ("trials", TrialSpec())):
+        for key, default in (("enrolment", EnrolmentSpec()), ("trials", TrialSpec()), ("analysis", AnalysisSpec())):
             if content[key] == asdict(default):
                 del content[key]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
@@ -253,6 +269,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         peer_rating=_peer_rating(top.table("peer_rating", optional=True), arms),
         enrolment=_enrolment(top.table("enrolment", optional=True)),
         trials=_trials(top.table("trials", optional=True)),
+        analysis=_analysis(top.table("analysis", optional=True), arms),
         source=source,
     )
     top.done()
@@ -534,6 +551,31 @@ def _peer_rating(table: _Table | None, arms: tuple[str, ...]) -> PeerRatingSpec:
     _unique_ids(table, "vignettes", [v.id for v in vignettes])
     if spec.assignment == "by_arm" and spec.per_rater != 1:
         table.fail("per_rater", "must be 1 with assignment = \"by_arm\" (one vignette per rater)")
+    table.done()
+    return spec
+
+
+def _analysis(table: _Table | None, arms: tuple[str, ...]) -> AnalysisSpec:
+    if table is None:
+        return AnalysisSpec()
+    primary = table.choice("primary", RATE_METRICS)
+    text = table.string("contrast")
+    parts = [part.strip() for part in text.split(" - ")]
+    if len(parts) != 2 or parts[0] == parts[1] or not all(part in arms for part in parts):
+        table.fail("contrast", f"must name two of the design's arms ({', '.join(arms)}) as \"a - b\", e.g. "
+                               f"\"{arms[-1] if len(arms) > 1 else 'rely'} - {arms[0]}\"; got {_short(text)}")
+    if primary in AI_METRICS and "control" in parts:
+        table.fail("contrast", f"compares control, which sees no AI, on {primary}; contrast two AI arms or choose "
+                               "accuracy_final")
+    secondary = tuple(table.strings("secondary", default=[]))
+    for name in secondary:
+        if name not in RATE_METRICS or name == primary:
+            table.fail("secondary", f"lists {name!r}; use other metrics from {', '.join(RATE_METRICS)}")
+    effect = table.raw_value("effect", None, "a number")
+    spec = AnalysisSpec(primary=primary, contrast=tuple(parts), secondary=secondary,
+                        effect=None if effect is None else table.number("effect", low=-1.0, high=1.0))
+    if spec.effect == 0:
+        table.fail("effect", "must be a non-zero risk difference (the one the study is sized to detect)")
     table.done()
     return spec
 

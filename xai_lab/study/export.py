@@ -77,6 +77,17 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
+# The columns `xai-lab analyze` requires (the export's contract); every other column is optional for
+# the analysis (added in later versions, or not needed), and a metric that needs an absent one is null
+# with a note. The codebook marks them.
+CONTRACT: dict[str, tuple[str, ...]] = {
+    "participants": ("participant_id", "arm", "stratum", "status"),
+    "trials": ("participant_id", "arm", "trial_index", "case_id", "true_label", "ai_label", "initial_label",
+               "initial_confidence", "final_label", "final_confidence"),
+    "ratings": ("rater_id", "target_id", "target_arm", "item", "score", "scale_min", "scale_max"),
+    "questionnaire": (),
+}
+
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -90,6 +101,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
             known = [row[0] for row in connection.execute(select(studies.c.study_id))]
             raise ConfigError(f"no study {study_id!r} in the database; known studies: {', '.join(known) or 'none'}")
         question, positive = _score_settings(connection, study_id)
+        design = connection.execute(select(studies.c.design).where(studies.c.study_id == study_id)).scalar()
         tables = {
             "participants": _participants(connection, study_id),
             "trials": _with_scores(_frame(connection, trials, trials.c.study_id == study_id,
@@ -114,6 +126,8 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         staging.replace(path)
         counts[name] = len(frame)
     write_private_text(out_dir / "flow.json", json.dumps(flow, indent=2) + "\n")
+    # the registered design: `xai-lab analyze` reads the declared estimand ([analysis]) and allocation from it
+    write_private_text(out_dir / "design.json", json.dumps(design, indent=2) + "\n")
     write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive))
     return counts
 
@@ -219,6 +233,7 @@ def codebook(study_id: str, question: str = "confidence", positive: str = "") ->
     lines = [f"# Codebook: export of study `{study_id}`", "", asked, "",
              "Timestamps are ISO 8601 in UTC. Empty cells mean the field does not apply (e.g. initial_* outside the "
              "verify arm). Labels are the dataset's class names. No invitation tokens and no free text are exported.",
+             "`design.json` is the registered study design (its `analysis` section declares the primary estimand).",
              "`flow.json` holds CONSORT counts: `enrolled` (every opened link), `opened_not_consented` (left before "
              "answering the consent screen: not participants), `declined_consent`, `consented`, `not_yet_allocated` "
              "(consented, profile not yet given) and allocation and outcome per arm. `participants` lists only people "
@@ -227,8 +242,11 @@ def codebook(study_id: str, question: str = "confidence", positive: str = "") ->
              "with a leading apostrophe (`'=...`), so that spreadsheet programs show it as text instead of running it "
              "as a formula; strip that apostrophe to recover the value. Parquet files store values unchanged.",
              "Files are created readable by their owner only (mode 0600): they hold participants' answers.", ""]
+    lines += ["Column `contract`: *required* columns are the ones `xai-lab analyze` needs; *optional* ones may be "
+              "absent (older exports, other tools): the metrics that need them are then null, with a note.", ""]
     for name, columns in COLUMNS.items():
-        lines += [f"## {name}", "", "| column | meaning |", "|---|---|"]
-        lines += [f"| `{column}` | {meaning} |" for column, meaning in columns.items()]
+        lines += [f"## {name}", "", "| column | contract | meaning |", "|---|---|---|"]
+        lines += [f"| `{column}` | {'required' if column in CONTRACT[name] else 'optional'} | {meaning} |"
+                  for column, meaning in columns.items()]
         lines.append("")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ import pandas as pd
 from xai_lab.errors import ConfigError
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.export import COLUMNS
+from xai_lab.study.flow import trial_arms
 
 CLASSES = ("normal", "abnormal")
 AI_ARMS = ("verify", "rely")
@@ -51,6 +52,13 @@ class PlantedEffects:
     rating_sd: float = 1.2  # within-rater noise of one rating
     rater_sd: float = 0.4  # raters differ in leniency
     target_sd: float = 0.2  # rated clinicians (or vignettes) differ beyond their use of AI
+    # Crossover designs: added to over-reliance in the second period (habituation to the AI), so the
+    # arm contrast is unchanged in a balanced design and the period effect is exactly this.
+    period_effect: float = 0.0
+    # Case-by-arm heterogeneity: SD on the logit scale of a per case x arm shift of the chance of
+    # taking the AI's label when it differs. With no arm effect it leaves every arm's population
+    # value equal (shifts are drawn alike per arm) but makes cases random in the arm contrast.
+    case_arm_sd: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.skill < 1.0:
@@ -60,15 +68,18 @@ class PlantedEffects:
                 raise ConfigError(f"over_reliance for {arm} ({value}) must be from 1 - skill ({1 - self.skill:.2f}) "
                                   "to 1: a reader who is wrong already agrees with wrong advice; lower skill or "
                                   "raise over_reliance")
+        if not all(0.0 <= value + self.period_effect <= 1.0 for value in self.over_reliance.values()):
+            raise ConfigError(f"over_reliance + period_effect ({self.period_effect}) must stay within 0-1 for every "
+                              "arm; lower period_effect")
         for arm, value in self.under_reliance.items():
             if not 0.0 <= value <= 1.0 - self.skill:
                 raise ConfigError(f"under_reliance for {arm} ({value}) must be from 0 to 1 - skill "
                                   f"({1 - self.skill:.2f}): only readers who disagree with right advice can "
                                   "reject it; raise skill's complement or lower under_reliance")
 
-    def switch_probabilities(self, arm: str) -> tuple[float, float]:
-        """(P(take AI | disagree, AI wrong), P(take AI | disagree, AI right)) for one arm."""
-        over = self.over_reliance.get(arm, 1.0 - self.skill)
+    def switch_probabilities(self, arm: str, period: int = 1) -> tuple[float, float]:
+        """(P(take AI | disagree, AI wrong), P(take AI | disagree, AI right)) for one arm (and period)."""
+        over = self.over_reliance.get(arm, 1.0 - self.skill) + (self.period_effect if period == 2 else 0.0)
         under = self.under_reliance.get(arm, 0.0)
         take_wrong = (over - (1.0 - self.skill)) / self.skill
         take_right = 1.0 - under / (1.0 - self.skill)
@@ -112,14 +123,12 @@ class SimulatedExport:
 
 
 def simulate_export(design: StudyDesign, effects: PlantedEffects, per_arm: int, seed: int = 0) -> SimulatedExport:
-    """`per_arm` completed participants in each of the design's arms (between-participant designs)."""
-    if design.allocation.kind != "between":
-        raise ConfigError("planted simulation supports between-participant designs only; "
-                          f"{design.id!r} allocates {design.allocation.kind!r}")
+    """`per_arm` completed participants per arm (between designs) or per arm order (within designs:
+    each reads the first run of cases under the order's first arm, the rest under the second)."""
     if per_arm < 2:
         raise ConfigError(f"participants per arm must be at least 2, got {per_arm}")
     rng = np.random.default_rng(seed)
-    arms = [arm for arm in design.arms for _ in range(per_arm)]
+    arms = [arm for arm in design.orders for _ in range(per_arm)]
     people = pd.DataFrame({"participant_id": [f"p{i:05d}" for i in range(len(arms))], "arm": arms})
     people["role"] = rng.choice(["physician", "nurse"], size=len(people))
     cases = _cases(design, rng)
@@ -143,18 +152,31 @@ def _trials(design: StudyDesign, effects: PlantedEffects, people: pd.DataFrame, 
     a = effects.skill * effects.skill_concentration
     skills = rng.beta(a, effects.skill_concentration - a, size=len(people))
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    shift = {(arm, case): rng.normal(0, effects.case_arm_sd) if effects.case_arm_sd else 0.0
+             for arm in AI_ARMS for case in cases["case_id"]}
     rows = []
     for person, skill in zip(people.itertuples(), skills, strict=True):
-        take_wrong, take_right = effects.switch_probabilities(person.arm)
         order = rng.permutation(len(cases))
+        arms_by_trial = trial_arms(design, person.arm)
         for index, case in enumerate(cases.iloc[order].itertuples()):
+            arm = arms_by_trial[index]
+            period = person.arm.split(">").index(arm) + 1 if ">" in person.arm else 1
+            take_wrong, take_right = effects.switch_probabilities(arm, period)
             own = case.truth if rng.random() < skill else 1 - case.truth
             final = own
-            has_ai = person.arm in AI_ARMS
-            if has_ai and own != case.ai and rng.random() < (take_right if case.ai == case.truth else take_wrong):
+            has_ai = arm in AI_ARMS
+            take = take_right if case.ai == case.truth else take_wrong
+            if has_ai and own != case.ai and rng.random() < _shifted(take, shift[(arm, case.case_id)]):
                 final = case.ai
-            rows.append(_trial_row(design, person, index, case, own, final, has_ai, start, rng))
+            rows.append(_trial_row(design, person._replace(arm=arm), index, case, own, final, has_ai, start, rng))
     return pd.DataFrame(rows, columns=list(COLUMNS["trials"])).convert_dtypes()
+
+
+def _shifted(probability: float, logit_shift: float) -> float:
+    """A probability moved by `logit_shift` on the logit scale (0 and 1 stay put)."""
+    if logit_shift == 0.0 or probability in (0.0, 1.0):
+        return probability
+    return float(1.0 / (1.0 + np.exp(-(np.log(probability / (1.0 - probability)) + logit_shift))))
 
 
 def _trial_row(design, person, index, case, own, final, has_ai, start, rng) -> dict:

@@ -1,0 +1,191 @@
+"""The declared estimand and everything around it: primary and secondary risk differences, the
+analysis population, sensitivity analyses, small-sample warnings and the sample size it needs.
+
+The study's `design.json` (written by `xai-lab export`) carries `[analysis]`: the primary metric,
+its contrast "a - b", the secondary family and the effect the study was sized for. Without it the
+defaults are over-reliance, rely - verify (accuracy_final and the first two arms when those are
+missing), and the report says they were not declared.
+
+Between-participant designs use `estimand.crossed_risk_difference` (participants and cases random);
+crossover designs the period-adjusted paired analysis of `crossover`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from xai_lab.analysis.comparison import ordered_arms
+from xai_lab.analysis.crossover import CrossoverResult, crossover_analysis
+from xai_lab.analysis.estimand import (
+    RiskDifference,
+    crossed_risk_difference,
+    participants_needed,
+    secondary_family,
+    variance_parts,
+)
+from xai_lab.analysis.load import ExportTables
+from xai_lab.study.design import AI_METRICS, RATE_METRICS
+
+MIN_PER_ARM = 10
+MIN_AI_WRONG_CASES = 5
+
+
+@dataclass
+class Declared:
+    primary: str
+    a: str
+    b: str
+    secondary: tuple[str, ...]
+    effect: float | None
+    declared: bool
+
+
+@dataclass
+class Estimands:
+    declared: Declared
+    primary: RiskDifference | None
+    secondary: list[RiskDifference] = field(default_factory=list)
+    differences: list[RiskDifference] = field(default_factory=list)  # every rate metric x arm pair
+    sensitivity: list[tuple[str, RiskDifference | None]] = field(default_factory=list)
+    crossover: dict[str, CrossoverResult] = field(default_factory=dict)
+    population: str = ""
+    warnings: list[str] = field(default_factory=list)
+    needed_per_arm: int | None = None
+    needed_note: str = ""
+
+    def to_json(self) -> dict:
+        return {"declared": vars(self.declared), "primary": self.primary.to_json() if self.primary else None,
+                "secondary": [r.to_json() for r in self.secondary],
+                "risk_differences": [r.to_json() for r in self.differences],
+                "sensitivity": [{"population": name, **(r.to_json() if r else {})} for name, r in self.sensitivity],
+                "crossover": {m: c.to_json() for m, c in self.crossover.items()},
+                "population": self.population,
+                "warnings": self.warnings, "participants_needed_per_arm": self.needed_per_arm,
+                "participants_needed_note": self.needed_note}
+
+
+def declared_estimand(tables: ExportTables, arms_present: list[str]) -> Declared:
+    spec = (tables.design or {}).get("analysis") or {}
+    if spec.get("primary"):
+        a, b = spec["contrast"]
+        return Declared(spec["primary"], a, b, tuple(spec.get("secondary") or ()), spec.get("effect"), True)
+    arms = ordered_arms(arms_present)
+    if {"verify", "rely"} <= set(arms):
+        a, b, primary = "rely", "verify", "over_reliance"
+    else:
+        a, b = (arms[-1], arms[0]) if len(arms) > 1 else (arms[0], arms[0])
+        primary = "accuracy_final"
+    secondary = tuple(m for m in RATE_METRICS if m != primary and not (m in AI_METRICS and "control" in (a, b)))
+    return Declared(primary, a, b, secondary, None, False)
+
+
+def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 0.05) -> Estimands:
+    arms = ordered_arms(indicators["arm"])
+    declared = declared_estimand(tables, arms)
+    result = Estimands(declared, None)
+    if declared.a == declared.b or not {declared.a, declared.b} <= set(arms):
+        result.warnings.append(f"the declared contrast {declared.a} - {declared.b} needs trials in both arms; the "
+                               "primary estimand could not be estimated")
+        return result
+    contrast = _crossover_contrast(tables, indicators, alpha, result) if tables.within else _between(alpha)
+    result.primary = contrast(indicators, declared.primary, declared.a, declared.b)
+    result.secondary = secondary_family([contrast(indicators, m, declared.a, declared.b)
+                                         for m in declared.secondary])
+    if not tables.within:
+        result.differences = [crossed_risk_difference(indicators, metric, a, b, alpha)
+                              for metric in RATE_METRICS for i, a in enumerate(arms) for b in arms[i + 1:]
+                              if not (metric in AI_METRICS and "control" in (a, b))]
+    result.sensitivity = _sensitivity(tables, indicators, declared, contrast)
+    result.population = _population(tables, indicators)
+    result.warnings += _small_sample_warnings(indicators, declared)
+    _sample_size(result, indicators, alpha)
+    return result
+
+
+def _between(alpha: float):
+    def contrast(indicators, metric, a, b):
+        return crossed_risk_difference(indicators, metric, a, b, alpha)
+    return contrast
+
+
+def _crossover_contrast(tables: ExportTables, indicators: pd.DataFrame, alpha: float, result: Estimands):
+    sequence = tables.participants.set_index("participant_id")["arm"] if tables.participants is not None else \
+        pd.Series(dtype=str)
+
+    def contrast(rows, metric, a, b):
+        analysis = crossover_analysis(rows, sequence, metric, a, b, alpha)
+        if rows is indicators:
+            result.crossover[metric] = analysis
+        effect = analysis.arm_effect
+        people = rows[rows[metric].notna()]
+        return RiskDifference(metric, a, b, effect.estimate, effect.se, effect.df, effect.ci_low, effect.ci_high,
+                              effect.p_value, int(people.loc[people["arm"] == a, "participant_id"].nunique()),
+                              int(people.loc[people["arm"] == b, "participant_id"].nunique()),
+                              int(people["case_id"].nunique()),
+                              "crossover: period-adjusted paired difference, participant bootstrap",
+                              note="; ".join(analysis.notes))
+    return contrast
+
+
+def _sensitivity(tables: ExportTables, indicators: pd.DataFrame, declared: Declared, contrast) -> list:
+    people = tables.participants
+    rows = [("all available trials (primary)", None)]
+    if people is None:
+        return rows
+    subsets = {"completers only": people.loc[people["status"].astype(str) == "completed", "participant_id"]}
+    if "attention_failures" in people.columns:
+        passed = pd.to_numeric(people["attention_failures"], errors="coerce").fillna(0) == 0
+        subsets["passed every attention check"] = people.loc[passed, "participant_id"]
+    for name, members in subsets.items():
+        subset = indicators[indicators["participant_id"].isin(set(members.astype(str)))]
+        rows.append((name, contrast(subset, declared.primary, declared.a, declared.b) if len(subset) else None))
+    return rows
+
+
+def _population(tables: ExportTables, indicators: pd.DataFrame) -> str:
+    analysed = indicators["participant_id"].nunique()
+    text = (f"Available-case analysis: every answered main trial of every non-pilot participant, {analysed} "
+            "participants")
+    people = tables.participants
+    if people is not None:
+        unfinished = people[people["participant_id"].isin(indicators["participant_id"])
+                            & (people["status"].astype(str) != "completed")]
+        text += f", of whom {len(unfinished)} did not complete (their answered trials are included)"
+    withdrawn = sum(arm.get("withdrawn", 0) for arm in ((tables.flow or {}).get("by_arm") or {}).values())
+    if withdrawn and ((tables.design or {}).get("withdrawal") == "delete"):
+        text += (f"; {withdrawn} withdrew and had their answers deleted as the consent promised, so they "
+                 "contribute none")
+    return text + ". Completers-only and attention-check sensitivity analyses are shown beside the primary result."
+
+
+def _small_sample_warnings(indicators: pd.DataFrame, declared: Declared) -> list[str]:
+    warnings = []
+    for arm, count in indicators.groupby("arm")["participant_id"].nunique().items():
+        if count < MIN_PER_ARM:
+            warnings.append(f"Arm {arm} has only {count} participants (fewer than {MIN_PER_ARM}): its intervals are "
+                            "wide and rest on few people; treat the results as a pilot.")
+    if declared.primary in ("over_reliance", "agreement", "under_reliance"):
+        wrong = indicators.loc[indicators["over_reliance"].notna(), "case_id"].nunique()
+        if wrong < MIN_AI_WRONG_CASES:
+            warnings.append(f"Only {wrong} cases carried wrong AI advice (fewer than {MIN_AI_WRONG_CASES}): "
+                            "over-reliance rests on very few cases, so its uncertainty is large and case-specific.")
+    return warnings
+
+
+def _sample_size(result: Estimands, indicators: pd.DataFrame, alpha: float) -> None:
+    declared = result.declared
+    if declared.effect is None:
+        result.needed_note = ("No effect size was declared ([analysis] effect): declare the risk difference the "
+                              "study is sized for to see the participants it needs.")
+        return
+    s2_a, s2_b, case_part = variance_parts(indicators, declared.primary, declared.a, declared.b)
+    result.needed_per_arm = participants_needed(s2_a, s2_b, case_part, declared.effect, alpha)
+    if result.needed_per_arm is None:
+        result.needed_note = (f"With these cases, no number of participants reaches 80% power for a difference "
+                              f"of {declared.effect:g}: the case-to-case variation alone is too large. Add cases.")
+    else:
+        result.needed_note = (f"For 80% power (two-sided alpha {alpha:g}) to detect the declared difference of "
+                              f"{declared.effect:g}, about {result.needed_per_arm} participants per arm are needed, "
+                              "with the variances estimated here and the same cases.")
