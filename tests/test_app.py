@@ -29,3 +29,15 @@ def test_trainer_page_without_data_says_how_to_make_it(empty_lab):
     app.switch_page("xai_lab/ui/pages/trainer.py").run()
     assert not app.exception
     assert "xai-lab demo" in app.info[0].value
+
+
+def test_trainer_page_opens_on_the_guides_dataset_not_the_alphabetically_first(empty_lab):
+    from conftest import run_cli
+
+    for name in ("marker-control", "synthetic"):
+        assert run_cli("data", "synth", "--name", name, "--n", "40", "--size", "32").code == 0
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    app.switch_page("xai_lab/ui/pages/trainer.py").run()
+    assert not app.exception
+    assert app.selectbox(key="trainer:dataset").value == "synthetic"
+    assert "No model for dataset 'synthetic' yet" in app.info[0].value

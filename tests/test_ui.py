@@ -95,6 +95,8 @@ def texts(app: AppTest) -> str:
 def start(app: AppTest, role: str = "nurse") -> str:
     """Consent, profile, read the instructions; returns the arm the instructions are for."""
     button(app, "agree:").click().run()
+    assert [box.label for box in app.selectbox] == ["Your role", "Your specialty", "Years of clinical experience",
+                                                    "How often have you used AI tools in your work?"]
     for box in app.selectbox:
         box.select(role if box.key.endswith(":role") else box.options[0]).run()
     button(app, "go:profile").click().run()

@@ -82,8 +82,9 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     synth.set_defaults(run=_run_synth)
 
     imported = data_commands.add_parser(
-        "import", help="import a MedMNIST .npz, a single-split .npz or a folder of class subfolders")
-    imported.add_argument("path", help="an .npz file or an image folder (ImageFolder layout)")
+        "import", help="import a MedMNIST .npz, a single-split .npz or a folder of class subfolders (images or DICOM)")
+    imported.add_argument("path", help="an .npz file, or a folder <class>/<images> (ImageFolder layout) or "
+                                       "<class>/**/<DICOM files>")
     imported.add_argument("--name", required=True, help="dataset name")
     imported.add_argument("--classes", type=_comma_list, default=None,
                           help="class names in label order, comma separated (known datasets need none)")
@@ -91,7 +92,10 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
                           help="resize images to SIZE x SIZE (folders default to 224; .npz files keep their size)")
     imported.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split, where one is made")
     imported.add_argument("--channels", type=int, default=None, choices=[1, 3],
-                          help="image folders only: 1 = grayscale (default), 3 = colour")
+                          help="folders only: 1 = grayscale (default), 3 = colour")
+    imported.add_argument("--allow-identifiable", action="store_true",
+                          help="DICOM: import files that still carry identifying attributes (names, birth date, "
+                               "institution, ...; see docs/data.md); only pixels, spacing and window are kept")
     imported.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
     imported.set_defaults(run=_run_import)
 
@@ -125,7 +129,8 @@ def _run_import(args: argparse.Namespace) -> int:
 
     _check_size(args.size)
     card = import_dataset(args.path, _name(args.name), classes=args.classes, size=args.size, seed=args.seed,
-                          channels=args.channels, overwrite=args.overwrite)
+                          channels=args.channels, overwrite=args.overwrite,
+                          allow_identifiable=args.allow_identifiable)
     _print_dataset_card(card.to_dict())
     return 0
 

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
+from xai_lab.data.dicom import folder_has_dicom, read_dicom_tree
 from xai_lab.data.known import KNOWN_FILES_BY_SHA256, MEDMNIST_CITATION, medmnist_by_filename, medmnist_by_md5
 from xai_lab.data.records import SPLITS, DatasetArrays, DatasetCard
 from xai_lab.data.splitting import check_splittable, grouped_stratified_split, stratified_split
@@ -51,9 +52,11 @@ class ImportedData:
 
 
 def import_dataset(path: str | Path, name: str, *, classes: list[str] | None = None, size: int | None = None,
-                   seed: int = 0, channels: int | None = None, overwrite: bool = False) -> DatasetCard:
+                   seed: int = 0, channels: int | None = None, overwrite: bool = False,
+                   allow_identifiable: bool = False) -> DatasetCard:
     """Read any supported source and save it as dataset `name`; returns the dataset card."""
-    imported = read_source(path, classes=classes, size=size, seed=seed, channels=channels)
+    imported = read_source(path, classes=classes, size=size, seed=seed, channels=channels,
+                           allow_identifiable=allow_identifiable)
     return save_dataset(name, imported.arrays, imported.class_names, source=imported.source,
                         license=imported.license, split_method=imported.split_method,
                         source_sha256=imported.source_sha256, notes=imported.notes, overwrite=overwrite)
@@ -61,19 +64,23 @@ def import_dataset(path: str | Path, name: str, *, classes: list[str] | None = N
 
 def read_source(path: str | Path, *, classes: list[str] | None = None, size: int | None = None,
                 seed: int = 0, default_classes: list[str] | None = None,
-                channels: int | None = None) -> ImportedData:
-    """Dispatch on what `path` is: a folder of class subfolders, or an .npz of either layout.
+                channels: int | None = None, allow_identifiable: bool = False) -> ImportedData:
+    """Dispatch on what `path` is: a folder of class subfolders (images or DICOM), or an .npz of either layout.
 
     Class names come from `classes`, else from the known-dataset tables, else from
     `default_classes` (e.g. a model's, for external validation), else it is an error.
-    `channels` (1 grayscale, 3 colour) applies to image folders; .npz files keep their own.
+    `channels` (1 grayscale, 3 colour) applies to folders; .npz files keep their own.
+    `allow_identifiable` lets DICOM files that still carry identifying attributes in (xai_lab.data.dicom).
     """
     source = Path(path)
     if not source.exists():
         raise DataError(f"no such file or folder: {source}; check the path")
     if channels not in (None, 1, 3):
         raise DataError(f"--channels must be 1 (grayscale) or 3 (colour), got {channels}")
-    if source.is_dir():
+    if source.is_dir() and folder_has_dicom(source):
+        imported = read_dicom_folder(source, classes=classes, size=size or DEFAULT_FOLDER_SIZE, seed=seed,
+                                     channels=channels or 1, allow_identifiable=allow_identifiable)
+    elif source.is_dir():
         imported = read_image_folder(source, classes=classes, size=size or DEFAULT_FOLDER_SIZE, seed=seed,
                                      channels=channels or 1)
     else:
@@ -212,6 +219,15 @@ def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int
     return ImportedData(data, class_names, source, UNKNOWN_LICENSE, split_method, folder_sha256,
                         [f"images converted to {'grayscale' if channels == 1 else 'RGB'}, resized on the "
                          f"shorter side to {size} px and centre-cropped to {size}x{size}"])
+
+
+def read_dicom_folder(root: Path, *, classes: list[str] | None = None, size: int = DEFAULT_FOLDER_SIZE,
+                      seed: int = 0, channels: int = 1, allow_identifiable: bool = False) -> ImportedData:
+    """``root/<class>/**/<DICOM file>``: display pixels, spacing and window per image, split by patient."""
+    tree = read_dicom_tree(root, size=size, seed=seed, channels=channels, allow_identifiable=allow_identifiable)
+    class_names = tree.class_names if classes is None else _class_names(classes, None, None, tree.arrays.labels, root)
+    return ImportedData(tree.arrays, class_names, tree.source, UNKNOWN_LICENSE, tree.split_method,
+                        _folder_digest(tree.files), tree.notes)
 
 
 def _list_folder_images(root: Path) -> tuple[list[Path], list[int], list[str], list[str], bool]:

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,10 +140,16 @@ class ExplanationCache:
                                  arrays["overlay_png"].tobytes(), meta["settings"])
 
     def _case_dir(self, case_id: str) -> Path:
-        # Case ids come from dataset files; keep them from escaping the cache folder.
-        if not case_id or "/" in case_id or "\\" in case_id or case_id in (".", ".."):
-            raise ExplainError(f"case id {case_id!r} cannot name a cache entry; case ids must not contain slashes")
-        return self.root / "cases" / case_id
+        # Case ids come from dataset files (an image folder's are relative paths such as
+        # "pneumonia/im1.png"): a plain id names its folder, any other its hash, so none escapes.
+        if not case_id:
+            raise ExplainError("an empty case id cannot name a cache entry; every case needs an id")
+        if _PLAIN_ID.fullmatch(case_id) and case_id not in (".", ".."):
+            return self.root / "cases" / case_id
+        return self.root / "cases" / f"id-{hashlib.sha256(case_id.encode()).hexdigest()[:32]}"
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,120}")
 
 
 def _npz_bytes(**arrays: Any) -> bytes:

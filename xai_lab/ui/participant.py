@@ -44,6 +44,14 @@ class DatabaseUnavailable(XaiLabError):
 LEGEND = ("Brighter yellow marks the areas that most influenced the AI's suggestion; dark purple, little "
           "influence. The map shows where the AI looked, not whether it is right.")
 
+# Questions as a person would ask them, not the export's column names.
+PROFILE_QUESTIONS = {
+    "role": "Your role",
+    "specialty": "Your specialty",
+    "experience_years": "Years of clinical experience",
+    "prior_ai_use": "How often have you used AI tools in your work?",
+}
+
 
 def render() -> None:
     try:
@@ -263,7 +271,8 @@ def _profile(served: ServedStudy, token: str, step: Step) -> None:
     st.caption("Used to balance the groups and describe who took part. No names or free text are stored.")
     answers = {}
     for name, options in step.content["fields"].items():
-        answers[name] = st.selectbox(name.replace("_", " ").capitalize(), options, index=None,
+        answers[name] = st.selectbox(PROFILE_QUESTIONS.get(name, name.replace("_", " ").capitalize()), options,
+                                     index=None,
                                      placeholder="Choose ...", key=f"{step.key}:{name}")
     _continue(served, token, step, answers)
 
@@ -372,9 +381,10 @@ def _attention(served: ServedStudy, token: str, step: Step) -> None:
     with decision_side:
         st.subheader("Check question")
         st.markdown(content["prompt"])
-        for label in content["class_names"]:
-            st.button(label.capitalize(), key=f"attention:{step.key}:{label}", width="stretch",
-                      on_click=_submit, args=(served, token, step.key, {"label": label}))
+        # side by side, as on every trial: the check must look like the task it checks
+        for column, label in zip(st.columns(len(content["class_names"])), content["class_names"], strict=True):
+            column.button(label.capitalize(), key=f"attention:{step.key}:{label}", width="stretch",
+                          on_click=_submit, args=(served, token, step.key, {"label": label}))
     image_side.image(resources.image_png(served.design.id, content["case_id"]), output_format="PNG")
 
 

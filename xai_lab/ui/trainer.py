@@ -25,6 +25,7 @@ from xai_lab.model.network import ImageClassifier
 from xai_lab.model.storage import list_models, load_model
 
 DEFAULT_METHODS = ["gradcam", "saliency", "integrated_gradients"]
+GUIDE_DATASET = "synthetic"  # the dataset docs/trainer-guide.md walks through
 
 
 @st.cache_resource(show_spinner="Loading the dataset ...", max_entries=4)
@@ -56,6 +57,12 @@ def _map(folder: str, pixels: np.ndarray, method: str) -> np.ndarray:
     return attribute(model, image[None], predict_image(model, image).label, method)[0].numpy()
 
 
+def _guide_choice(names: list[str], preferred: str = GUIDE_DATASET) -> int:
+    """Open on what docs/trainer-guide.md uses (`synthetic`, made by `xai-lab demo`), not the alphabetically
+    first entry; a model named like its dataset is that dataset's default."""
+    return names.index(preferred) if preferred in names else 0
+
+
 def render() -> None:
     st.title("Trainer: what saliency maps show")
     st.caption("Teaching only: nothing on this page is recorded. Not for clinical use.")
@@ -64,12 +71,15 @@ def render() -> None:
         st.info("No datasets yet. Run `xai-lab demo` (or `xai-lab data synth --name synthetic`) and reload.")
         return
     settings = st.columns([2, 2, 1, 2])
-    card = {c.name: c for c in cards}[settings[0].selectbox("Dataset", [c.name for c in cards], key="trainer:dataset")]
+    names = [c.name for c in cards]
+    card = {c.name: c for c in cards}[settings[0].selectbox("Dataset", names, index=_guide_choice(names),
+                                                            key="trainer:dataset")]
     models = _models_for(card.content_sha256, card.image_size[-1])
     if not models:
         st.info(f"No model for dataset '{card.name}' yet: `xai-lab train --data {card.name}`.")
         return
-    model_name = settings[1].selectbox("Model", list(models), key="trainer:model")
+    model_name = settings[1].selectbox("Model", list(models), index=_guide_choice(list(models), card.name),
+                                       key="trainer:model")
     dataset = _dataset(card.name)
     index = int(settings[2].number_input("Test case", 0, len(dataset["test"]) - 1, _first_lesion(dataset),
                                            key="trainer:case"))

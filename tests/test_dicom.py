@@ -1,0 +1,136 @@
+"""DICOM import: display pixels as a viewer makes them, identifying files refused, split by patient,
+and a study prepared from DICOM files runs end to end. Every file is made here with pydicom."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli, write_study
+from dicom_files import dicom_tree, write_dicom
+
+from xai_lab import load_dataset
+from xai_lab.data.dicom import read_dicom_image
+from xai_lab.errors import DataError
+
+RAMP = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (64, 1))  # 64 x 64, each row stored 0..4032
+
+
+def test_window_and_rescale_follow_the_dicom_standard(tmp_path):
+    """Rescale to modality units (value - 1024), window centre 0 width 1000: -500 and below black,
+    +500 and above white, linear in between (PS3.3 C.11.2.1.2)."""
+    path = write_dicom(tmp_path / "ct", RAMP, rescale=(1.0, -1024.0), window=(0.0, 1000.0))
+    image = read_dicom_image(path, size=32, channels=1)
+    assert image.window == (0.0, 1000.0) and image.window_from_file and image.pixels.shape == (1, 32, 32)
+    modality = RAMP[0].astype(float) - 1024
+    expected = np.clip((modality + 500) / 1000, 0, 1) * 255
+    full = _display_row(path)
+    assert np.abs(full - expected).max() <= 1.5  # pydicom's LINEAR window vs the formula, in 8-bit steps
+    assert full[modality <= -500].max() == 0 and full[modality >= 500].min() == 255
+
+
+def test_monochrome1_is_inverted_so_bright_means_dense(tmp_path):
+    plain = _display_row(write_dicom(tmp_path / "m2", RAMP, photometric="MONOCHROME2"))
+    inverted = _display_row(write_dicom(tmp_path / "m1", RAMP, photometric="MONOCHROME1"))
+    assert plain[0] == 0 and plain[-1] == 255  # no window: minimum to maximum
+    assert np.array_equal(inverted, 255 - plain)
+
+
+def test_files_that_still_identify_a_patient_are_refused_unless_allowed(lab_home, tmp_path):
+    root = dicom_tree(tmp_path / "dcm", per_class=12)
+    write_dicom(root / "normal" / "extra" / "IM9999", RAMP, identifying={"PatientName": "Doe^Jane",
+                                                                        "InstitutionName": "St Elsewhere"})
+    refused = run_cli("data", "import", str(root), "--name", "dcm", "--size", "32")
+    assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
+    assert "PatientName, InstitutionName" in refused.err and "--allow-identifiable" in refused.err
+    assert not (lab_home / "data" / "dcm").exists()  # nothing written
+    allowed = run_cli("data", "import", str(root), "--name", "dcm", "--size", "32", "--allow-identifiable")
+    assert allowed.code == 0, allowed.err
+    stored = (lab_home / "data" / "dcm" / "card.json").read_text() + str(load_dataset("dcm")["train"].metadata)
+    assert "Doe" not in stored and "Elsewhere" not in stored and "anon-" not in stored  # only a hash of Patient ID
+
+
+def test_burned_in_annotation_is_refused(tmp_path):
+    from xai_lab.data.importers import read_source
+
+    root = dicom_tree(tmp_path / "dcm", per_class=12)
+    write_dicom(root / "lesion" / "IMX", RAMP, identifying={"BurnedInAnnotation": "YES"})
+    with pytest.raises(DataError, match="BurnedInAnnotation=YES"):
+        read_source(root, size=32)
+
+
+def test_card_holds_spacing_and_window_and_patients_stay_in_one_split(lab_home, tmp_path):
+    root = dicom_tree(tmp_path / "dcm", per_class=30, images_per_patient=3)
+    result = run_cli("data", "import", str(root), "--name", "dcm", "--size", "32")
+    assert result.code == 0, result.err
+    card = json.loads((lab_home / "data" / "dcm" / "card.json").read_text())
+    assert card["source"]["kind"] == "dicom_folder" and card["source"]["patients"] == 20
+    assert card["source"]["pixel_spacing_mm"]["stored_median"] == pytest.approx(0.2)
+    assert card["source"]["pixel_spacing_mm"]["display_median"] == pytest.approx(0.2 * 48 / 32)
+    assert card["source"]["window"]["center_median"] == 2000.0 and card["source"]["window"]["files_with_window"] == 60
+    assert "grouped by patient" in card["split_method"] and card["class_names"] == ["lesion", "normal"]
+    dataset = load_dataset("dcm")
+    split_of_patient: dict[str, set[str]] = {}
+    for split in ("train", "val", "test"):
+        for group in dataset[split].metadata["patient_group"]:
+            split_of_patient.setdefault(str(group), set()).add(split)
+    assert len(split_of_patient) == 20 and all(len(splits) == 1 for splits in split_of_patient.values())
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("stray", "is not a DICOM file"),
+    ("one_class", "only one class folder"),
+])
+def test_a_broken_dicom_folder_is_one_line_and_exit_2(lab_home, tmp_path, damage, message):
+    root = dicom_tree(tmp_path / "dcm", per_class=12)
+    if damage == "stray":
+        (root / "lesion" / "notes.txt").write_text("reported by Dr X")
+    else:
+        for path in sorted((root / "normal").rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        (root / "normal").rmdir()
+    result = run_cli("data", "import", str(root), "--name", "dcm")
+    assert result.code == 2 and message in result.err and result.err.count("\n") == 1, result.err
+
+
+@pytest.mark.slow
+def test_a_study_prepared_from_dicom_files_runs_end_to_end(lab_home, tmp_path):
+    from test_study import check_simulated_study
+
+    from xai_lab.study.design import load_design
+    from xai_lab.study.prepare import load_case_set
+    from xai_lab.study.service import StudyService
+    from xai_lab.study.simulate import SimulationConfig, simulate
+
+    root = dicom_tree(tmp_path / "hospital", per_class=40)
+    assert run_cli("data", "import", str(root), "--name", "dcm", "--size", "32").code == 0
+    assert run_cli("train", "--data", "dcm", "--epochs", "4", "--quiet").code == 0
+    study_file = write_study(tmp_path, study_id="dicom")
+    study_file.write_text(study_file.read_text().replace('"tiny"', '"dcm"'))
+    prepared = run_cli("study", "prepare", str(study_file))
+    assert prepared.code == 0, prepared.err
+    design = load_design(study_file)
+    service = StudyService.open(design, load_case_set(design), url=f"sqlite:///{tmp_path}/dicom.db")
+    assert simulate(service, SimulationConfig(participants=6, dropout=0.0)).completed == 6
+    frames = check_simulated_study(service, tmp_path / "export")
+    assert set(frames["trials"]["case_id"]) <= set(load_dataset("dcm").splits["test"].case_ids)
+
+
+def _display_row(path: Path) -> np.ndarray:
+    """One row of the display pixels at the stored size (64 px: no resampling)."""
+    return read_dicom_image(path, size=RAMP.shape[1], channels=1).pixels[0, 0].astype(float)
+
+
+@pytest.mark.parametrize("case_id", ["pneumonia/im1.png", "../../outside", "a\\b", "..", "x" * 200])
+def test_path_like_case_ids_are_cached_inside_the_cache_folder(tmp_path, case_id):
+    """Image-folder case ids are relative paths; each gets its own entry, never outside the cache."""
+    from xai_lab.explain.cache import CachedPrediction, ExplanationCache
+
+    cache = ExplanationCache(tmp_path / "cache", {"name": "m", "weights_sha256": "ab" * 32})
+    cache.save_prediction(CachedPrediction(case_id, 1, 0, [0.6, 0.4]))
+    assert cache.load_prediction(case_id) == CachedPrediction(case_id, 1, 0, [0.6, 0.4])
+    assert cache.load_prediction(case_id + "x") is None
+    written = [path for path in (tmp_path / "cache").rglob("*") if path.is_file()]
+    assert written and all(path.resolve().is_relative_to((tmp_path / "cache" / "cases").resolve()) for path in written)
