@@ -18,9 +18,9 @@ import pytest
 from conftest import REPO_ROOT, run_cli, write_study
 
 from xai_lab.analysis import analyze_export, write_outputs
-from xai_lab.analysis.estimand import crossed_risk_difference
 from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.reliance import trial_indicators
+from xai_lab.analysis.risk_difference import crossed_risk_difference
 from xai_lab.analysis.trial_models import fit_trial_models
 from xai_lab.study.design import load_design
 from xai_lab.study.export import CONTRACT, codebook

@@ -29,6 +29,7 @@ from xai_lab.analysis.reliance import (
 )
 from xai_lab.analysis.study_mrmc import StudyMRMC, study_mrmc
 from xai_lab.analysis.trial_models import TrialModels, fit_trial_models
+from xai_lab.study.design import order_arms
 
 PRIMARY_ITEM = "competence"
 
@@ -105,7 +106,7 @@ def _allocated_arms(tables: ExportTables) -> set[str]:
     if tables.participants is None:
         return set()
     arms = tables.participants["arm"].dropna().astype(str)
-    return {part for arm in arms for part in arm.split(">")}
+    return {part for arm in arms for part in order_arms(arm)}
 
 
 def _strata(tables: ExportTables, trials: pd.DataFrame) -> pd.Series | None:

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xai_lab.study.design import order_arms
+
 BOOTSTRAP = 2000
 
 
@@ -63,10 +65,15 @@ def period_rates(indicators: pd.DataFrame, sequence: pd.Series, metric: str) -> 
     data = indicators[indicators[metric].notna()].copy()
     data["sequence"] = data["participant_id"].map(sequence)
     data = data[data["sequence"].notna()]
-    data["period"] = [str(seq).split(">").index(arm) + 1 if arm in str(seq).split(">") else np.nan
-                      for seq, arm in zip(data["sequence"], data["arm"], strict=True)]
+    data["period"] = [_period(str(seq), arm) for seq, arm in zip(data["sequence"], data["arm"], strict=True)]
     return (data.dropna(subset=["period"]).groupby(["participant_id", "sequence", "period", "arm"])[metric].mean()
             .rename("rate").reset_index())
+
+
+def _period(sequence: str, arm: str) -> float:
+    """1 for the sequence's first arm, 2 for its second; NaN for an arm it does not contain."""
+    arms = order_arms(sequence)
+    return arms.index(arm) + 1 if arm in arms else np.nan
 
 
 def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: str, a: str, b: str,
@@ -160,8 +167,8 @@ def _carryover(rows: pd.DataFrame, alpha: float) -> CrossoverEffect:
     test = stats.ttest_ind(first, second, equal_var=False)
     difference = float(first.mean() - second.mean())
     se = math.sqrt(first.var(ddof=1) / len(first) + second.var(ddof=1) / len(second))
-    df = float(test.df) if hasattr(test, "df") else None
-    quantile = float(stats.t.ppf(1 - alpha / 2, df)) if df else 1.96
+    df = float(test.df)  # Welch's df (scipy >= 1.11 reports it)
+    quantile = float(stats.t.ppf(1 - alpha / 2, df))
     return CrossoverEffect(f"carryover: {sequences[0]} - {sequences[1]} in participant means", difference, se,
                            difference - quantile * se, difference + quantile * se,
                            float(test.pvalue) if np.isfinite(test.pvalue) else None, df)

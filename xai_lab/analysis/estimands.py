@@ -6,26 +6,27 @@ its contrast "a - b", the secondary family and the effect the study was sized fo
 defaults are over-reliance, rely - verify (accuracy_final and the first two arms when those are
 missing), and the report says they were not declared.
 
-Between-participant designs use `estimand.crossed_risk_difference` (participants and cases random);
+Between-participant designs use `risk_difference.crossed_risk_difference` (participants and cases random);
 crossover designs the period-adjusted paired analysis of `crossover`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import pandas as pd
 
 from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.crossover import CrossoverResult, crossover_analysis
-from xai_lab.analysis.estimand import (
+from xai_lab.analysis.load import ExportTables
+from xai_lab.analysis.risk_difference import (
     RiskDifference,
     crossed_risk_difference,
     participants_needed,
     secondary_family,
     variance_parts,
 )
-from xai_lab.analysis.load import ExportTables
 from xai_lab.study.design import AI_METRICS, RATE_METRICS
 
 MIN_PER_ARM = 10
@@ -89,7 +90,8 @@ def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 
         result.warnings.append(f"the declared contrast {declared.a} - {declared.b} needs trials in both arms; the "
                                "primary estimand could not be estimated")
         return result
-    contrast = _crossover_contrast(tables, indicators, alpha, result) if tables.within else _between(alpha)
+    contrast = (_crossover_contrast(tables, indicators, alpha, result) if tables.within
+                else partial(crossed_risk_difference, alpha=alpha))
     result.primary = contrast(indicators, declared.primary, declared.a, declared.b)
     result.secondary = secondary_family([contrast(indicators, m, declared.a, declared.b)
                                          for m in declared.secondary])
@@ -102,12 +104,6 @@ def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 
     result.warnings += _small_sample_warnings(indicators, declared)
     _sample_size(result, indicators, alpha)
     return result
-
-
-def _between(alpha: float):
-    def contrast(indicators, metric, a, b):
-        return crossed_risk_difference(indicators, metric, a, b, alpha)
-    return contrast
 
 
 def _crossover_contrast(tables: ExportTables, indicators: pd.DataFrame, alpha: float, result: Estimands):

@@ -154,12 +154,18 @@ def _text(series: pd.Series) -> pd.Series:
     return series.astype("string").str.strip().replace("", pd.NA)
 
 
-OPTIONAL_TRIAL_DEFAULTS = {"rt_final_ms": float("nan"), "overlay_toggles": float("nan"), "overlay_shown": None}
+# Optional trial columns: the value an absent column means, and what is then null (None: nothing,
+# overlay_shown then follows whether the AI was shown).
+OPTIONAL_TRIAL_COLUMNS: dict[str, tuple[float | None, str | None]] = {
+    "rt_final_ms": (float("nan"), "median decision time"),
+    "overlay_toggles": (float("nan"), "overlay toggles per trial"),
+    "overlay_shown": (None, None),
+}
 
 
 def clean_trials(trials: pd.DataFrame) -> pd.DataFrame:
     frame = trials.copy()
-    for column, default in OPTIONAL_TRIAL_DEFAULTS.items():  # optional columns: absent means not recorded
+    for column, (default, _) in OPTIONAL_TRIAL_COLUMNS.items():  # absent means not recorded
         if column not in frame.columns:
             frame[column] = default
     for column in ("participant_id", "arm", "case_id", "true_label", "ai_label", "initial_label", "final_label"):
@@ -179,9 +185,8 @@ def clean_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 def optional_notes(trials: pd.DataFrame) -> list[str]:
     """What the absence of optional trial columns leaves null."""
-    absent = {"rt_final_ms": "median decision time", "overlay_toggles": "overlay toggles per trial"}
-    return [f"the trials have no {column} column: {what} is null" for column, what in absent.items()
-            if column not in trials.columns]
+    return [f"the trials have no {column} column: {what} is null"
+            for column, (_, what) in OPTIONAL_TRIAL_COLUMNS.items() if what and column not in trials.columns]
 
 
 def clean_ratings(ratings: pd.DataFrame, problems: list[str]) -> pd.DataFrame:

@@ -18,7 +18,6 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from xai_lab.analysis.analyze import Analysis
-from xai_lab.analysis.estimand import RiskDifference
 from xai_lab.analysis.reliance import ECE_BINS
 from xai_lab.analysis.report_mrmc import mrmc_context
 from xai_lab.analysis.report_plots import (
@@ -41,6 +40,7 @@ from xai_lab.analysis.report_text import (
     risk_difference_sentence,
     table,
 )
+from xai_lab.analysis.risk_difference import RiskDifference
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _ENVIRONMENT = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),

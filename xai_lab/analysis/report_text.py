@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from xai_lab.analysis.estimand import RiskDifference
 from xai_lab.analysis.reliance import ECE_BINS
+from xai_lab.analysis.risk_difference import RiskDifference
 
 METRIC_NAMES = {
     "accuracy_initial": "Accuracy, initial decision", "accuracy_final": "Accuracy, final decision",

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import torch
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from torchvision.datasets.folder import find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2 import functional as TF
 
 from xai_lab.data.records import DatasetArrays
@@ -41,8 +42,8 @@ IDENTIFYING_KEYWORDS: tuple[str, ...] = (
     "InstitutionName", "InstitutionAddress", "AccessionNumber",
 )
 DICOM_MAGIC_OFFSET = 128
-# Output extremes fed through the file's VOI to learn its output range (works for LINEAR,
-# LINEAR_EXACT, SIGMOID and LUT sequences alike, since each saturates at both ends).
+# Inputs far beyond any stored value: through the file's VOI they give its output range (LINEAR,
+# LINEAR_EXACT, SIGMOID and LUT sequences all saturate at both ends).
 _FAR = 1e9
 
 
@@ -84,18 +85,18 @@ def looks_like_dicom(path: Path) -> bool:
 
 
 def folder_has_dicom(root: Path) -> bool:
-    return any(looks_like_dicom(path) for path in root.rglob("*") if path.is_file())
+    """True at the first DICOM file; image files (by extension) are never opened, so telling an
+    ordinary image folder apart costs a directory listing, not a read of every file."""
+    return any(looks_like_dicom(path) for path in root.rglob("*")
+               if path.is_file() and not path.name.lower().endswith(IMG_EXTENSIONS))
 
 
-def read_dicom_tree(root: Path, *, size: int, seed: int, channels: int,
+def read_dicom_tree(root: Path, class_names: list[str], *, size: int, seed: int, channels: int,
                     allow_identifiable: bool) -> DicomTree:
     """Read ``root/<class>/**/<dicom file>``. Case ids are ``dcm-`` plus a hash of the SOP Instance UID:
     folder names in hospital exports often carry patient names, so paths never become ids."""
-    class_names = _class_folders(root)
     files, labels = _dicom_files(root, class_names)
-    if not allow_identifiable:
-        _refuse_identifiable(files)
-    decoded = [read_dicom_image(path, size, channels) for path in files]
+    decoded = [read_dicom_image(path, size, channels, allow_identifiable) for path in files]
     label_array = np.array(labels, dtype=np.int64)
     groups = np.array([image.patient_hash or f"file-{i}" for i, image in enumerate(decoded)])
     check_splittable(label_array, root)
@@ -117,10 +118,16 @@ def read_dicom_tree(root: Path, *, size: int, seed: int, channels: int,
     return DicomTree(arrays, class_names, source, split_method, notes, entries)
 
 
-def read_dicom_image(path: Path, size: int, channels: int) -> DicomImage:
-    """Decode one file into display pixels; every way it can fail is one DataError naming the file."""
+def read_dicom_image(path: Path, size: int, channels: int, allow_identifiable: bool = False) -> DicomImage:
+    """Read one file once: refuse it if it identifies a patient (unless allowed), then decode it into
+    display pixels. Every way it can fail is one DataError naming the file."""
     content = _read_bytes(path)
     dataset = _read(path, content)
+    found = [] if allow_identifiable else identifying_values(dataset)
+    if found:
+        raise DataError(f"{path} still carries identifying data ({', '.join(found)}); de-identify the files "
+                        "first (DICOM PS3.15 basic profile), or pass --allow-identifiable if your approval "
+                        "covers identifiable images (only pixels, spacing and window are imported)")
     try:
         stored = dataset.pixel_array
     except Exception as error:  # noqa: BLE001 - pydicom raises many types for unsupported pixel data
@@ -212,8 +219,6 @@ def _colour_display(stored: np.ndarray) -> np.ndarray:
 
 def _resize_crop(display: np.ndarray, size: int, channels: int) -> np.ndarray:
     """uint8 C x size x size: the shorter side resized to `size`, centre-cropped, as image folders are."""
-    import torch
-
     tensor = torch.from_numpy(np.ascontiguousarray(display))
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     if channels == 1 and tensor.shape[0] == 3:
@@ -243,27 +248,6 @@ def _patient_hash(dataset: pydicom.Dataset) -> str:
     """A one-way hash of Patient ID: groups a patient's images without storing the ID itself."""
     patient_id = str(dataset.get("PatientID", "") or "").strip()
     return hashlib.sha256(patient_id.encode()).hexdigest()[:16] if patient_id else ""
-
-
-def _refuse_identifiable(files: list[Path]) -> None:
-    for path in files:
-        found = identifying_values(pydicom.dcmread(path, stop_before_pixels=True))
-        if found:
-            raise DataError(f"{path} still carries identifying data ({', '.join(found)}); de-identify the files "
-                            "first (DICOM PS3.15 basic profile), or pass --allow-identifiable if your approval "
-                            "covers identifiable images (only pixels, spacing and window are imported)")
-
-
-def _class_folders(root: Path) -> list[str]:
-    try:
-        class_names = find_classes(str(root))[0]
-    except FileNotFoundError:
-        raise DataError(f"{root} has no class subfolders; put the DICOM files under {root}/<class name>/ "
-                        "(any depth below that)") from None
-    if len(class_names) < 2:
-        raise DataError(f"{root} has only one class folder ({class_names[0]}); a classifier needs examples of "
-                        "at least two classes")
-    return class_names
 
 
 def _dicom_files(root: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:

@@ -200,9 +200,7 @@ def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int
     which keeps the aspect ratio."""
     files, labels, splits, class_names, presplit = _list_folder_images(root)
     label_array = np.array(labels, dtype=np.int64)
-    if len(class_names) < 2:
-        raise DataError(f"{root} has only one class folder ({class_names[0]}); a classifier needs examples of at "
-                        "least two classes")
+    _at_least_two(class_names, root)
     if not presplit:
         check_splittable(label_array, root)
     split_array = np.array(splits, dtype="<U5") if presplit else stratified_split(label_array, seed)
@@ -224,7 +222,8 @@ def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int
 def read_dicom_folder(root: Path, *, classes: list[str] | None = None, size: int = DEFAULT_FOLDER_SIZE,
                       seed: int = 0, channels: int = 1, allow_identifiable: bool = False) -> ImportedData:
     """``root/<class>/**/<DICOM file>``: display pixels, spacing and window per image, split by patient."""
-    tree = read_dicom_tree(root, size=size, seed=seed, channels=channels, allow_identifiable=allow_identifiable)
+    tree = read_dicom_tree(root, _class_folders(root), size=size, seed=seed, channels=channels,
+                           allow_identifiable=allow_identifiable)
     class_names = tree.class_names if classes is None else _class_names(classes, None, None, tree.arrays.labels, root)
     return ImportedData(tree.arrays, class_names, tree.source, UNKNOWN_LICENSE, tree.split_method,
                         _folder_digest(tree.files), tree.notes)
@@ -248,7 +247,8 @@ def _list_folder_images(root: Path) -> tuple[list[Path], list[int], list[str], l
         splits += [split] * len(samples)
     if not files:
         raise DataError(f"{root} has class folders {class_names} but no images in them "
-                        f"(looked for {', '.join(IMG_EXTENSIONS)}); add images or point to another folder")
+                        f"(looked for {', '.join(IMG_EXTENSIONS)}, and DICOM Part 10 files); add images or point "
+                        "to another folder")
     return files, labels, splits, class_names, presplit
 
 
@@ -333,6 +333,18 @@ def _read_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str]:
     array = np.asarray(image, dtype=np.uint8)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return array, hashlib.sha256(content).hexdigest()
+
+
+def _class_folders(root: Path) -> list[str]:
+    """The class subfolders of a folder that is not split into train/val/test (DICOM exports)."""
+    return _at_least_two(_folder_classes(root), root)
+
+
+def _at_least_two(class_names: list[str], root: Path) -> list[str]:
+    if len(class_names) < 2:
+        raise DataError(f"{root} has only one class folder ({class_names[0]}); a classifier needs examples of at "
+                        "least two classes")
+    return class_names
 
 
 def _folder_classes(folder: Path) -> list[str]:

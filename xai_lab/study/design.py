@@ -24,7 +24,8 @@ ARMS = ("verify", "rely", "control")
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
 CONFIDENCE_DISPLAYS = ("percent", "none")
 SCORE_QUESTIONS = ("confidence", "probability")
-# Rate metrics with a between-arm risk difference (xai_lab.analysis.estimand); AI_METRICS need the AI shown.
+ORDER_SEPARATOR = ">"  # a within design's assignment names its arms in order: "verify>rely"
+# Rate metrics with a between-arm risk difference (xai_lab.analysis.risk_difference); AI_METRICS need the AI shown.
 RATE_METRICS = ("over_reliance", "under_reliance", "agreement", "accuracy_final")
 AI_METRICS = ("over_reliance", "under_reliance", "agreement")
 # Bounds on what a design may ask for; each is far beyond any real study and far below what
@@ -179,7 +180,7 @@ class StudyDesign:
         """What allocation assigns: an arm (between) or an arm order such as 'verify>rely' (within)."""
         if self.allocation.kind == "between":
             return self.arms
-        return tuple(">".join(order) for order in _rotations(self.arms))
+        return tuple(ORDER_SEPARATOR.join(order) for order in _rotations(self.arms))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +194,12 @@ class StudyDesign:
             if content[key] == asdict(default):
                 del content[key]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def order_arms(assignment: str) -> list[str]:
+    """The arms of an assignment in reading order: ['rely'] for a between design's 'rely',
+    ['verify', 'rely'] for a within design's 'verify>rely' (period 1 is verify)."""
+    return assignment.split(ORDER_SEPARATOR)
 
 
 def _rotations(arms: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -97,11 +97,13 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
     with engine.connect() as connection:
-        if connection.execute(select(studies.c.study_id).where(studies.c.study_id == study_id)).first() is None:
+        registered = connection.execute(select(studies.c.design, studies.c.case_set)
+                                        .where(studies.c.study_id == study_id)).first()
+        if registered is None:
             known = [row[0] for row in connection.execute(select(studies.c.study_id))]
             raise ConfigError(f"no study {study_id!r} in the database; known studies: {', '.join(known) or 'none'}")
-        question, positive = _score_settings(connection, study_id)
-        design = connection.execute(select(studies.c.design).where(studies.c.study_id == study_id)).scalar()
+        design, case_set = registered
+        question, positive = _score_settings(design, case_set)
         tables = {
             "participants": _participants(connection, study_id),
             "trials": _with_scores(_frame(connection, trials, trials.c.study_id == study_id,
@@ -153,10 +155,8 @@ def _neutralise_cell(value):
     return value
 
 
-def _score_settings(connection, study_id: str) -> tuple[str, str]:
+def _score_settings(design: dict | None, case_set: dict | None) -> tuple[str, str]:
     """What the trial slider asked (design `[trials] score`) and the positive class (the second class)."""
-    design, case_set = connection.execute(select(studies.c.design, studies.c.case_set)
-                                          .where(studies.c.study_id == study_id)).one()
     names = (case_set or {}).get("class_names") or []
     return ((design or {}).get("trials") or {}).get("score", "confidence"), (names[-1] if len(names) > 1 else "")
 

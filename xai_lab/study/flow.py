@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xai_lab.errors import XaiLabError
-from xai_lab.study.design import StudyDesign
+from xai_lab.study.design import StudyDesign, order_arms
 
 START_PLAN = ["consent", "profile"]
 ENDS = ("complete", "declined", "withdrawn")
@@ -57,7 +57,7 @@ def trial_arms(design: StudyDesign, assignment: str) -> list[str]:
     n = design.cases.n
     if design.allocation.kind == "between":
         return [assignment] * n
-    order = assignment.split(">")
+    order = order_arms(assignment)
     return [order[min(i * len(order) // max(n, 1), len(order) - 1)] for i in range(n)]
 
 
@@ -75,7 +75,7 @@ def _phases(arm: str) -> list[str]:
 def build_plan(design: StudyDesign, assignment: str) -> list[str]:
     """Every step after allocation, in order (the part of the plan after consent and profile)."""
     arms = trial_arms(design, assignment)
-    first_arm = arms[0] if arms else (assignment.split(">")[0])
+    first_arm = arms[0] if arms else order_arms(assignment)[0]
     plan = [f"instructions:{first_arm}"]
     plan += [f"practice:{i}:{phase}" for i in range(design.cases.practice) for phase in _phases(first_arm)]
     checks_after = _attention_positions(design)

@@ -29,9 +29,10 @@ from math import erf, sqrt
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit
 
 from xai_lab.errors import ConfigError
-from xai_lab.study.design import StudyDesign
+from xai_lab.study.design import StudyDesign, order_arms
 from xai_lab.study.export import COLUMNS
 from xai_lab.study.flow import trial_arms
 
@@ -160,7 +161,7 @@ def _trials(design: StudyDesign, effects: PlantedEffects, people: pd.DataFrame, 
         arms_by_trial = trial_arms(design, person.arm)
         for index, case in enumerate(cases.iloc[order].itertuples()):
             arm = arms_by_trial[index]
-            period = person.arm.split(">").index(arm) + 1 if ">" in person.arm else 1
+            period = order_arms(person.arm).index(arm) + 1
             take_wrong, take_right = effects.switch_probabilities(arm, period)
             own = case.truth if rng.random() < skill else 1 - case.truth
             final = own
@@ -174,9 +175,7 @@ def _trials(design: StudyDesign, effects: PlantedEffects, people: pd.DataFrame, 
 
 def _shifted(probability: float, logit_shift: float) -> float:
     """A probability moved by `logit_shift` on the logit scale (0 and 1 stay put)."""
-    if logit_shift == 0.0 or probability in (0.0, 1.0):
-        return probability
-    return float(1.0 / (1.0 + np.exp(-(np.log(probability / (1.0 - probability)) + logit_shift))))
+    return probability if logit_shift == 0.0 else float(expit(logit(probability) + logit_shift))
 
 
 def _trial_row(design, person, index, case, own, final, has_ai, start, rng) -> dict:

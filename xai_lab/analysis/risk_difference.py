@@ -64,13 +64,11 @@ class RiskDifference:
 def crossed_risk_difference(indicators: pd.DataFrame, metric: str, a: str, b: str,
                             alpha: float = 0.05) -> RiskDifference:
     """`indicators`: one row per trial with participant_id, case_id, arm and the metric's 0/1 value
-    (NaN where it does not apply), as `reliance.trial_indicators` plus case_id and arm give them."""
-    data = indicators.loc[indicators[metric].notna() & indicators["arm"].isin([a, b]),
-                          ["participant_id", "case_id", "arm", metric]].rename(columns={metric: "y"})
-    groups = {arm: data[data["arm"] == arm] for arm in (a, b)}
-    rates = {arm: rows.groupby("participant_id")["y"].mean() for arm, rows in groups.items()}
+    (NaN where it does not apply), as `reliance.trial_indicators` gives them."""
+    data, groups, rates = _by_arm(indicators, metric, a, b)
     n = {arm: len(rates[arm]) for arm in (a, b)}
-    cases = sorted(set(groups[a]["case_id"]) & set(groups[b]["case_id"]))
+    case_differences = _case_differences(groups, a, b)
+    cases = list(case_differences.index)
     empty = RiskDifference(metric, a, b, None, None, None, None, None, None, n[a], n[b], len(cases),
                            "crossed participants x cases")
     if min(n.values()) == 0:
@@ -82,8 +80,7 @@ def crossed_risk_difference(indicators: pd.DataFrame, metric: str, a: str, b: st
              "participants_b": (rates[b].var(ddof=1) / n[b], n[b] - 1)}
     note = ""
     if len(cases) >= 2:
-        by_case = {arm: rows.groupby("case_id")["y"].mean().reindex(cases) for arm, rows in groups.items()}
-        parts["cases"] = (float((by_case[a] - by_case[b]).var(ddof=1)) / len(cases), len(cases) - 1)
+        parts["cases"] = (float(case_differences.var(ddof=1)) / len(cases), len(cases) - 1)
         residual, df_residual = _residual_mean_square(groups)
         per_person = float(data.groupby("participant_id").size().mean())
         if df_residual > 0:
@@ -98,6 +95,21 @@ def crossed_risk_difference(indicators: pd.DataFrame, metric: str, a: str, b: st
     p_value = float(2 * stats.t.sf(abs(estimate) / se, df))
     return RiskDifference(metric, a, b, estimate, se, df, estimate - quantile * se, estimate + quantile * se, p_value,
                           n[a], n[b], len(cases), "crossed participants x cases", note=note)
+
+
+def _by_arm(indicators: pd.DataFrame, metric: str, a: str, b: str
+            ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict[str, pd.Series]]:
+    """The applicable trials of arms a and b (outcome as `y`), split by arm, and each participant's rate."""
+    data = indicators.loc[indicators[metric].notna() & indicators["arm"].isin([a, b]),
+                          ["participant_id", "case_id", "arm", metric]].rename(columns={metric: "y"})
+    groups = {arm: data[data["arm"] == arm] for arm in (a, b)}
+    return data, groups, {arm: rows.groupby("participant_id")["y"].mean() for arm, rows in groups.items()}
+
+
+def _case_differences(groups: dict[str, pd.DataFrame], a: str, b: str) -> pd.Series:
+    """Per case read in both arms: its rate in a minus its rate in b."""
+    by_case = {arm: rows.groupby("case_id")["y"].mean() for arm, rows in groups.items()}
+    return (by_case[a] - by_case[b]).dropna().sort_index()
 
 
 def _residual_mean_square(groups: dict[str, pd.DataFrame]) -> tuple[float, float]:
@@ -145,10 +157,7 @@ def participants_needed(rate_variance_a: float, rate_variance_b: float, case_var
 
 def variance_parts(indicators: pd.DataFrame, metric: str, a: str, b: str) -> tuple[float, float, float]:
     """(s2 of participant rates in a, in b, V_C) from a study, for sizing the next one."""
-    data = indicators[indicators[metric].notna() & indicators["arm"].isin([a, b])]
-    rates = {arm: data[data["arm"] == arm].groupby("participant_id")[metric].mean() for arm in (a, b)}
-    by_case = {arm: data[data["arm"] == arm].groupby("case_id")[metric].mean() for arm in (a, b)}
-    common = by_case[a].index.intersection(by_case[b].index)
-    case_variance = float((by_case[a][common] - by_case[b][common]).var(ddof=1) / len(common)) \
-        if len(common) >= 2 else 0.0
+    _, groups, rates = _by_arm(indicators, metric, a, b)
+    differences = _case_differences(groups, a, b)
+    case_variance = float(differences.var(ddof=1) / len(differences)) if len(differences) >= 2 else 0.0
     return float(np.nan_to_num(rates[a].var(ddof=1))), float(np.nan_to_num(rates[b].var(ddof=1))), case_variance
