@@ -40,4 +40,4 @@ def test_trainer_page_opens_on_the_guides_dataset_not_the_alphabetically_first(e
     app.switch_page("xai_lab/ui/pages/trainer.py").run()
     assert not app.exception
     assert app.selectbox(key="trainer:dataset").value == "synthetic"
-    assert "No model for dataset 'synthetic' yet" in app.info[0].value
+    assert "There is no model for dataset 'synthetic' yet" in app.info[0].value

@@ -11,16 +11,21 @@ rely session with the mouse.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import os
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO_ROOT, run_cli, served_app, use_lab, write_study
+from PIL import Image
 from playwright.sync_api import expect
+from scipy.ndimage import binary_erosion
 
 from xai_lab.store.database import open_database
 from xai_lab.study.access import enrolment_code
@@ -58,6 +63,11 @@ def served(study_home: Path):
         use_lab(study_home, patch)
         patch.delenv("XAI_LAB_DATABASE_URL", raising=False)
         design = write_study(study_home, study_id="b", arms='["verify", "rely"]', n=3, blocks="[2]")
+        # every AI trial shows a map (normal suggestions too), so each session meets the viewer's map;
+        # verify reads the contour look, rely the side-by-side one
+        design.write_text(design.read_text().replace('method = "gradcam"', 'method = "gradcam"\n'
+                                                     'normal_advice = "explain"\n[explanation.look]\n'
+                                                     'rely = "side_by_side"'))
         assert run_cli("study", "prepare", str(design)).code == 0
         with served_app(design, study_home) as port:
             yield study_home, design, port
@@ -137,9 +147,72 @@ def press(locator, keyboard: bool) -> None:
         locator.click()
 
 
+def in_viewport(locator) -> None:
+    """The element is fully visible on the 1366 x 768 screen without scrolling."""
+    box = locator.bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], box
+    assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"], box
+
+
+def canvas_grey(page) -> np.ndarray:
+    """The viewer's canvas as grey levels (what the reader sees before CSS zoom)."""
+    page.locator(".viewer[data-ready='true']").wait_for(timeout=30_000)
+    url = page.locator(".viewer canvas").last.evaluate("canvas => canvas.toDataURL('image/png')")
+    picture = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+    return np.asarray(picture, dtype=float) @ np.array([0.299, 0.587, 0.114])
+
+
+def check_viewer(participant: Participant) -> None:
+    """On a trial with the AI's map: the anatomy stays visible under it, and zoom and contrast change
+    what is drawn (by mouse and by keyboard)."""
+    page = participant.page
+    with_map = canvas_grey(page)
+    toggle = page.get_by_text("Show the AI's map", exact=True)
+    toggle.click()
+    idle(page)
+    page.wait_for_timeout(300)  # the component redraws after the rerun
+    without_map = canvas_grey(page)
+    tinted = binary_erosion(np.abs(with_map - without_map) > 3, iterations=4)  # inside the outline
+    assert tinted.mean() > 0.01, "no map region found"
+    kept = with_map[tinted].std() / without_map[tinted].std()
+    assert kept >= 0.5, f"the map leaves only {kept:.2f} of the anatomy's contrast under it"
+    toggle.click()
+    idle(page)
+
+    stages = page.locator(".viewer .stage")
+    scale = lambda: stages.first.evaluate("node => new DOMMatrix(getComputedStyle(node).transform).a")  # noqa: E731
+    before = page.locator(".viewer .pane").first.screenshot()
+    page.get_by_role("button", name="Zoom in (+)").click()
+    page.wait_for_timeout(400)
+    assert scale() > 1.1 and page.locator(".viewer .pane").first.screenshot() != before
+    standard = canvas_grey(page)
+    page.get_by_role("button", name="More contrast contrast (2)").click()
+    page.wait_for_timeout(200)
+    stretched = canvas_grey(page)
+    assert stretched.std() > 1.2 * standard.std()  # window/level: half the range stretched to the whole
+    pane = page.locator(".viewer .pane").first
+    pane.focus()
+    page.keyboard.press("0")  # keyboard: reset, then zoom in twice
+    page.wait_for_timeout(200)
+    difference = np.abs(canvas_grey(page) - standard)
+    assert abs(scale() - 1) < 0.01 and difference.mean() < 0.5, (difference.mean(), difference.max())
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    page.wait_for_timeout(400)
+    assert scale() > 1.4
+    transforms = {stages.nth(i).evaluate("node => getComputedStyle(node).transform") for i in range(stages.count())}
+    assert len(transforms) == 1  # side by side: both panes show the same region
+    page.get_by_role("button", name="Dark areas contrast (4)").click()
+    page.wait_for_timeout(1200)  # the viewer reports after the reader pauses (600 ms)
+    idle(page)
+    participant.shot("viewer-zoomed")
+
+
 def answer_trial(participant: Participant, key: str, label: str, keyboard: bool) -> None:
     page = participant.page
     decide = participant.button(label.capitalize())
+    for name in ("Normal", "Lesion"):
+        in_viewport(participant.button(name))
     assert decide.is_disabled()  # untouched confidence: no decision yet
     slider = page.get_by_role("slider")
     if keyboard:
@@ -179,11 +252,15 @@ def complete(participant: Participant, keyboard: bool) -> None:
         elif key.startswith(("trial", "practice")):
             if key.endswith(":final") and participant.arm_hint == "verify":
                 assert participant.page.get_by_text("AI suggestion").count() == 1
+            if key == "trial:0:final":
+                check_viewer(participant)
             answer_trial(participant, key, "lesion" if key.startswith("trial:1") else "normal", keyboard)
         elif key.startswith("attention"):
             press(participant.button("Normal"), keyboard)
         elif key.startswith(("rating", "questionnaire")):
             likert(participant, keyboard)
+            in_viewport(participant.button("Continue"))
+            participant.shot(f"{key}-answered")
             press(participant.button("Continue"), keyboard)
         elif key == "debrief":
             press(participant.button("Finish"), keyboard)
@@ -222,6 +299,11 @@ def test_verify_and_rely_sessions_in_chromium(browser, served, tmp_path):
     assert (by_arm["verify"]["final_confidence"] != 50).all()  # the slider was moved, not left in the middle
     assert frame.groupby("participant_id")["trial_index"].apply(sorted).map(list).eq([[0, 1, 2]] * 2).all()
     assert set(frame["final_label"]) <= {"normal", "lesion"}
+    first = frame[frame["trial_index"] == 0]  # where check_viewer zoomed and changed the contrast
+    assert (first["viewer_max_zoom"] > 1.4).all() and (first["viewer_window_changes"] >= 2).all()
+    assert (first["viewer_actions"] >= 3).all()
+    assert frame.groupby("arm")["overlay_look"].unique().map(list).to_dict() == {"verify": ["contour"],
+                                                                               "rely": ["side_by_side"]}
     for export_file in out.iterdir():  # tokens never reach exports or the server's log
         assert "token" not in export_file.read_text(errors="ignore").lower() or export_file.name == "codebook.md"
     log = (home / f"serve-{port}.log").read_text()
@@ -246,8 +328,12 @@ def test_researcher_and_trainer_pages_in_chromium(browser, served):
     page.goto(f"http://127.0.0.1:{port}/trainer")
     page.get_by_text("Sanity check: randomise the model").wait_for(timeout=60_000)
     page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=60_000)
-    assert page.locator('[data-testid="stImage"]').count() >= 3
-    page.screenshot(path=str(ARTIFACTS / "trainer.png"), full_page=True)
+    maps = page.locator('[data-testid="stImage"]')
+    assert maps.count() >= 3
+    for index in range(3):  # the three default methods' maps are whole on the first screen
+        in_viewport(maps.nth(index).locator("img"))
+    page.screenshot(path=str(ARTIFACTS / "trainer.png"))
+    page.screenshot(path=str(ARTIFACTS / "trainer-full.png"), full_page=True)
 
 
 def participants_in(study_id: str) -> int:

@@ -3,6 +3,7 @@ and a study prepared from DICOM files runs end to end. Every file is made here w
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -116,6 +117,16 @@ def test_a_study_prepared_from_dicom_files_runs_end_to_end(lab_home, tmp_path):
     assert simulate(service, SimulationConfig(participants=6, dropout=0.0)).completed == 6
     frames = check_simulated_study(service, tmp_path / "export")
     assert set(frames["trials"]["case_id"]) <= set(load_dataset("dcm").splits["test"].case_ids)
+    # the study viewer gets each case at the file's 48 px, its map layer over the same square
+    from PIL import Image
+
+    from xai_lab.study.media import StudyMedia
+
+    media = StudyMedia.open(load_case_set(design))
+    case = next(case for case in load_case_set(design).cases if case.advice_source == "model")
+    assert Image.open(io.BytesIO(media.reading_png(case.case_id))).size == (48, 48)
+    layer = Image.open(io.BytesIO(media.layer_png(case.case_id, "gradcam", look="contour")))
+    assert layer.mode == "RGBA" and layer.size == (512, 512)
 
 
 def _display_row(path: Path) -> np.ndarray:
@@ -134,3 +145,29 @@ def test_path_like_case_ids_are_cached_inside_the_cache_folder(tmp_path, case_id
     assert cache.load_prediction(case_id + "x") is None
     written = [path for path in (tmp_path / "cache").rglob("*") if path.is_file()]
     assert written and all(path.resolve().is_relative_to((tmp_path / "cache" / "cases").resolve()) for path in written)
+
+
+def test_the_reader_gets_the_file_at_its_own_resolution(lab_home, tmp_path):
+    """The model reads 32 px; the viewer gets the same centre square at the file's 48 px (the
+    shorter side of 48 x 64), from a reading copy beside the dataset."""
+    from PIL import Image
+
+    from xai_lab.data.squares import reading_copy_path
+
+    root = dicom_tree(tmp_path / "dcm", per_class=12)
+    assert run_cli("data", "import", str(root), "--name", "dcm", "--size", "32").code == 0
+    dataset = load_dataset("dcm")
+    case_id = dataset["test"].case_ids[0]
+    copy = Image.open(reading_copy_path(dataset.path, case_id))
+    assert copy.size == (48, 48) and copy.mode == "L"
+    model_view = dataset["test"].images[0, 0].numpy()
+    shrunk = np.asarray(copy.resize((32, 32), Image.Resampling.BILINEAR), dtype=float) / 255
+    assert np.corrcoef(shrunk.ravel(), model_view.ravel())[0, 1] > 0.9  # the same square, not another crop
+
+
+def test_no_reading_copy_when_the_file_is_no_larger_than_the_dataset(lab_home, tmp_path):
+    from xai_lab.data.squares import READING_FOLDER
+
+    root = dicom_tree(tmp_path / "dcm", per_class=12)
+    assert run_cli("data", "import", str(root), "--name", "same", "--size", "48").code == 0
+    assert not (lab_home / "data" / "same" / READING_FOLDER).exists()

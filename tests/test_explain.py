@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from xai_lab import load_dataset, load_model
+from xai_lab.casebook import to_display_image
 from xai_lab.errors import ExplainError
 from xai_lab.explain import METHODS, attribute
 from xai_lab.explain.cache import ExplanationCache
@@ -24,7 +25,7 @@ from xai_lab.explain.metrics import (
     spearman_similarity,
     ssim_similarity,
 )
-from xai_lab.explain.overlay import render_overlay
+from xai_lab.explain.overlay import render_look, render_overlay
 from xai_lab.explain.precompute import cache_settings
 from xai_lab.explain.randomisation import cascading_randomisation
 from xai_lab.model.network import ImageClassifier, NetworkSpec
@@ -322,3 +323,48 @@ def test_model_and_data_mismatch_is_refused(in_tiny_home):
     result = run_cli("explain", "evaluate", "--model", "tiny", "--data", "other", "--n", "4")
     assert result.code == 2 and "was trained on dataset 'tiny'" in result.err
     assert not Path(in_tiny_home / "models" / "tiny" / "explanations" / "other").exists()
+
+
+def _lesion_under_a_flat_map() -> tuple[np.ndarray, np.ndarray]:
+    """A bright disk on textured grey, and a map that is flat (saturated) over the disk and its
+    surroundings: any loss of the disk's contrast is the overlay's doing, not the map's shape."""
+    y, x = np.mgrid[:128, :128]
+    texture = 0.05 * np.random.default_rng(0).standard_normal((128, 128))
+    image = np.clip(0.4 + texture + 0.25 * ((x - 80) ** 2 + (y - 50) ** 2 < 100), 0, 1).astype(np.float32)
+    attribution = np.clip(1.5 * np.exp(-((x - 80) ** 2 + (y - 50) ** 2) / 800), 0, 1)
+    return image, attribution
+
+
+def _lesion_contrast(picture: Image.Image) -> float:
+    """Mean grey level of the disk minus that of a ring just outside it, in the 512-px image."""
+    grey = np.asarray(picture.convert("L"), dtype=float)[:, :512]
+    y, x = np.mgrid[:512, :512]
+    radius = np.hypot(x - 320, y - 200)
+    return float(grey[radius < 28].mean() - grey[(radius > 48) & (radius < 60)].mean())
+
+
+def test_the_contour_look_keeps_the_anatomy_under_the_map_visible():
+    image, attribution = _lesion_under_a_flat_map()
+    without_map = _lesion_contrast(to_display_image(torch.from_numpy(image)[None], 512))
+    kept = {look: _lesion_contrast(render_look(image, attribution, look)) / without_map
+            for look in ("contour", "heatmap")}
+    assert kept["contour"] >= 0.5  # the acceptance bar; by construction 1 - 0.3 = 0.7
+    assert kept["heatmap"] < 0.5  # the old full heat map hid the lesion: the check can fail
+
+
+def test_side_by_side_shows_the_untouched_radiograph_beside_the_map():
+    image, attribution = _lesion_under_a_flat_map()
+    panel = render_look(image, attribution, "side_by_side", display_size=256)
+    plain = to_display_image(torch.from_numpy(image)[None], 256)
+    assert panel.size[0] > 2 * 256 and np.array_equal(np.asarray(panel)[:, :256], np.asarray(plain))
+    # the map side differs only inside (and on the outline of) the map's top region
+    contour = render_look(image, attribution, "contour", display_size=256)
+    assert np.array_equal(np.asarray(panel)[:, -256:], np.asarray(contour))
+    changed = np.any(np.asarray(contour) != np.asarray(plain), axis=2).mean()
+    assert 0.05 < changed < 0.2  # about the top 10% of the image, plus its outline
+
+
+def test_an_unknown_look_is_refused():
+    image, attribution = _lesion_under_a_flat_map()
+    with pytest.raises(ExplainError, match="overlay look must be one of contour, side_by_side, heatmap"):
+        render_look(image, attribution, "glow")

@@ -22,6 +22,7 @@ from xai_lab.errors import ConfigError
 from xai_lab.store.database import database_url, integrity_ok, open_database
 from xai_lab.store.schema import allocation_slots, events, participants, strata, trials
 from xai_lab.study.allocation import block, largest_block
+from xai_lab.study.cases import mirrored_probability
 from xai_lab.study.design import load_design
 from xai_lab.study.export import COLUMNS, export_study
 from xai_lab.study.flow import InvalidAnswer
@@ -85,6 +86,12 @@ def test_shipped_designs_validate():
     (lambda t: t.replace("block_sizes = [3, 6]", "block_sizes = 6"), "allocation.block_sizes must list"),
     (lambda t: t.replace('arms = ["verify", "rely", "control"]', 'arms = ["verify", "trust"]'), "unknown arm"),
     (lambda t: t.replace('method = "gradcam"', 'method = "lime"'), "explanation.method"),
+    (lambda t: t.replace('method = "gradcam"', 'method = "gradcam"\n[explanation.look]\nrely = "glow"'),
+     "explanation.look.rely must be one of 'contour', 'side_by_side', 'heatmap'"),
+    (lambda t: t.replace('method = "gradcam"', 'method = "gradcam"\n[explanation.look]\ncontrol = "contour"'),
+     "unknown key explanation.look.control"),
+    (lambda t: t.replace('method = "gradcam"', 'method = "gradcam"\nnormal_advice = "hide"'),
+     "explanation.normal_advice must be one of 'withhold', 'explain'"),
     (lambda t: t.replace('id = "t"', 'id = "../x"'), "id"),
     (lambda t: t.replace("[instructions]\n", "[instructions]\nextra = 'x'\n"), "unknown key instructions.extra"),
     (lambda t: t + "\n[[questionnaire.items]]\nid = \"reliable\"\ntext = \"again\"\n", "repeats the id"),
@@ -136,13 +143,69 @@ def test_verify_trial_flow_and_timing(in_study_home):
     step = service.submit(token, step.key, {"label": "lesion", "confidence": 40}, key())
     assert step.content["phase"] == "final" and step.content["show_ai"]
     assert step.content["initial"] == {"label": "lesion", "confidence": 40, "score": 40}
-    assert step.content["ai"]["label"] in ("normal", "lesion") and step.content["ai"]["overlay"]["method"] == "gradcam"
+    ai = step.content["ai"]
+    assert ai["label"] in ("normal", "lesion")
+    if ai["label"] == "normal":  # withheld by default: a map for "normal" marks normal anatomy
+        assert ai["overlay"] is None and ai["no_finding"]
+    else:
+        assert ai["overlay"]["method"] == "gradcam" and ai["overlay"]["look"] == "contour"
     service.record_toggle(token, step.key, False, key())
     service.submit(token, step.key, {"label": "normal", "confidence": 90}, key())
     with service.engine.connect() as connection:
         row = connection.execute(select(trials)).mappings().one()
     assert row["initial_label"] == "lesion" and row["final_label"] == "normal" and row["overlay_toggles"] == 1
     assert row["rt_initial_ms"] >= 0 and row["rt_final_ms"] >= 0 and row["arm"] == "verify"
+
+
+def test_advice_never_contradicts_its_own_number(in_study_home):
+    """Two classes: "lesion" comes with P(lesion) at or above the model's threshold, "normal" below
+    it, for the model's own advice and for planted advice (mirrored across the threshold)."""
+    case_set = load_case_set(load_design(in_study_home / "t.toml"))
+    threshold = case_set.decision_threshold
+    assert threshold is not None and 0 < threshold <= 1  # this tiny model's is 1.0: an edge case too
+    cases = case_set.cases + case_set.practice + case_set.attention
+    assert any(case.advice_source == "planted" for case in cases)
+    for case in cases:
+        p_lesion = case.ai_confidence if case.ai_label == "lesion" else 1 - case.ai_confidence
+        assert (p_lesion >= threshold) == (case.ai_label == "lesion"), case
+
+
+@pytest.mark.parametrize("p_finding", [0.001, 0.2, 0.4269, 0.427, 0.42705, 0.5, 0.9, 0.99999])
+def test_mirrored_probability_lands_strictly_on_the_other_side(p_finding):
+    mirrored = mirrored_probability(p_finding, 0.427)
+    assert (mirrored >= 0.427) != (p_finding >= 0.427) and mirrored == round(mirrored, 4)
+    assert mirrored_probability(0.2, 0.5) == 0.8  # with a threshold of one half, simply 1 - p
+    assert mirrored_probability(1.0, 1.0) < 1.0 <= mirrored_probability(0.3, 1.0)
+
+
+def test_looks_are_chosen_per_arm_logged_per_trial_and_normal_maps_withheld(in_study_home):
+    path = write_study(in_study_home, study_id="looks")
+    path.write_text(path.read_text().replace('method = "gradcam"', 'method = "gradcam"\n[explanation.look]\n'
+                                                                    'rely = "side_by_side"'))
+    assert run_cli("study", "prepare", str(path)).code == 0
+    design = load_design(path)
+    service = StudyService.open(design, load_case_set(design), url=f"sqlite:///{in_study_home}/{key()}.db")
+    simulate(service, SimulationConfig(participants=18, seed=2, dropout=0.0))
+    with service.engine.connect() as connection:
+        rows = pd.DataFrame(connection.execute(select(trials)).mappings().all())
+    ai_rows = rows[rows["arm"] != "control"]
+    shown = ai_rows[ai_rows["overlay_shown"].astype(bool)]
+    assert shown.groupby("arm")["overlay_look"].unique().map(list).to_dict() == {"verify": ["contour"],
+                                                                                  "rely": ["side_by_side"]}
+    # a "normal" suggestion gets no map by default; every other AI trial has one
+    assert set(ai_rows.loc[ai_rows["ai_label"] == "normal", "overlay_shown"].astype(bool)) == {False}
+    assert ai_rows.loc[ai_rows["ai_label"] == "lesion", "overlay_shown"].astype(bool).all()
+    assert rows.loc[~rows["overlay_shown"].fillna(False).astype(bool), "overlay_look"].isna().all()
+
+
+def test_an_unchanged_design_keeps_its_fingerprint_when_look_defaults_are_spelt_out(tmp_path):
+    path = write_study(tmp_path)
+    before = load_design(path).fingerprint()
+    path.write_text(path.read_text().replace('method = "gradcam"', 'method = "gradcam"\nnormal_advice = "withhold"\n'
+                                             '[explanation.look]\nverify = "contour"'))
+    assert load_design(path).fingerprint() == before
+    path.write_text(path.read_text().replace('verify = "contour"', 'verify = "heatmap"'))
+    assert load_design(path).fingerprint() != before
 
 
 def test_rely_and_control_trials_have_one_phase(in_study_home):
@@ -484,3 +547,61 @@ def test_first_raters_get_fallback_vignettes_on_both_databases(in_study_home, re
     first = frames["ratings"][frames["ratings"]["rater_id"] == frames["participants"]["participant_id"][0]]
     assert set(first["target_source"]) == {"fallback_vignette"} and set(first["target_kind"]) == {"vignette"}
     assert set(frames["ratings"]["target_source"]) == {"fallback_vignette", "peer"}
+
+
+@pytest.mark.parametrize("activity", [
+    "zoomed", {"zoom_actions": -1}, {"zoom_actions": True}, {"pan_actions": 10**9}, {"max_zoom": 50},
+    {"max_zoom": "2"}, {"window_changes": 1.5},
+])
+def test_malformed_viewer_reports_are_refused_and_nothing_is_logged(in_study_home, activity):
+    """Any browser (or a hand-written websocket message) can send a viewer report: only bounded numbers pass."""
+    service = service_for(in_study_home)
+    token = service.enrol()
+    step = walk_to(service, token, "trial")
+    before = event_count(service)
+    with pytest.raises(InvalidAnswer):
+        service.record_viewer(token, step.key, activity, key())
+    assert event_count(service) == before
+
+
+def test_viewer_use_is_logged_per_trial_over_both_looks(in_study_home):
+    service = service_for(in_study_home)
+    step = None
+    while step is None or step.content["arm"] != "verify":
+        token = service.enrol()
+        step = walk_to(service, token, "trial")
+    service.record_viewer(token, step.key, {"zoom_actions": 2, "pan_actions": 1, "max_zoom": 1.56}, key())
+    service.record_viewer(token, step.key, {"zoom_actions": 3, "pan_actions": 1, "window_changes": 1,
+                                            "max_zoom": 1.95}, key())  # the later report of a look replaces
+    step = service.submit(token, step.key, {"label": "lesion", "confidence": 40}, key())
+    service.record_viewer(token, step.key, {"zoom_actions": 1, "resets": 1, "max_zoom": 1.25}, key())
+    service.submit(token, step.key, {"label": "lesion", "confidence": 60}, key())
+    with service.engine.connect() as connection:
+        row = connection.execute(select(trials)).mappings().one()
+    assert (row["viewer_max_zoom"], row["viewer_actions"], row["viewer_window_changes"]) == (1.95, 5, 1)
+    with service.engine.connect() as connection:  # the next trial starts from nothing
+        pending = connection.execute(select(participants.c.pending)
+                                     .where(participants.c.participant_id == row["participant_id"])).scalar()
+    assert "viewer" not in (pending or {})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_version_3_database_gains_the_reading_columns(tmp_path, request, backend):
+    """Databases made before looks and the viewer (schema 3) get their columns on first open; rows stay."""
+    from sqlalchemy import inspect, text
+
+    from xai_lab.store.schema import schema_version
+
+    url = f"sqlite:///{tmp_path}/v3.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = open_database(url)
+    added = ("overlay_look", "viewer_max_zoom", "viewer_actions", "viewer_window_changes")
+    with engine.begin() as connection:  # back to schema 3, as an earlier xai-lab left it
+        for name in added:
+            connection.execute(text(f"ALTER TABLE trials DROP COLUMN {name}"))
+        connection.execute(schema_version.update().values(version=3))
+    engine.dispose()
+    engine = open_database(url)
+    with engine.connect() as connection:
+        columns = {column["name"] for column in inspect(connection).get_columns("trials")}
+        assert set(added) <= columns and connection.execute(select(schema_version.c.version)).scalar() == 4
+    engine.dispose()

@@ -474,3 +474,60 @@ def test_serve_refuses_a_port_in_use(lab):
         busy.listen()
         result = run_cli("serve", "--study", str(_design_path()), "--port", str(busy.getsockname()[1]))
     assert result.code == 2 and "choose another --port" in result.err
+
+
+@pytest.mark.parametrize("ai, expected", [
+    ({"label": "lesion", "confidence": 0.48, "threshold": 0.427},
+     "Probability of lesion: 48%. The AI suggests lesion from 43%."),
+    ({"label": "normal", "confidence": 0.88, "threshold": 0.427},
+     "Probability of lesion: 12%. The AI suggests lesion from 43%."),
+    ({"label": "normal", "confidence": 1 - 0.4265, "threshold": 0.427},  # rounds onto the threshold
+     "Probability of lesion: just under 43%. The AI suggests lesion from 43%."),
+    ({"label": "lesion", "confidence": 0.48, "threshold": None}, "Probability of lesion: 48%."),
+])
+def test_the_advice_number_never_contradicts_the_label(ai, expected):
+    from xai_lab.ui.participant import advice_probability
+
+    assert advice_probability(ai, ["normal", "lesion"]) == expected
+
+
+def test_practice_feedback_when_the_design_asks_for_it(lab, monkeypatch):
+    from conftest import run_cli, write_study
+
+    path = write_study(lab, study_id="pf", arms='["rely"]', blocks="[2]")
+    path.write_text(path.read_text().replace('score = ', 'practice_feedback = true\nscore = ')
+                    if "[trials]" in path.read_text() else path.read_text() + "\n[trials]\npractice_feedback = true\n")
+    assert run_cli("study", "prepare", str(path)).code == 0
+    monkeypatch.setenv("XAI_LAB_STUDIES", str(path))
+    registry.close_all()
+    app = new_app(study="pf", code=enrolment_code(engine(), "pf"))
+    start_service = StudyService(engine(), load_design(path), load_case_set(load_design(path)))
+    button(app, "agree:").click().run()
+    for box in app.selectbox:
+        box.select(box.options[0]).run()
+    button(app, "go:profile").click().run()
+    button(app, "go:instructions").click().run()
+    key = start_service.resume(app.session_state["token:pf"]).key
+    assert key.startswith("practice")
+    truth = start_service.case_set.practice[0].true_label
+    app.slider(key=f"confidence:{key}").set_value(70).run()
+    button(app, f"decide:{key}:normal").click().run()
+    assert not app.exception, app.exception
+    shown = " ".join(str(info.value) for info in app.info)
+    assert f"Practice case: this image shows {truth}." in shown and "The study cases will not say." in shown
+    # the first study case gives no feedback
+    key = start_service.resume(app.session_state["token:pf"]).key
+    app.slider(key=f"confidence:{key}").set_value(70).run()
+    button(app, f"decide:{key}:normal").click().run()
+    assert not any("Practice case" in str(info.value) for info in app.info)
+
+
+def test_trainer_captions_are_plain_words():
+    from xai_lab.ui.trainer import cascade_caption, map_columns, render_size
+
+    assert cascade_caption("features.1", 4) == "weights randomised from the output back to block 2 of 4"
+    assert cascade_caption("head", 4) == "output layer's weights randomised"
+    assert cascade_caption("original", 4) == "trained weights"
+    # a single map takes half the row (whole on a 768-px screen); maps are drawn at twice the width shown
+    assert map_columns(1) == 2 and map_columns(3) == 3 and render_size(1) == render_size(2) == 960
+    assert render_size(4) == 480

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import torch
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.transforms.v2 import functional as TF
 
 from xai_lab.data.records import DatasetArrays
 from xai_lab.data.splitting import check_splittable, grouped_stratified_split, stratified_split
+from xai_lab.data.squares import as_channels, model_square, reading_square_png
 from xai_lab.errors import DataError
 
 # PS3.15 Annex E Basic Application Level Confidentiality Profile: the attributes among those it
@@ -52,6 +51,7 @@ class DicomImage:
     """One decoded file: display pixels (uint8, C x H x W) and what a reader of the card needs."""
 
     pixels: np.ndarray
+    reading_png: bytes | None  # the same square at the file's resolution (up to 1024 px), for the viewer
     spacing_mm: tuple[float, float]  # (row, column) at the stored resolution; NaN where absent
     window: tuple[float, float]  # (centre, width) in modality units; the min-max window if the file has none
     window_from_file: bool
@@ -72,6 +72,7 @@ class DicomTree:
     split_method: str
     notes: list[str]
     files: list[tuple[str, str]]  # (path relative to the folder, SHA-256) of every file read
+    reading_copies: dict[str, bytes]  # case id -> PNG at the file's resolution (xai_lab.data.squares)
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -115,7 +116,9 @@ def read_dicom_tree(root: Path, class_names: list[str], *, size: int, seed: int,
     notes = [f"DICOM pixels through the Modality LUT and the file's VOI (window or VOI LUT), MONOCHROME1 "
              f"inverted, resized on the shorter side to {size} px and centre-cropped to {size}x{size}"]
     entries = [(str(path.relative_to(root)), image.file_sha256) for path, image in zip(files, decoded, strict=True)]
-    return DicomTree(arrays, class_names, source, split_method, notes, entries)
+    copies = {case_id: image.reading_png for case_id, image in zip(arrays.case_ids.tolist(), decoded, strict=True)
+              if image.reading_png is not None}
+    return DicomTree(arrays, class_names, source, split_method, notes, entries, copies)
 
 
 def read_dicom_image(path: Path, size: int, channels: int, allow_identifiable: bool = False) -> DicomImage:
@@ -143,10 +146,11 @@ def read_dicom_image(path: Path, size: int, channels: int, allow_identifiable: b
         display, window, from_file = _monochrome_display(stored, dataset)
     else:
         display, window, from_file = _colour_display(stored), (127.5, 255.0), False
-    pixels = _resize_crop(display, size, channels)
+    square = as_channels(display, channels)
     spacing = _spacing(dataset)
     shorter = min(display.shape[0], display.shape[1])
-    return DicomImage(pixels=pixels, spacing_mm=spacing, window=window, window_from_file=from_file,
+    return DicomImage(pixels=model_square(square, size), reading_png=reading_square_png(square, size),
+                      spacing_mm=spacing, window=window, window_from_file=from_file,
                       display_spacing_mm=spacing[0] * shorter / size, photometric=photometric,
                       patient_hash=_patient_hash(dataset), sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
                       file_sha256=hashlib.sha256(content).hexdigest())
@@ -215,18 +219,6 @@ def _colour_display(stored: np.ndarray) -> np.ndarray:
         return stored
     peak = float(stored.max()) or 1.0
     return np.round(stored.astype(np.float64) / peak * 255).astype(np.uint8)
-
-
-def _resize_crop(display: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """uint8 C x size x size: the shorter side resized to `size`, centre-cropped, as image folders are."""
-    tensor = torch.from_numpy(np.ascontiguousarray(display))
-    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-    if channels == 1 and tensor.shape[0] == 3:
-        tensor = TF.rgb_to_grayscale(tensor)
-    elif channels == 3 and tensor.shape[0] == 1:
-        tensor = tensor.expand(3, -1, -1)
-    tensor = TF.center_crop(TF.resize(tensor, [size], antialias=True), [size, size])
-    return tensor.contiguous().numpy()
 
 
 def _spacing(dataset: pydicom.Dataset) -> tuple[float, float]:

@@ -25,6 +25,7 @@ from xai_lab.data.dicom import folder_has_dicom, read_dicom_tree
 from xai_lab.data.known import KNOWN_FILES_BY_SHA256, MEDMNIST_CITATION, medmnist_by_filename, medmnist_by_md5
 from xai_lab.data.records import SPLITS, DatasetArrays, DatasetCard
 from xai_lab.data.splitting import check_splittable, grouped_stratified_split, stratified_split
+from xai_lab.data.squares import as_channels, model_square, reading_square_png
 from xai_lab.data.storage import check_arrays, make_card, save_dataset
 from xai_lab.errors import DataError
 
@@ -43,6 +44,7 @@ class ImportedData:
     split_method: str
     source_sha256: str | None = None
     notes: list[str] = field(default_factory=list)
+    reading_copies: dict[str, bytes] = field(default_factory=dict)  # case id -> PNG (xai_lab.data.squares)
 
 
     def card(self, name: str) -> DatasetCard:
@@ -59,7 +61,8 @@ def import_dataset(path: str | Path, name: str, *, classes: list[str] | None = N
                            allow_identifiable=allow_identifiable)
     return save_dataset(name, imported.arrays, imported.class_names, source=imported.source,
                         license=imported.license, split_method=imported.split_method,
-                        source_sha256=imported.source_sha256, notes=imported.notes, overwrite=overwrite)
+                        source_sha256=imported.source_sha256, notes=imported.notes, overwrite=overwrite,
+                        reading_copies=imported.reading_copies)
 
 
 def read_source(path: str | Path, *, classes: list[str] | None = None, size: int | None = None,
@@ -205,18 +208,19 @@ def read_image_folder(root: Path, *, classes: list[str] | None = None, size: int
         check_splittable(label_array, root)
     split_array = np.array(splits, dtype="<U5") if presplit else stratified_split(label_array, seed)
     decoded = [_read_image(path, size, channels) for path in files]
-    images = np.stack([image for image, _ in decoded])
+    images = np.stack([image for image, _, _ in decoded])
     if classes is not None:
         class_names = _class_names(classes, None, None, label_array, root)
     data = DatasetArrays(images=images, labels=label_array, splits=split_array,
                          case_ids=np.array([str(p.relative_to(root)) for p in files]))
     split_method = "folders train/val/test as given" if presplit else f"stratified by label (seed {seed})"
     source = {"kind": "image_folder", "folder": str(root.resolve()), "files": len(files)}
-    entries = [(str(p.relative_to(root)), digest) for p, (_, digest) in zip(files, decoded, strict=True)]
-    folder_sha256 = _folder_digest(entries)
-    return ImportedData(data, class_names, source, UNKNOWN_LICENSE, split_method, folder_sha256,
+    entries = [(str(p.relative_to(root)), digest) for p, (_, digest, _) in zip(files, decoded, strict=True)]
+    copies = {case_id: png for case_id, (_, _, png) in zip(data.case_ids.tolist(), decoded, strict=True)
+              if png is not None}
+    return ImportedData(data, class_names, source, UNKNOWN_LICENSE, split_method, _folder_digest(entries),
                         [f"images converted to {'grayscale' if channels == 1 else 'RGB'}, resized on the "
-                         f"shorter side to {size} px and centre-cropped to {size}x{size}"])
+                         f"shorter side to {size} px and centre-cropped to {size}x{size}"], copies)
 
 
 def read_dicom_folder(root: Path, *, classes: list[str] | None = None, size: int = DEFAULT_FOLDER_SIZE,
@@ -226,7 +230,7 @@ def read_dicom_folder(root: Path, *, classes: list[str] | None = None, size: int
                            allow_identifiable=allow_identifiable)
     class_names = tree.class_names if classes is None else _class_names(classes, None, None, tree.arrays.labels, root)
     return ImportedData(tree.arrays, class_names, tree.source, UNKNOWN_LICENSE, tree.split_method,
-                        _folder_digest(tree.files), tree.notes)
+                        _folder_digest(tree.files), tree.notes, tree.reading_copies)
 
 
 def _list_folder_images(root: Path) -> tuple[list[Path], list[int], list[str], list[str], bool]:
@@ -321,18 +325,17 @@ def _resized(data: DatasetArrays, size: int | None) -> DatasetArrays:
     return data
 
 
-def _read_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str]:
-    """Decode, convert, resize and centre-crop one image; also returns the file's SHA-256."""
+def _read_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str, bytes | None]:
+    """Decode, convert, resize and centre-crop one image; also returns the file's SHA-256 and its
+    reading copy (xai_lab.data.squares)."""
     try:
         content = path.read_bytes()
         with Image.open(io.BytesIO(content)) as opened:
             image = opened.convert("L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot read image {path} ({_short(error)}); remove or replace the file") from None
-    image = TF.center_crop(TF.resize(image, size, antialias=True), [size, size])
-    array = np.asarray(image, dtype=np.uint8)
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return array, hashlib.sha256(content).hexdigest()
+    square = as_channels(np.asarray(image, dtype=np.uint8), channels)
+    return model_square(square, size), hashlib.sha256(content).hexdigest(), reading_square_png(square, size)
 
 
 def _class_folders(root: Path) -> list[str]:

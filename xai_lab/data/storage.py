@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from xai_lab.data.records import SPLITS, DatasetArrays, DatasetCard, ImageDataset, Split
+from xai_lab.data.squares import reading_copy_path
 from xai_lab.errors import DataError
 from xai_lab.paths import check_name, data_root, dataset_dir
 
@@ -79,8 +80,13 @@ def make_card(name: str, arrays: DatasetArrays, class_names: list[str], *, sourc
 
 def save_dataset(name: str, arrays: DatasetArrays, class_names: list[str], *, source: dict[str, Any],
                  license: str, split_method: str, source_sha256: str | None = None,
-                 notes: list[str] | None = None, overwrite: bool = False) -> DatasetCard:
-    """Check, then atomically write a dataset and its card; returns the card."""
+                 notes: list[str] | None = None, overwrite: bool = False,
+                 reading_copies: dict[str, bytes] | None = None) -> DatasetCard:
+    """Check, then atomically write a dataset and its card; returns the card.
+
+    reading_copies: case id -> PNG of the image at its own resolution (xai_lab.data.squares), kept
+    beside the arrays for the study viewer; derived views, so not part of the content hash.
+    """
     target = dataset_dir(name)
     check_arrays(arrays, class_names, f"dataset {name!r}")
     if target.exists() and not overwrite:
@@ -91,6 +97,10 @@ def save_dataset(name: str, arrays: DatasetArrays, class_names: list[str], *, so
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         _write_arrays(staging / ARRAYS_FILE, arrays)
+        for case_id, png in (reading_copies or {}).items():
+            path = reading_copy_path(staging, case_id)
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(png)
         (staging / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n")
         _replace_directory(staging, target)
     finally:

@@ -3,6 +3,7 @@
     render_overlay(image, attribution)                 # positive evidence, viridis, 512 px
     render_overlay(image, attribution, mode="signed")  # for / against, purple-orange
     render_overlay(image, attribution, confidence=0.55, min_confidence=0.7)  # map withheld
+    render_look(image, attribution, "contour")         # a study look by name (explain/looks.py)
 
 Choices, and why:
 - Opacity follows the attribution: where the map is ~0 the radiograph shows through
@@ -13,6 +14,10 @@ Choices, and why:
   ColorBrewer diverging map safe for the common colour-vision deficiencies) for signed maps.
 - The map is upsampled bicubically as a float field before colouring (no blocky pixels); the
   radiograph with Lanczos, as every case view in the lab (`casebook.to_display_image`).
+- Studies default to the ``contour`` look (`render_look`, `looks.py`): the map's top region
+  outlined and evenly tinted well below opaque, nothing elsewhere, because readers must still see
+  the lesion (or the mimic) under the map to check the AI. An even tint keeps a fixed share of
+  every local contrast and adds no structure of its own; a graded tint would paint its own blobs.
 - A colour bar with words, not only numbers, because clinicians read "more influence", not
   attribution units; the top-k% region can be outlined so the eye finds the focus.
 - Saporta et al. (2022) show maps only when the model is confident; `min_confidence` does
@@ -27,13 +32,17 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
+from scipy.ndimage import binary_erosion, gaussian_filter
 
 from xai_lab.casebook import draw_outline, to_display_image
 from xai_lab.errors import ExplainError
+from xai_lab.explain.looks import CONTOUR_MAX_ALPHA, CONTOUR_TOP_PERCENT, OVERLAY_LOOKS
 
 Mode = Literal["positive", "signed", "absolute"]
 COLORMAPS = {"positive": "viridis", "signed": "PuOr_r", "absolute": "viridis"}
 OUTLINE_COLOUR = (255, 255, 255)
+CONTOUR_TINT = (253, 231, 37)  # viridis' top colour: "most influence", as on every heat map here
+SIDE_BY_SIDE_GAP = 12  # px of white between the plain radiograph and the overlay
 BAR_WIDTH = 0.09  # colour bar panel width as a share of the display size
 
 
@@ -60,10 +69,9 @@ def render_overlay(image: np.ndarray | torch.Tensor, attribution: np.ndarray | t
     cmap = colormaps[colormap or COLORMAPS[mode]]
     colour = cmap((scaled + 1) / 2 if mode == "signed" else scaled)[..., :3]
     weight = alpha * (np.abs(scaled) if mode == "signed" else scaled)[..., None]
-    rgb = np.asarray(radiograph, dtype=np.float32) / 255
-    blended = Image.fromarray(np.uint8(np.clip((1 - weight) * rgb + weight * colour, 0, 1) * 255))
+    blended = _blend(radiograph, weight, colour)
     if top_k_percent is not None:
-        blended = _outline_top(blended, resampled, mode, top_k_percent)
+        blended = draw_outline(blended, _top_region(resampled, mode, top_k_percent), OUTLINE_COLOUR)
     if outline_mask is not None and np.asarray(outline_mask).any():
         blended = draw_outline(blended, np.asarray(outline_mask))
     return _with_colour_bar(blended, cmap, mode) if legend else blended
@@ -116,11 +124,54 @@ def _scale(field: np.ndarray, mode: Mode, clip_percentile: float) -> np.ndarray:
     return np.clip(values / ceiling, low, 1.0)
 
 
-def _outline_top(picture: Image.Image, field: np.ndarray, mode: Mode, top_k_percent: float) -> Image.Image:
+def render_look(image: np.ndarray | torch.Tensor, attribution: np.ndarray | torch.Tensor, look: str, *,
+                display_size: int = 512) -> Image.Image:
+    """The map drawn in one of the study looks of `looks.OVERLAY_LOOKS` (positive evidence), as a
+    picture: the radiograph with `render_layer` on top (beside the plain radiograph, side by side)."""
+    if look == "heatmap":
+        return render_overlay(image, attribution, display_size=display_size, alpha=0.6)
+    layer = render_layer(attribution, look, display_size=display_size)
+    plain = to_display_image(torch.from_numpy(_grey(image))[None], display_size)
+    with_map = Image.alpha_composite(plain.convert("RGBA"), layer).convert("RGB")
+    if look == "contour":
+        return with_map
+    panel = Image.new("RGB", (2 * display_size + SIDE_BY_SIDE_GAP, display_size), "white")
+    panel.paste(plain, (0, 0))
+    panel.paste(with_map, (display_size + SIDE_BY_SIDE_GAP, 0))
+    return panel
+
+
+def render_layer(attribution: np.ndarray | torch.Tensor, look: str, *, display_size: int = 512) -> Image.Image:
+    """The map alone, as an RGBA layer that is transparent wherever the look draws nothing: for a
+    viewer that draws (and windows) the radiograph itself and lays the map on top."""
+    if look not in OVERLAY_LOOKS:
+        raise ExplainError(f"overlay look must be one of {', '.join(OVERLAY_LOOKS)}, got {look!r}")
+    field = _resample(_as_array(attribution, "attribution"), display_size)
+    if look == "heatmap":
+        scaled = _scale(field, "positive", 99.0)
+        colour = colormaps[COLORMAPS["positive"]](scaled)[..., :3]
+        return _rgba(colour, 0.6 * scaled)
+    region = _top_region(field, "positive", CONTOUR_TOP_PERCENT)
+    edge = region & ~binary_erosion(region, iterations=2)  # the outline, two display pixels wide, opaque
+    colour = np.broadcast_to(np.array(CONTOUR_TINT, dtype=np.float32) / 255, (*region.shape, 3))
+    return _rgba(colour, np.where(edge, 1.0, CONTOUR_MAX_ALPHA * region))
+
+
+def _rgba(colour: np.ndarray, alpha: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.uint8(np.round(np.dstack([colour, alpha]) * 255)), mode="RGBA")
+
+
+def _blend(radiograph: Image.Image, weight: np.ndarray, colour: np.ndarray) -> Image.Image:
+    rgb = np.asarray(radiograph, dtype=np.float32) / 255
+    return Image.fromarray(np.uint8(np.clip((1 - weight) * rgb + weight * colour, 0, 1) * 255))
+
+
+def _top_region(field: np.ndarray, mode: Mode, top_k_percent: float) -> np.ndarray:
     values = np.abs(field) if mode != "positive" else field
+    # smoothed over ~1% of the width first, so a noisy map (saliency, IG) gets one calm outline
+    values = gaussian_filter(values, sigma=max(1.0, field.shape[0] / 100))
     # "> 0" keeps a mostly-zero map (Grad-CAM after ReLU) from outlining everything
-    region = (values >= np.percentile(values, 100 - top_k_percent)) & (values > 0)
-    return draw_outline(picture, region, OUTLINE_COLOUR)
+    return (values >= np.percentile(values, 100 - top_k_percent)) & (values > 0)
 
 
 def _with_colour_bar(picture: Image.Image, cmap, mode: Mode) -> Image.Image:

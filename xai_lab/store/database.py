@@ -114,9 +114,18 @@ def _migration_3(connection: Connection) -> None:
             connection.execute(text(f"ALTER TABLE trials ADD COLUMN {name} INTEGER"))
 
 
+def _migration_4(connection: Connection) -> None:
+    """trials.overlay_look (how the map was drawn) and the viewer's use (zoom, pan, contrast)."""
+    existing = {column["name"] for column in inspect(connection).get_columns("trials")}
+    for name, kind in (("overlay_look", "VARCHAR(16)"), ("viewer_max_zoom", "FLOAT"), ("viewer_actions", "INTEGER"),
+                       ("viewer_window_changes", "INTEGER")):
+        if name not in existing:
+            connection.execute(text(f"ALTER TABLE trials ADD COLUMN {name} {kind}"))
+
+
 # (version, step): append, never edit, once a version has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2),
-                                                               (3, _migration_3)]
+                                                               (3, _migration_3), (4, _migration_4)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

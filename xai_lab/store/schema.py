@@ -130,6 +130,10 @@ trials = Table(
     # 0-100 probability of the positive class (asked, or derived from label and confidence): an ROC rating
     Column("initial_score", Integer),
     Column("final_score", Integer),
+    Column("overlay_look", String(16)),
+    Column("viewer_max_zoom", Float),
+    Column("viewer_actions", Integer),
+    Column("viewer_window_changes", Integer),
 )
 
 ratings = Table(

@@ -6,8 +6,15 @@ not teach distrust) and attention-check cases. AI advice is the model's real, ca
 decision; an AI-wrong case is one of the model's real errors. Only when the design says
 `advice = "planted"` and the model has too few errors is wrong advice planted on a case the
 model got right (Gaube et al. 2021): the label is switched to the most probable wrong class,
-the confidence shown is the model's confidence in its own (correct) decision, the overlay
-explains the planted label, and the case is flagged `advice_source = "planted"`.
+the overlay explains the planted label, and the case is flagged `advice_source = "planted"`.
+
+Advice never contradicts its own number. `ai_confidence` is the probability of the label shown.
+For two classes the screen shows the probability of the finding with the model's decision
+threshold, and a planted label's probability is the model's own mirrored across that threshold
+on the logit scale (as far on the planted side as the real decision was on its side), so
+"lesion" always comes with a probability at or above the threshold and "normal" below it. With
+more classes the planted label gets the model's confidence in its own decision, which makes it
+the most probable label shown.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from scipy.special import expit, logit
 
 from xai_lab.errors import ConfigError
 from xai_lab.explain.cache import CachedPrediction
@@ -47,9 +56,15 @@ class CaseSet:
     cases: tuple[StudyCase, ...]
     practice: tuple[StudyCase, ...]
     attention: tuple[StudyCase, ...]
+    # How the advice is presented, fixed when the study is prepared. None: prepared by an earlier
+    # version, whose registered participants keep what they saw (full heat map, no threshold).
+    decision_threshold: float | None = None  # the model's threshold on P(finding), two classes only
+    overlay_looks: dict[str, str] | None = None  # arm -> look (explain/looks.py)
+    normal_advice: str | None = None  # "withhold" or "explain" (StudyDesign.explanation)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # unset presentation fields are left out, so a case set prepared earlier compares equal
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CaseSet:
@@ -82,8 +97,11 @@ def empty_case_set(design: StudyDesign) -> CaseSet:
 
 
 def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class_names: list[str],
-                 method: str, provenance: dict[str, str]) -> CaseSet:
-    """Choose main, practice and attention cases from the model's predictions on the split."""
+                 method: str, provenance: dict[str, str], threshold: float | None = None) -> CaseSet:
+    """Choose main, practice and attention cases from the model's predictions on the split.
+
+    threshold: the model's decision threshold on P(finding) for two classes (model card), else None.
+    """
     spec = design.cases
     rng = random.Random(f"{design.seed}:cases")
     pool = sorted(predictions, key=lambda p: p.case_id)
@@ -112,11 +130,15 @@ def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class
     if len(practice) < spec.practice or len(attention) < design.attention.count:
         raise ConfigError(f"{design.source}: the {spec.split} split has too few cases for {spec.n} trials, "
                           f"{spec.practice} practice and {design.attention.count} attention checks; lower them")
-    main = [_advice(p, class_names, planted=p in planted) for p in wrong + planted + right]
+    threshold = threshold if len(class_names) == 2 else None
+    main = [_advice(p, class_names, threshold, planted=p in planted) for p in wrong + planted + right]
     rng.shuffle(main)
     return CaseSet(design.id, provenance["dataset"], provenance["dataset_sha256"], provenance["model"],
                    provenance["model_sha256"], tuple(class_names), method, tuple(main),
-                   tuple(_advice(p, class_names) for p in practice), tuple(_advice(p, class_names) for p in attention))
+                   tuple(_advice(p, class_names, threshold) for p in practice),
+                   tuple(_advice(p, class_names, threshold) for p in attention),
+                   decision_threshold=threshold, overlay_looks=dict(design.explanation.look),
+                   normal_advice=design.explanation.normal_advice)
 
 
 def _take_balanced(candidates: list[CachedPrediction], n: int, positive_share: float,
@@ -141,15 +163,29 @@ def _take_exact(candidates: list[CachedPrediction], n: int, n_positive: int, pos
     return positives + negatives
 
 
-def _advice(prediction: CachedPrediction, class_names: list[str], planted: bool = False) -> StudyCase:
+def _advice(prediction: CachedPrediction, class_names: list[str], threshold: float | None,
+            planted: bool = False) -> StudyCase:
     confidence = prediction.confidence
+    shown = prediction.predicted
     if planted:
         # the most probable class other than the model's own decision
         ranked = sorted(range(len(class_names)), key=lambda c: -prediction.probabilities[c])
         shown = next(c for c in ranked if c != prediction.predicted)
-    else:
-        shown = prediction.predicted
+        if threshold is not None:
+            finding = mirrored_probability(prediction.probabilities[1], threshold)
+            confidence = finding if shown == 1 else 1 - finding
     return StudyCase(case_id=prediction.case_id, true_label=class_names[prediction.label],
                      ai_label=class_names[shown], ai_confidence=round(float(confidence), 4),
                      ai_correct=shown == prediction.label, advice_source="planted" if planted else "model",
                      target=shown)
+
+
+def mirrored_probability(p_finding: float, threshold: float) -> float:
+    """P(finding) reflected across the threshold on the logit scale, strictly on the other side
+    after rounding to the 4 decimals a case set keeps."""
+    p, t = (min(max(value, 1e-6), 1 - 1e-6) for value in (p_finding, threshold))  # finite logits
+    mirrored = round(float(expit(2 * logit(t) - logit(p))), 4)
+    step = -1e-4 if p_finding >= threshold else 1e-4
+    while (mirrored >= threshold) == (p_finding >= threshold):  # at the threshold itself, or rounded onto it
+        mirrored = round(mirrored + step, 4)
+    return mirrored

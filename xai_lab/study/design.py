@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from xai_lab.errors import ConfigError
+from xai_lab.explain.looks import DEFAULT_LOOK, OVERLAY_LOOKS
 from xai_lab.explain.methods import METHODS
 from xai_lab.paths import check_name
 
 ARMS = ("verify", "rely", "control")
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
 CONFIDENCE_DISPLAYS = ("percent", "none")
+# A map for a "no finding" suggestion marks what looks normal, and colour reads as "finding here":
+# withheld by default (docs/explanations.md), explained in words when the design asks for it.
+NORMAL_ADVICE = ("withhold", "explain")
 SCORE_QUESTIONS = ("confidence", "probability")
 ORDER_SEPARATOR = ">"  # a within design's assignment names its arms in order: "verify>rely"
 # Rate metrics with a between-arm risk difference (xai_lab.analysis.risk_difference); AI_METRICS need the AI shown.
@@ -70,6 +74,8 @@ class ExplanationSpec:
     overlay: dict[str, bool] = field(default_factory=dict)  # arm -> show the overlay
     confidence_display: str = "percent"
     min_confidence: float = 0.0  # below this AI confidence the overlay is withheld (Saporta et al.)
+    look: dict[str, str] = field(default_factory=dict)  # arm -> overlay look (explain/looks.py)
+    normal_advice: str = "withhold"  # the map for a "normal" suggestion: withhold or explain
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,9 @@ class TrialSpec:
     # "probability" (how likely the case shows the positive class, 0-100: the rating an ROC needs).
     # Either way the export gives initial_score / final_score as the probability of the positive class.
     score: str = "confidence"
+    # After each practice case, say what the image shows (and what the AI said). Off by default:
+    # feedback teaches, and whether a study may teach before measuring is the designer's call.
+    practice_feedback: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,9 @@ class StudyDesign:
         for key, default in (("enrolment", EnrolmentSpec()), ("trials", TrialSpec()), ("analysis", AnalysisSpec())):
             if content[key] == asdict(default):
                 del content[key]
+        explanation = content["explanation"]
+        if explanation["look"] == default_looks(self.arms) and explanation["normal_advice"] == "withhold":
+            del explanation["look"], explanation["normal_advice"]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -440,10 +452,14 @@ def _allocation(table: _Table | None, arms: tuple[str, ...]) -> AllocationSpec:
     return AllocationSpec(kind=kind, strata=strata, block_sizes=tuple(sorted(set(sizes))))
 
 
+def default_looks(arms: tuple[str, ...]) -> dict[str, str]:
+    return {arm: DEFAULT_LOOK for arm in arms if arm != "control"}
+
+
 def _explanation(table: _Table | None, arms: tuple[str, ...]) -> ExplanationSpec:
     default_overlay = {arm: arm != "control" for arm in arms}
     if table is None:
-        return ExplanationSpec(overlay=default_overlay)
+        return ExplanationSpec(overlay=default_overlay, look=default_looks(arms))
     method = table.string("method", default="default")
     if method != "default" and method not in METHODS:
         table.fail("method", f"is {method!r}; use \"default\" or one of {', '.join(METHODS)}")
@@ -458,9 +474,21 @@ def _explanation(table: _Table | None, arms: tuple[str, ...]) -> ExplanationSpec
     spec = ExplanationSpec(method=method, overlay=overlay,
                            confidence_display=table.choice("confidence_display", CONFIDENCE_DISPLAYS,
                                                            default="percent"),
-                           min_confidence=table.number("min_confidence", default=0.0))
+                           min_confidence=table.number("min_confidence", default=0.0),
+                           look=_looks(table.table("look", optional=True), arms),
+                           normal_advice=table.choice("normal_advice", NORMAL_ADVICE, default="withhold"))
     table.done()
     return spec
+
+
+def _looks(table: _Table | None, arms: tuple[str, ...]) -> dict[str, str]:
+    looks = default_looks(arms)
+    if table is None:
+        return looks
+    for arm in looks:
+        looks[arm] = table.choice(arm, OVERLAY_LOOKS, default=DEFAULT_LOOK)
+    table.done()
+    return looks
 
 
 def _attention(table: _Table | None) -> AttentionSpec:
@@ -590,7 +618,8 @@ def _analysis(table: _Table | None, arms: tuple[str, ...]) -> AnalysisSpec:
 def _trials(table: _Table | None) -> TrialSpec:
     if table is None:
         return TrialSpec()
-    spec = TrialSpec(score=table.choice("score", SCORE_QUESTIONS, default="confidence"))
+    spec = TrialSpec(score=table.choice("score", SCORE_QUESTIONS, default="confidence"),
+                     practice_feedback=table.boolean("practice_feedback", False))
     table.done()
     return spec
 

@@ -120,6 +120,29 @@ def check_confidence(answer: dict[str, Any], field: str = "confidence") -> int:
     return int(value)
 
 
+VIEWER_COUNTS = ("zoom_actions", "pan_actions", "window_changes", "resets")
+VIEWER_MAX_COUNT = 100_000
+VIEWER_MAX_ZOOM = 8.0
+
+
+def check_viewer_activity(raw: Any) -> dict[str, Any]:
+    """What the viewer reports (counts since the step was shown, the highest zoom): bounded
+    numbers only, since any browser (or a hand-made websocket message) can send this."""
+    if not isinstance(raw, dict):
+        raise InvalidAnswer("viewer activity must be an object")
+    activity: dict[str, Any] = {}
+    for name in VIEWER_COUNTS:
+        value = raw.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= VIEWER_MAX_COUNT:
+            raise InvalidAnswer(f"viewer {name} must be a whole number from 0 to {VIEWER_MAX_COUNT}, got {value!r}")
+        activity[name] = value
+    zoom = raw.get("max_zoom", 1)
+    if isinstance(zoom, bool) or not isinstance(zoom, int | float) or not 1 <= zoom <= VIEWER_MAX_ZOOM:
+        raise InvalidAnswer(f"viewer max_zoom must be a number from 1 to {VIEWER_MAX_ZOOM:g}, got {zoom!r}")
+    activity["max_zoom"] = round(float(zoom), 2)
+    return activity
+
+
 def reading_scores(label: str, slider: int, question: str, positive_label: str) -> tuple[int, int]:
     """(confidence in the chosen label, probability of the positive class), both 0-100, from either question.
 

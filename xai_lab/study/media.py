@@ -2,7 +2,8 @@
 
     media = StudyMedia.open(case_set)
     media.image_png("case-0042")                          # the radiograph, large and smooth
-    media.overlay_png("case-0042", "gradcam", target=1)   # from the explanation cache, or None
+    media.reading_png("case-0042")                        # grey, native pixels: the viewer windows it
+    media.layer_png("case-0042", "gradcam", target=1, look="contour")  # the cached map alone (RGBA), or None
 
 The study UI only reads: overlays were computed by `prepare_study` into the model's explanation
 cache, so a participant never waits for a saliency method and every participant sees the same
@@ -15,11 +16,15 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+from PIL import Image
+
 from xai_lab.casebook import to_display_image
 from xai_lab.data.records import ImageDataset
+from xai_lab.data.squares import MAX_READING_PX, reading_copy_path
 from xai_lab.data.storage import load_dataset
 from xai_lab.errors import ConfigError
 from xai_lab.explain.cache import ExplanationCache
+from xai_lab.explain.overlay import render_layer
 from xai_lab.explain.precompute import cache_settings, locate_cases
 from xai_lab.model.storage import read_model_card, resolve_model_dir
 from xai_lab.paths import explanation_cache_dir
@@ -49,10 +54,25 @@ class StudyMedia:
         split, index = self._where(case_id)
         return _png(to_display_image(self.dataset[split].images[index], display_size))
 
-    def overlay_png(self, case_id: str, method: str, target: int | None = None) -> bytes | None:
+    def reading_png(self, case_id: str) -> bytes:
+        """The image at its own resolution: the import's reading copy (image folders, DICOM), else
+        the stored pixels in grey, at most `MAX_READING_PX`. The viewer zooms into these pixels and
+        applies window/level to their grey values."""
+        split, index = self._where(case_id)
+        copy = reading_copy_path(self.dataset.path, case_id)
+        if copy.is_file():
+            return copy.read_bytes()
+        pixels = self.dataset[split].images[index].float().mean(dim=0)
+        picture = Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().numpy(), mode="L")
+        if max(picture.size) > MAX_READING_PX:
+            picture.thumbnail((MAX_READING_PX, MAX_READING_PX), Image.Resampling.LANCZOS)
+        return _png(picture)
+
+    def layer_png(self, case_id: str, method: str, target: int | None = None, look: str = "contour") -> bytes | None:
+        """The cached map alone as an RGBA layer in `look`, or None when the cache has no entry."""
         self._where(case_id)
         entry = self.cache.load_explanation(case_id, method, cache_settings(method, target=target))
-        return None if entry is None else entry.overlay_png
+        return None if entry is None else _png(render_layer(entry.attribution, look, display_size=DISPLAY_SIZE))
 
     def _where(self, case_id: str) -> tuple[str, int]:
         try:

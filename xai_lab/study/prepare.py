@@ -60,7 +60,8 @@ def prepare_study(design: StudyDesign, engine: Engine | None = None,
     predictions = predict_cases(model, split.images, split.labels.tolist(), list(split.case_ids))
     provenance = {"dataset": dataset.name, "dataset_sha256": dataset.card.content_sha256,
                   "model": design.data.model, "model_sha256": card.get("weights_sha256", "")}
-    case_set = select_cases(design, predictions, list(dataset.class_names), method, provenance)
+    case_set = select_cases(design, predictions, list(dataset.class_names), method, provenance,
+                            threshold=(card.get("decision") or {}).get("threshold"))
     chosen = case_set.cases + case_set.practice
     planted = {case.case_id: case.target for case in chosen if case.advice_source == "planted"}
     summary = precompute(model, dataset, ExplanationCache(explanation_cache_dir(design.data.model), card),

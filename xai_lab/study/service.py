@@ -170,14 +170,24 @@ class StudyService:
 
     def record_toggle(self, token: str, step_key: str, visible: bool, idempotency_key: str) -> None:
         """Log that the participant showed or hid the overlay on the current trial step."""
+        self._log_on_trial(token, step_key, "overlay_toggle", {"visible": bool(visible)}, idempotency_key)
+
+    def record_viewer(self, token: str, step_key: str, activity: dict[str, Any], idempotency_key: str) -> None:
+        """Log how the participant used the viewer on the current trial step (zoom, pan, contrast)."""
+        # the key's last part is the phase of a trial key; any other key is refused before anything is written
+        payload = {"phase": step_key.rsplit(":", 1)[-1], **flow.check_viewer_activity(activity)}
+        self._log_on_trial(token, step_key, "viewer", payload, idempotency_key)
+
+    def _log_on_trial(self, token: str, step_key: str, kind: str, payload: dict[str, Any],
+                      idempotency_key: str) -> None:
+        """Append an event about how the current trial step is being read (not an answer)."""
         with self.engine.begin() as connection:
             row = self._participant(connection, token)
             self._check_current(connection, row, step_key, idempotency_key)
             if StepKey.parse(step_key).kind not in ("trial", "practice"):
-                raise NotCurrentStep(f"the overlay can only be toggled on a trial step, not {step_key!r}")
-            event = repo.append_event(connection, self.design.id, row["participant_id"], "overlay_toggle",
-                                      {"visible": bool(visible)}, step_key=step_key,
-                                      idempotency_key=idempotency_key)
+                raise NotCurrentStep(f"{kind} is logged on trial steps only, not {step_key!r}")
+            event = repo.append_event(connection, self.design.id, row["participant_id"], kind, payload,
+                                      step_key=step_key, idempotency_key=idempotency_key)
             apply_event(connection, event)
 
     def withdraw(self, token: str) -> Step:
@@ -292,11 +302,13 @@ class StudyService:
             "advice_source": case.advice_source if shows_ai else None,
             "explanation_method": self.case_set.explanation_method if overlay_shown else None,
             "overlay_shown": overlay_shown if shows_ai else None,
+            "overlay_look": self._look(arm) if overlay_shown else None,
             "initial_label": pending.get("label"), "initial_confidence": pending.get("confidence"),
             "final_label": label, "final_confidence": confidence, "final_correct": label == case.true_label,
             "rt_initial_ms": pending.get("rt_ms"), "rt_final_ms": rt_ms,
             "started_at": pending.get("started_at") or row["shown_at"], "completed_at": answered_at,
             "overlay_toggles": int((row["pending"] or {}).get("toggles", 0)),
+            **viewer_columns((row["pending"] or {}).get("viewer", {})),
             "record_id": "r" + hashlib.sha256(f"{row['participant_id']}:{key.index}".encode()).hexdigest()[:12],
             "initial_score": pending.get("score"), "final_score": score,
         }
@@ -310,7 +322,17 @@ class StudyService:
 
     def _overlay_available(self, arm: str, case: StudyCase) -> bool:
         explanation = self.design.explanation
-        return bool(explanation.overlay.get(arm)) and case.ai_confidence >= explanation.min_confidence
+        return bool(explanation.overlay.get(arm)) and case.ai_confidence >= explanation.min_confidence \
+            and not (self._no_finding(case) and self.case_set.normal_advice == "withhold")
+
+    def _no_finding(self, case: StudyCase) -> bool:
+        """The AI suggests the no-finding class (the first of two, e.g. normal)."""
+        names = self.case_set.class_names
+        return len(names) == 2 and case.ai_label == names[0]
+
+    def _look(self, arm: str) -> str:
+        # a case set prepared before looks existed keeps the full heat map its participants saw
+        return (self.case_set.overlay_looks or {}).get(arm, "heatmap")
 
     def _rating_rows(self, row, index: int, answer: dict[str, Any], answered_at: str) -> list[dict[str, Any]]:
         target = row["rating_targets"][index]
@@ -387,8 +409,11 @@ class StudyService:
             content["ai"] = {
                 "label": case.ai_label,
                 "confidence": case.ai_confidence if display == "percent" else None,
+                "threshold": self.case_set.decision_threshold,
+                "no_finding": self._no_finding(case),
                 "overlay": {"method": self.case_set.explanation_method, "model": self.case_set.model,
-                            "target": case.target if case.advice_source == "planted" else None}
+                            "target": case.target if case.advice_source == "planted" else None,
+                            "look": self._look(arm)}
                 if self._overlay_available(arm, case) else None,
             }
         initial = (row["pending"] or {}).get("initial")
@@ -396,6 +421,14 @@ class StudyService:
             content["initial"] = {"label": initial["label"], "confidence": initial["confidence"],
                                   "score": initial.get("score")}
         return content
+
+
+def viewer_columns(by_phase: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A trial's viewer use over both looks (verify) or its one look: the covariate "looked closely"."""
+    reports = list(by_phase.values())
+    return {"viewer_max_zoom": max((r["max_zoom"] for r in reports), default=1.0),
+            "viewer_actions": sum(r["zoom_actions"] + r["pan_actions"] for r in reports),
+            "viewer_window_changes": sum(r["window_changes"] for r in reports)}
 
 
 def _no_fields(answer: dict[str, Any]) -> None:
@@ -444,6 +477,10 @@ def apply_event(connection: Connection, event: dict[str, Any]) -> None:
         pending = _pending(connection, participant_id)
         pending["toggles"] = pending.get("toggles", 0) + 1
         connection.execute(update(participants).where(where).values(pending=pending))
+    elif kind == "viewer":  # cumulative per phase: the latest report of a phase replaces the earlier
+        pending = _pending(connection, participant_id)
+        pending["viewer"] = {**pending.get("viewer", {}), payload["phase"]: payload}
+        connection.execute(update(participants).where(where).values(pending=pending))
     elif kind == "withdrawn":
         values = {"status": "withdrawn", "step_key": "withdrawn", "withdrawn_at": event["created_at"],
                   "arm": payload.get("arm"), "stratum": payload.get("stratum")}
@@ -469,6 +506,7 @@ def _apply_answer(connection: Connection, participant_id: str, event: dict[str, 
         pending.pop("initial", None)
     if "trial" in payload or "practice" in payload:
         pending.pop("toggles", None)
+        pending.pop("viewer", None)
     if "trial" in payload:
         connection.execute(trials.insert().values(**payload["trial"]))
     if payload.get("ratings"):

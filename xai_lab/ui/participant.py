@@ -32,6 +32,7 @@ from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.flow import InvalidAnswer
 from xai_lab.study.service import EnrolmentClosed, NotCurrentStep, ReplayedSubmit, Step, UnknownToken
 from xai_lab.ui import resources
+from xai_lab.ui.viewer import show_viewer
 
 LOG = logging.getLogger(__name__)
 
@@ -39,10 +40,21 @@ LOG = logging.getLogger(__name__)
 class DatabaseUnavailable(XaiLabError):
     """The study database could not be reached; the page says so calmly."""
 
-# Images are sent at their own size (512 px square, from `StudyMedia`): st.image re-encodes any
-# image it has to shrink on every rerun, which dominated the server's CPU under load.
-LEGEND = ("Brighter yellow marks the areas that most influenced the AI's suggestion; dark purple, little "
-          "influence. The map shows where the AI looked, not whether it is right.")
+# Case images go to the viewer (`xai_lab.ui.viewer`) at their stored resolution, at most 1024 px:
+# the browser scales and windows them, so the server encodes each image once (cached).
+# What the map means, per look (explain/looks.py); the last sentence is the same everywhere.
+_NOT_RIGHTNESS = "It shows where the AI looked, not whether it is right."
+LEGENDS = {
+    "contour": "The yellow outline marks the area that most influenced the AI's suggestion; the image stays "
+               "visible under the light tint. " + _NOT_RIGHTNESS,
+    "side_by_side": "Left: the image as it is. Right: the yellow outline marks the area that most influenced the "
+                    "AI's suggestion. " + _NOT_RIGHTNESS,
+    "heatmap": "Brighter yellow marks the areas that most influenced the AI's suggestion; dark purple, little "
+               "influence. " + _NOT_RIGHTNESS,
+}
+NORMAL_MAP_NOTE = ("For a normal suggestion the map marks what the AI judged normal; it does not mark a finding.")
+NO_MAP_FOR_NORMAL = ("No map is shown when the AI suggests normal: it would mark normal areas, and colour is easily "
+                     "read as a finding.")
 
 # Questions as a person would ask them, not the export's column names.
 PROFILE_QUESTIONS = {
@@ -233,7 +245,9 @@ def _submit(served: ServedStudy, token: str, step_key: str, answer: dict[str, An
         st.session_state["notice"] = ("That screen had already been answered (perhaps in another tab or window). "
                                       "You are now at your current step.")
     except InvalidAnswer as error:
-        st.session_state["problem"] = str(error)
+        LOG.info("study page: an answer was refused (%s)", error)
+        st.session_state["problem"] = "That answer could not be saved because part of it was missing. Please " \
+                                      "answer every question on this screen and try again."
 
 
 def _notices() -> None:
@@ -281,7 +295,8 @@ def _instructions(served: ServedStudy, token: str, step: Step) -> None:
     _progress(step)
     st.subheader("How this works")
     st.markdown(step.content["text"])
-    st.caption("Take the time you need. Hover over an image and press its expand button to see it larger. "
+    st.caption("Take the time you need. Zoom with + and − or the mouse wheel, drag to move, and change the "
+               "contrast with the buttons under the image (keyboard: click the image, then +, −, arrows, 1-4, 0). "
                "Your answers are saved as you go. If the page closes, open your study link again in this browser, "
                "or use your personal link under \"Continue later\" at the bottom of the page.")
     st.button("Start", type="primary", key=f"go:{step.key}", on_click=_submit, args=(served, token, step.key, {}))
@@ -295,7 +310,7 @@ def _trial(served: ServedStudy, token: str, step: Step) -> None:
         heading = "Practice case" if content["practice"] else f"Case {content['trial_index'] + 1} of " \
                                                               f"{content['n_trials']}"
         st.subheader(heading)
-        overlay = _ai_panel(served, token, step) if content["show_ai"] else None
+        shown_map = _ai_panel(served, token, step) if content["show_ai"] else None
         if content.get("initial"):
             first = content["initial"]
             if content.get("question") == "probability":
@@ -307,35 +322,65 @@ def _trial(served: ServedStudy, token: str, step: Step) -> None:
             st.caption("Decide on your own first. You will then see the AI's suggestion and can decide again.")
         _decision(served, token, step, content)
     with image_side:
-        # the overlay adds its colour bar on the right; the radiograph keeps its 512 px either way
-        st.image(overlay if overlay is not None else resources.image_png(served.design.id, content["case_id"]),
-                 output_format="PNG")
+        layer, visible, look = shown_map or (None, False, "")
+        viewer_key = f"viewer:{step.key}"
+        show_viewer(viewer_key, resources.reading_png(served.design.id, content["case_id"]), layer,
+                    layer_visible=visible, side_by_side=look == "side_by_side", heatmap_legend=look == "heatmap",
+                    on_activity=lambda: _log_viewer(served, token, step.key, viewer_key))
 
 
-def _ai_panel(served: ServedStudy, token: str, step: Step) -> bytes | None:
-    """The AI's label, calibrated confidence and overlay toggle; returns the overlay to show, if on."""
+def _log_viewer(served: ServedStudy, token: str, step_key: str, viewer_key: str) -> None:
+    state = st.session_state.get(viewer_key) or {}
+    activity = state.get("activity") if hasattr(state, "get") else getattr(state, "activity", None)
+    if not activity:
+        return
+    try:
+        served.service.record_viewer(token, step_key, dict(activity), uuid.uuid4().hex)
+    except (NotCurrentStep, ReplayedSubmit, InvalidAnswer):
+        pass  # another tab moved on, or a malformed report: the trial is recorded without it
+
+
+def _ai_panel(served: ServedStudy, token: str, step: Step) -> tuple[bytes, bool, str] | None:
+    """The AI's label, calibrated probability and map toggle; returns (map layer, shown, look)
+    when the step has a map."""
     ai = step.content["ai"]
     with st.container(border=True):
-        # "probability of <label>", not "confident": with a decision threshold below 50% the AI can
-        # suggest a label whose calibrated probability is under one half, and "48% confident" in a
-        # suggestion would read as a contradiction.
-        confidence = (f" · probability of {ai['label']}: {ai['confidence']:.0%}" if ai.get("confidence") is not None
-                      else "")
-        st.markdown(f"**AI suggestion: {ai['label']}**{confidence}")
-        st.caption("The probability is calibrated: of cases given 80%, about 80% have that finding.")
+        st.markdown(f"**AI suggestion: {ai['label']}**")
+        if ai.get("confidence") is not None:
+            st.markdown(advice_probability(ai, step.content["class_names"]))
+            st.caption("The AI's probabilities are calibrated: of cases given 80%, about 80% have the finding.")
         overlay = ai.get("overlay")
         if overlay is None:
-            st.caption("No heat map is shown for this case.")
+            st.caption(NO_MAP_FOR_NORMAL if ai.get("no_finding") and served.case_set.normal_advice == "withhold"
+                       else "No map is shown for this case.")
             return None
-        png = resources.overlay_png(served.design.id, step.content["case_id"], overlay["method"], overlay["target"])
+        look = overlay.get("look", "heatmap")
+        png = resources.layer_png(served.design.id, step.content["case_id"], overlay["method"], overlay["target"],
+                                  look)
         if png is None:
-            st.caption("The heat map for this case is unavailable.")
+            st.caption("The map for this case could not be loaded. Please decide from the image.")
             return None
         toggle_key = f"overlay:{step.key}"
-        visible = st.toggle("Show the AI's heat map", value=True, key=toggle_key, on_change=_log_toggle,
+        visible = st.toggle("Show the AI's map", value=True, key=toggle_key, on_change=_log_toggle,
                             args=(served, token, step.key, toggle_key))
-        st.caption(LEGEND if visible else "The heat map is hidden; switch it on to see where the AI looked.")
-        return png if visible else None
+        legend = LEGENDS[look] + (" " + NORMAL_MAP_NOTE if ai.get("no_finding") else "")
+        st.caption(legend if visible else "The map is hidden. Switch it on to see where the AI looked.")
+        return png, visible, look
+
+
+def advice_probability(ai: dict[str, Any], class_names: list[str]) -> str:
+    """The advice's number in words that cannot contradict the label: for two classes, the
+    probability of the finding and the threshold the AI suggests it from; otherwise the
+    probability of the suggested label, which is the highest the AI gives."""
+    threshold = ai.get("threshold")
+    if threshold is None or len(class_names) != 2:
+        return f"Probability of {ai['label']}: {ai['confidence']:.0%}."
+    finding = class_names[1]
+    p_finding = ai["confidence"] if ai["label"] == finding else 1 - ai["confidence"]
+    shown, cut = round(100 * p_finding), round(100 * threshold)
+    # rounding can put a value just under the threshold onto it ("43%" below "from 43%")
+    number = f"just under {cut}%" if p_finding < threshold and shown >= cut else f"{shown}%"
+    return f"Probability of {finding}: {number}. The AI suggests {finding} from {cut}%."
 
 
 def _log_toggle(served: ServedStudy, token: str, step_key: str, toggle_key: str) -> None:
@@ -360,18 +405,36 @@ def _decision(served: ServedStudy, token: str, step: Step, content: dict[str, An
     st.caption("Now choose your answer." if touched else "Move the slider to how sure you are; then choose your "
                                                               "answer.")
     columns = st.columns(len(content["class_names"]))
+    truth = _practice_truth(served, content)
     for column, name in zip(columns, content["class_names"], strict=True):
         column.button(name.capitalize(), type="primary", disabled=not touched, key=f"decide:{step.key}:{name}",
                       width="stretch", on_click=_decide,
-                      args=(served, token, step.key, name, question, confidence_key, touched_key))
+                      args=(served, token, step.key, name, question, confidence_key, touched_key,
+                            _feedback(truth, name, content) if truth else None))
+
+
+def _practice_truth(served: ServedStudy, content: dict[str, Any]) -> str | None:
+    """The practice case's true label, when the design gives feedback and this is its last look."""
+    if not (content["practice"] and content["phase"] == "final" and served.design.trials.practice_feedback):
+        return None
+    return next((case.true_label for case in served.case_set.practice if case.case_id == content["case_id"]), None)
+
+
+def _feedback(truth: str, answer: str, content: dict[str, Any]) -> str:
+    ai = content.get("ai", {}).get("label")
+    said = f" The AI suggested {ai}." if ai else ""
+    verdict = "Your answer matches." if answer == truth else f"You answered {answer}."
+    return f"Practice case: this image shows {truth}. {verdict}{said} The study cases will not say."
 
 
 def _decide(served: ServedStudy, token: str, step_key: str, label: str, question: str, slider_key: str,
-            touched_key: str) -> None:
+            touched_key: str, feedback: str | None = None) -> None:
     if not st.session_state.get(touched_key):
         st.session_state["problem"] = "Please move the slider first."
         return
     _submit(served, token, step_key, {"label": label, question: int(st.session_state[slider_key])})
+    if feedback and "problem" not in st.session_state:
+        st.session_state["notice"] = feedback
 
 
 def _attention(served: ServedStudy, token: str, step: Step) -> None:
@@ -385,17 +448,22 @@ def _attention(served: ServedStudy, token: str, step: Step) -> None:
         for column, label in zip(st.columns(len(content["class_names"])), content["class_names"], strict=True):
             column.button(label.capitalize(), key=f"attention:{step.key}:{label}", width="stretch",
                           on_click=_submit, args=(served, token, step.key, {"label": label}))
-    image_side.image(resources.image_png(served.design.id, content["case_id"]), output_format="PNG")
+    with image_side:
+        show_viewer(f"viewer:{step.key}", resources.reading_png(served.design.id, content["case_id"]))
 
 
 def _likert(step: Step, items: list[dict[str, Any]]) -> dict[str, int | None]:
+    """Each item: the question, then its anchors at the two ends of an evenly spaced row of points
+    (a caption under only the first and last point would widen their gaps)."""
     answers = {}
     for item in items:
         low, high = item["scale_min"], item["scale_max"]
-        answers[item["id"]] = st.radio(item["text"], list(range(low, high + 1)), index=None, horizontal=True,
-                                       key=f"{step.key}:{item['id']}",
-                                       captions=[item["anchors"][0] if v == low else item["anchors"][1]
-                                                 if v == high else "" for v in range(low, high + 1)])
+        st.markdown(f"**{item['text']}**")
+        left, scale, right = st.columns([2, 5, 2], vertical_alignment="center", gap="small")
+        left.caption(item["anchors"][0], text_alignment="right")
+        answers[item["id"]] = scale.radio(item["text"], list(range(low, high + 1)), index=None, horizontal=True,
+                                          key=f"{step.key}:{item['id']}", label_visibility="collapsed")
+        right.caption(item["anchors"][1])
     return answers
 
 
@@ -403,10 +471,12 @@ def _rating(served: ServedStudy, token: str, step: Step) -> None:
     content = step.content
     _progress(step)
     st.subheader("How did this clinician do?")
-    with st.container(border=True):
+    record, questions = st.columns([2, 3], gap="large")
+    with record, st.container(border=True):
         _rating_target(served, content)
-    answers = _likert(step, content["items"])
-    _continue(served, token, step, answers)
+    with questions:
+        answers = _likert(step, content["items"])
+        _continue(served, token, step, answers)
 
 
 def _rating_target(served: ServedStudy, content: dict[str, Any]) -> None:
@@ -420,13 +490,16 @@ def _rating_target(served: ServedStudy, content: dict[str, Any]) -> None:
         lines.append(f"- First reading on their own: **{target['initial_label']}** "
                      f"({target['initial_confidence']}% sure)")
     if target.get("ai_label"):
-        lines.append(f"- AI suggestion: **{target['ai_label']}** (probability {target['ai_confidence']:.0%})")
+        advice = {"label": target["ai_label"], "confidence": target["ai_confidence"],
+                  "threshold": served.case_set.decision_threshold}
+        lines.append(f"- AI suggestion: **{target['ai_label']}**. "
+                     f"{advice_probability(advice, list(served.case_set.class_names))}")
     lines.append(f"- Final decision: **{target['final_label']}** ({target['final_confidence']}% sure)")
     if "true_label" in target:
         lines.append(f"- Correct answer: **{target['true_label']}**")
     st.markdown("\n".join(lines))
     try:
-        st.image(resources.thumbnail_png(served.design.id, target["case_id"]), output_format="PNG")
+        st.image(resources.thumbnail_png(served.design.id, target["case_id"]), output_format="PNG", width=220)
     except XaiLabError:
         pass  # a record from a case outside this study's case set: the description stands alone
 

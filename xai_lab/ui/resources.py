@@ -11,23 +11,23 @@ import streamlit as st
 
 from xai_lab.ui.registry import access_guard, catalogue, database, media
 
-__all__ = ["access_guard", "catalogue", "client_address", "database", "image_png", "media", "overlay_png",
+__all__ = ["access_guard", "catalogue", "client_address", "database", "layer_png", "media", "reading_png",
            "thumbnail_png"]
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def image_png(study_id: str, case_id: str) -> bytes:
-    return media(study_id).image_png(case_id)
+def reading_png(study_id: str, case_id: str) -> bytes:
+    return media(study_id).reading_png(case_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def layer_png(study_id: str, case_id: str, method: str, target: int | None, look: str) -> bytes | None:
+    return media(study_id).layer_png(case_id, method, target, look)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def thumbnail_png(study_id: str, case_id: str) -> bytes:
     return media(study_id).image_png(case_id, display_size=256)
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def overlay_png(study_id: str, case_id: str, method: str, target: int | None) -> bytes | None:
-    return media(study_id).overlay_png(case_id, method, target)
 
 
 def client_address() -> str:

@@ -68,40 +68,56 @@ def render() -> None:
     st.caption("Teaching only: nothing on this page is recorded. Not for clinical use.")
     cards = list_datasets()
     if not cards:
-        st.info("No datasets yet. Run `xai-lab demo` (or `xai-lab data synth --name synthetic`) and reload.")
+        st.info("There are no datasets yet. Run `xai-lab demo` (or `xai-lab data synth --name synthetic`) and "
+                "reload this page.")
         return
-    settings = st.columns([2, 2, 1, 2])
-    names = [c.name for c in cards]
-    card = {c.name: c for c in cards}[settings[0].selectbox("Dataset", names, index=_guide_choice(names),
-                                                            key="trainer:dataset")]
-    models = _models_for(card.content_sha256, card.image_size[-1])
-    if not models:
-        st.info(f"No model for dataset '{card.name}' yet: `xai-lab train --data {card.name}`.")
+    # Controls on the left, maps on the right: the maps start near the top of a 1366 x 768 screen.
+    controls, maps = st.columns([1, 3], gap="medium")
+    with controls:
+        chosen = _choose(cards)
+    if chosen is None:
         return
-    model_name = settings[1].selectbox("Model", list(models), index=_guide_choice(list(models), card.name),
-                                       key="trainer:model")
-    dataset = _dataset(card.name)
-    index = int(settings[2].number_input("Test case", 0, len(dataset["test"]) - 1, _first_lesion(dataset),
-                                           key="trainer:case"))
-    upload = settings[3].file_uploader("... or your own image (PNG/JPEG)", type=["png", "jpg", "jpeg"],
-                                       max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024))
-    model, _ = _model(models[model_name])
-    image, mask, truth = _chosen_image(dataset, index, upload, model)
-    if image is None:
-        return
-    unfamiliar = upload is not None and _familiarity(models[model_name], card.name).is_unfamiliar(image)
-    if unfamiliar:
-        st.warning("This image does not look like the images the model learned from. Its answer, and how sure it "
-                   "says it is, mean little here: the confidence was calibrated only on images like its training "
-                   "data.")
-    _prediction(model, image, dataset.class_names, truth, calibrated=not unfamiliar)
-    methods, alpha, clip, outline = _view_controls(mask is not None)
-    look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": mask if outline else None, "display_size": 384}
-    _method_panels(models[model_name], image, methods, look)
+    dataset, folder, image, mask, truth, unfamiliar = chosen
+    with controls:
+        model, _ = _model(folder)
+        _prediction(model, image, dataset.class_names, truth, unfamiliar)
+        methods, alpha, clip, outline = _view_controls(mask is not None)
+    look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": mask if outline else None}
+    with maps:
+        if unfamiliar:
+            st.warning("This image does not look like the images the model learned from. Its answer, and how sure "
+                       "it says it is, mean little here: the confidence was calibrated only on images like its "
+                       "training data.")
+        _method_panels(folder, image, methods, look, dataset.class_names)
     st.divider()
     _randomisation(model, image, methods)
     st.divider()
-    _second_model(models, model_name, image, methods, look)
+    _second_model(_models_for(dataset.card.content_sha256, dataset.card.image_size[-1]), folder, image, methods,
+                  look, dataset.class_names)
+
+
+def _choose(cards: list) -> tuple | None:
+    """Dataset, model, case or upload; returns (dataset, model folder, image, mask, truth, unfamiliar)."""
+    names = [c.name for c in cards]
+    card = {c.name: c for c in cards}[st.selectbox("Dataset", names, index=_guide_choice(names),
+                                                   key="trainer:dataset")]
+    models = _models_for(card.content_sha256, card.image_size[-1])
+    if not models:
+        st.info(f"There is no model for dataset '{card.name}' yet. Train one with `xai-lab train --data {card.name}`.")
+        return None
+    model_name = st.selectbox("Model", list(models), index=_guide_choice(list(models), card.name),
+                              key="trainer:model")
+    dataset = _dataset(card.name)
+    index = int(st.number_input("Test case", 0, len(dataset["test"]) - 1, _first_lesion(dataset),
+                                key="trainer:case"))
+    upload = st.file_uploader("... or your own image (PNG or JPEG)", type=["png", "jpg", "jpeg"],
+                              max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024))
+    model, _ = _model(models[model_name])
+    image, mask, truth = _chosen_image(dataset, index, upload, model)
+    if image is None:
+        return None
+    unfamiliar = upload is not None and _familiarity(models[model_name], card.name).is_unfamiliar(image)
+    return dataset, models[model_name], image, mask, truth, unfamiliar
 
 
 def _first_lesion(dataset: ImageDataset) -> int:
@@ -139,34 +155,54 @@ def _chosen_image(dataset: ImageDataset, index: int, upload, model: ImageClassif
 
 
 def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[str], truth: str | None,
-                calibrated: bool) -> None:
+                unfamiliar: bool) -> None:
     prediction = predict_image(model, image)
-    cells = st.columns(3)
-    cells[0].metric("Model says", f"{class_names[prediction.label]} ({prediction.confidence:.0%})")
-    cells[1].metric("Truth", truth or "unknown (uploaded)")
-    if calibrated:
-        cells[2].caption("The percentage is calibrated on validation images like these (temperature scaling).")
+    # an unfamiliar image gets no percentage: a calibrated number is only calibrated on familiar images
+    said = class_names[prediction.label] + ("" if unfamiliar else f" ({prediction.confidence:.0%})")
+    st.markdown(f"**Model says:** {said}  \n**Truth:** {truth or 'unknown'}")
+    st.caption("Not meaningful for this image: see the warning." if unfamiliar else
+               "The percentage is calibrated on validation images like these (temperature scaling).")
 
 
 def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
-    controls = st.columns([4, 2, 2, 2])
-    methods = controls[0].multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4)
-    alpha = controls[1].slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
-    clip = controls[2].slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
-                              help="Values above this percentile of the map get the top colour.")
-    outline = controls[3].checkbox("Outline the true lesion", value=has_mask, disabled=not has_mask)
+    methods = st.multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4,
+                             format_func=_title)
+    alpha = st.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
+    clip = st.slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
+                     help="Values above this percentile of the map get the top colour.")
+    outline = st.checkbox("Outline the true lesion", value=has_mask, disabled=not has_mask)
     return methods, alpha, clip, outline
 
 
-def _method_panels(folder: str, image: torch.Tensor, methods: list[str], look: dict) -> None:
+MAPS_ROW_PX = 960  # the widest the row of maps gets beside the controls
+
+
+def _title(method: str) -> str:
+    return METHODS[method].title
+
+
+def map_columns(n_methods: int) -> int:
+    """Columns for a row of maps: at least two, so a single map is never taller than a 768-px screen."""
+    return max(n_methods, 2)
+
+
+def render_size(n_methods: int) -> int:
+    """Pixels each map is drawn at: twice its widest display width, so the browser only ever
+    shrinks it (sharp text on the colour bar at any number of methods, on any screen density)."""
+    return 2 * MAPS_ROW_PX // map_columns(n_methods)
+
+
+def _method_panels(folder: str, image: torch.Tensor, methods: list[str], look: dict, class_names: list[str]) -> None:
     if not methods:
         st.caption("Choose at least one method.")
         return
-    for column, method in zip(st.columns(len(methods)), methods, strict=True):
-        with column, st.spinner(f"{method} ..."):
-            overlay = render_overlay(image, _map(folder, image.numpy(), method), **look)
+    size = render_size(len(methods))
+    for column, method in zip(st.columns(map_columns(len(methods))), methods, strict=False):  # spare column: empty
+        with column, st.spinner(f"{METHODS[method].title} ..."):
+            overlay = render_overlay(image, _map(folder, image.numpy(), method), display_size=size, **look)
         column.image(overlay, caption=METHODS[method].title, width="stretch", output_format="PNG")
-    st.caption("Yellow = most influence on the prediction, dark purple = little. Amber line = the true lesion.")
+    st.caption(f"Each map explains the model's answer ({' or '.join(class_names)}). Yellow = most influence on "
+               "the answer, dark purple = little. Amber line = the true lesion.")
 
 
 def _randomisation(model: ImageClassifier, image: torch.Tensor, methods: list[str]) -> None:
@@ -174,33 +210,51 @@ def _randomisation(model: ImageClassifier, image: torch.Tensor, methods: list[st
     st.caption("If a map barely changes when the model's learned weights are replaced by random ones, it is "
                "showing the image, not what the model learned.")
     row = st.columns([2, 1])
-    method = row[0].selectbox("Method to check", methods or list(METHODS), key="randomise_method")
+    method = row[0].selectbox("Method to check", methods or list(METHODS), key="randomise_method",
+                              format_func=_title)
     if not row[1].button("Run the randomisation check", key="trainer:randomise"):
         return
     with st.spinner("Randomising layer by layer ..."):
         steps, passed = randomisation_cascade(model, image, method)
+    blocks = len(model.network.features)
     for column, step in zip(st.columns(len(steps)), steps, strict=True):
-        label = "original" if step.randomised_up_to == "original" else f"random to {step.randomised_up_to}"
-        column.image(step.overlay, caption=f"{label}\nSSIM {step.ssim:.2f}", width="stretch", output_format="PNG")
+        column.image(step.overlay, caption=f"{cascade_caption(step.randomised_up_to, blocks)} (SSIM {step.ssim:.2f})",
+                     width="stretch", output_format="PNG")
     verdict = "passes" if passed else "FAILS"
-    st.markdown(f"**{method} {verdict}** on this image: fully randomised, SSIM {steps[-1].ssim:.2f} and rank "
+    st.markdown(f"**{_title(method)} {verdict}** on this image: fully randomised, SSIM {steps[-1].ssim:.2f} and rank "
                 f"correlation {steps[-1].spearman:.2f} to the original (pass: both below 0.5).")
 
 
-def _second_model(models: dict[str, str], first: str, image: torch.Tensor, methods: list[str], look: dict) -> None:
+def cascade_caption(randomised_up_to: str, blocks: int) -> str:
+    """A cascade step in words: "head" and "features.k" are the network's names for its output layer
+    and its k-th feature block (0 = nearest the image)."""
+    if randomised_up_to == "original":
+        return "trained weights"
+    if randomised_up_to == "head":
+        return "output layer's weights randomised"
+    block = int(randomised_up_to.rsplit(".", 1)[1]) + 1
+    return f"weights randomised from the output back to block {block} of {blocks}"
+
+
+def _second_model(models: dict[str, str], first_folder: str, image: torch.Tensor, methods: list[str], look: dict,
+                  class_names: list[str]) -> None:
     st.subheader("Compare with another model")
     st.caption("Train one on a shortcut (a marker that gives the answer away) and one on an uninformative marker; "
                "see docs/trainer-guide.md. The maps show which model looks at the marker.")
+    first = next(name for name, folder in models.items() if folder == first_folder)
     others = [name for name in models if name != first]
     if not others:
         st.caption("Only one model fits these images; the trainer guide shows how to train a shortcut model.")
         return
     row = st.columns([2, 2])
     other = row[0].selectbox("Second model", others)
-    method = row[1].selectbox("Method", methods or list(METHODS), key="compare_method")
+    method = row[1].selectbox("Method", methods or list(METHODS), key="compare_method", format_func=_title)
     left, right = st.columns(2)
     for column, name in ((left, first), (right, other)):
-        prediction = predict_image(_model(models[name])[0], image)
-        overlay = render_overlay(image, _map(models[name], image.numpy(), method), **look)
-        column.image(overlay, caption=f"{name}: class {prediction.label} at {prediction.confidence:.0%}",
+        model, card = _model(models[name])
+        prediction = predict_image(model, image)
+        labels = card.get("dataset", {}).get("class_names") or class_names  # the model's own classes
+        overlay = render_overlay(image, _map(models[name], image.numpy(), method), display_size=render_size(2),
+                                 **look)
+        column.image(overlay, caption=f"{name}: {labels[prediction.label]} at {prediction.confidence:.0%}",
                      width="stretch", output_format="PNG")

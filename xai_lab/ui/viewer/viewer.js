@@ -1,0 +1,233 @@
+// The case viewer (xai_lab/ui/viewer.py). Panzoom (vendored above this file) zooms and pans a
+// canvas; the canvas applies window/level to the radiograph's grey values and then draws the
+// AI's map layer on top, so changing the contrast never recolours the map. Every action is
+// counted and reported once the reader pauses, so the study can log "looked closely" without a
+// server round trip per wheel tick.
+
+const ZOOM_STEP = 0.25; // Panzoom's relative step: 1.25x per press
+const MAX_ZOOM = 8;
+const PAN_STEP_PX = 40;
+const REPORT_AFTER_MS = 600;
+const MIN_CANVAS_PX = 512; // the map layer's outline stays sharp on small native images
+const MAX_CANVAS_PX = 1024;
+
+export default function ({ data, parentElement, setStateValue }) {
+  let viewer = parentElement.__xaiViewer;
+  if (!viewer || viewer.id !== data.id) {
+    viewer = createViewer(parentElement, data, setStateValue);
+    parentElement.__xaiViewer = viewer; // reruns (slider, toggle) keep the zoom and contrast
+  }
+  viewer.update(data);
+}
+
+function element(tag, className, attributes = {}) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+function loadImage(source) {
+  return new Promise((resolve, reject) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.onerror = () => reject(new Error("the image did not load"));
+    image.src = source;
+  });
+}
+
+function createViewer(root, data, setStateValue) {
+  root.replaceChildren();
+  const style = document.createElement("style");
+  style.textContent = VIEWER_CSS; // defined just above this file by xai_lab/ui/viewer.py
+  root.append(style);
+  const frame = element("div", "viewer", { role: "group", "aria-label": "Case image viewer" });
+  const panes = element("div", data.side_by_side ? "panes two" : "panes");
+  const tools = element("div", "tools");
+  frame.append(panes, tools);
+  root.append(frame);
+
+  const state = {
+    id: data.id, base: null, layer: null, layerSource: null, layerVisible: true,
+    preset: 0, windowed: document.createElement("canvas"), grey: null, reportTimer: null,
+    activity: { zoom_actions: 0, pan_actions: 0, window_changes: 0, resets: 0, max_zoom: 1, window: "" },
+  };
+  const views = (data.side_by_side ? [false, true] : [true]).map((withLayer) => createPane(panes, withLayer));
+  let syncing = false;
+  for (const view of views) {
+    view.stage.addEventListener("panzoomchange", (event) => {
+      state.activity.max_zoom = Math.max(state.activity.max_zoom, Math.round(event.detail.scale * 100) / 100);
+      if (syncing) return;
+      syncing = true; // side by side: both panes show the same region
+      for (const other of views) {
+        if (other !== view) {
+          other.zoom.zoom(event.detail.scale, { animate: false, silent: true });
+          other.zoom.pan(event.detail.x, event.detail.y, { animate: false, silent: true });
+        }
+      }
+      syncing = false;
+    });
+    let start = null;
+    view.stage.addEventListener("panzoomstart", (event) => { start = { x: event.detail.x, y: event.detail.y }; });
+    view.stage.addEventListener("panzoomend", (event) => {
+      // a drag that moved the image, not a click on it
+      if (start && (event.detail.x !== start.x || event.detail.y !== start.y)) count("pan_actions");
+      start = null;
+    });
+    view.pane.addEventListener("wheel", (event) => {
+      view.zoom.zoomWithWheel(event);
+      count("zoom_actions");
+    }, { passive: false });
+    view.pane.addEventListener("keydown", (event) => onKey(event, view));
+  }
+
+  const buttons = [
+    button(tools, "+", "Zoom in (+)", () => { views[0].zoom.zoomIn(); count("zoom_actions"); }),
+    button(tools, "\u2212", "Zoom out (\u2212)", () => { views[0].zoom.zoomOut(); count("zoom_actions"); }),
+  ];
+  const label = element("span", "label");
+  label.textContent = "Contrast:";
+  tools.append(label);
+  const presetButtons = data.presets.map((preset, index) =>
+    button(tools, preset.label, `${preset.label} contrast (${index + 1})`, () => choosePreset(index)));
+  buttons.push(...presetButtons,
+    button(tools, "Reset", "Reset zoom and contrast (0)", () => resetView()));
+  if (data.heatmap_legend) {
+    const legend = element("span", "legend", { "aria-hidden": "true" });
+    legend.innerHTML = "<span>less</span><span class=\"ramp\"></span><span>more influence</span>";
+    tools.append(legend);
+  }
+
+  function button(parent, text, name, action) {
+    const node = element("button", "tool", { type: "button", "aria-label": name, title: name });
+    node.textContent = text;
+    node.addEventListener("click", action);
+    parent.append(node);
+    return node;
+  }
+
+  function onKey(event, view) {
+    const keys = {
+      "+": () => { view.zoom.zoomIn(); count("zoom_actions"); },
+      "=": () => { view.zoom.zoomIn(); count("zoom_actions"); },
+      "-": () => { view.zoom.zoomOut(); count("zoom_actions"); },
+      ArrowLeft: () => panBy(PAN_STEP_PX, 0), ArrowRight: () => panBy(-PAN_STEP_PX, 0),
+      ArrowUp: () => panBy(0, PAN_STEP_PX), ArrowDown: () => panBy(0, -PAN_STEP_PX),
+      0: () => resetView(),
+    };
+    data.presets.forEach((_, index) => { keys[String(index + 1)] = () => choosePreset(index); });
+    const action = keys[event.key];
+    if (!action) return;
+    event.preventDefault();
+    action();
+    function panBy(dx, dy) {
+      view.zoom.pan(dx / view.zoom.getScale(), dy / view.zoom.getScale(), { relative: true });
+      count("pan_actions");
+    }
+  }
+
+  function choosePreset(index) {
+    if (index !== state.preset) {
+      state.preset = index;
+      count("window_changes");
+      applyWindow();
+      draw();
+    }
+  }
+
+  function resetView() {
+    views[0].zoom.reset({ animate: false });
+    state.preset = 0;
+    applyWindow();
+    draw();
+    count("resets");
+  }
+
+  function count(what) {
+    state.activity[what] += 1;
+    state.activity.window = data.presets[state.preset].label;
+    clearTimeout(state.reportTimer);
+    state.reportTimer = setTimeout(() => setStateValue("activity", { ...state.activity }), REPORT_AFTER_MS);
+  }
+
+  function applyWindow() {
+    const { centre, width } = data.presets[state.preset];
+    const low = centre - width / 2;
+    const context = state.windowed.getContext("2d");
+    const pixels = context.createImageData(state.windowed.width, state.windowed.height);
+    for (let i = 0, p = 0; i < state.grey.length; i += 1, p += 4) {
+      const value = Math.min(255, Math.max(0, ((state.grey[i] - low) / width) * 255));
+      pixels.data[p] = pixels.data[p + 1] = pixels.data[p + 2] = value;
+      pixels.data[p + 3] = 255;
+    }
+    context.putImageData(pixels, 0, 0);
+    presetButtons.forEach((node, index) => node.setAttribute("aria-pressed", String(index === state.preset)));
+    frame.dataset.window = data.presets[state.preset].label;
+  }
+
+  function draw() {
+    if (!state.base) return;
+    for (const view of views) {
+      const context = view.canvas.getContext("2d");
+      context.imageSmoothingEnabled = true;
+      context.imageSmoothingQuality = "high";
+      context.drawImage(state.windowed, 0, 0, view.canvas.width, view.canvas.height);
+      if (view.withLayer && state.layer && state.layerVisible) {
+        context.drawImage(state.layer, 0, 0, view.canvas.width, view.canvas.height);
+      }
+    }
+    frame.dataset.ready = "true"; // browser tests wait for this before reading pixels
+  }
+
+  async function setBase(source) {
+    const image = await loadImage(source);
+    const grey = document.createElement("canvas");
+    grey.width = image.naturalWidth;
+    grey.height = image.naturalHeight;
+    const context = grey.getContext("2d");
+    context.drawImage(image, 0, 0);
+    const rgba = context.getImageData(0, 0, grey.width, grey.height).data;
+    state.grey = new Uint8ClampedArray(grey.width * grey.height);
+    for (let i = 0; i < state.grey.length; i += 1) state.grey[i] = rgba[4 * i];
+    state.windowed.width = grey.width;
+    state.windowed.height = grey.height;
+    const side = Math.min(MAX_CANVAS_PX, Math.max(MIN_CANVAS_PX, image.naturalWidth));
+    for (const view of views) {
+      view.canvas.width = side;
+      view.canvas.height = Math.round(side * image.naturalHeight / image.naturalWidth);
+    }
+    state.base = image;
+    applyWindow();
+  }
+
+  const ready = setBase(data.base);
+  return {
+    id: data.id,
+    async update(next) {
+      state.layerVisible = Boolean(next.layer_visible);
+      if (next.layer !== state.layerSource) {
+        state.layerSource = next.layer;
+        state.layer = next.layer ? await loadImage(next.layer) : null;
+      }
+      await ready;
+      draw();
+    },
+  };
+}
+
+function createPane(parent, withLayer) {
+  const name = withLayer ? "Image with the AI's map" : "Image as it is";
+  const pane = element("div", "pane", {
+    tabindex: "0", role: "img",
+    "aria-label": `${name}. Plus and minus zoom, arrow keys pan, number keys change the contrast, 0 resets.`,
+  });
+  const stage = element("div", "stage");
+  const canvas = element("canvas");
+  stage.append(canvas);
+  pane.append(stage);
+  parent.append(pane);
+  // globalThis.Panzoom: the vendored UMD build above registers itself there
+  const zoom = globalThis.Panzoom(stage, { maxScale: MAX_ZOOM, minScale: 1, step: ZOOM_STEP, contain: "outside",
+                                           cursor: "grab" });
+  return { pane, stage, canvas, zoom, withLayer };
+}
