@@ -153,3 +153,28 @@ def test_network_depth_fits_the_input_size():
         assert model(torch.rand(1, 1, size, size)).shape == (1, 2)
         # Grad-CAM's resolution (NetworkSpec.n_downsamples): cells of at most 8 px
         assert spec.final_map_size == 7 if size <= 48 else 14 <= spec.final_map_size <= 16
+
+
+@pytest.mark.parametrize("total_steps", range(1, 41))
+def test_the_learning_rate_schedule_runs_for_any_number_of_steps(total_steps):
+    """PyTorch's one-cycle with a 20% warm-up divided by zero at exactly 5 steps (`--epochs 1` on 280
+    training images); every length now runs to its end."""
+    from xai_lab.model.training import learning_rate_schedule
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimiser = torch.optim.AdamW([parameter], lr=0.01)
+    schedule = learning_rate_schedule(optimiser, 0.01, total_steps)
+    rates = []
+    for _ in range(total_steps):
+        optimiser.step()
+        schedule.step()
+        rates.append(optimiser.param_groups[0]["lr"])
+    assert all(0 < rate <= 0.01 for rate in rates)
+
+
+def test_one_epoch_on_a_small_set_trains(lab_home):
+    """280 training images at batch 64: the 5 optimiser steps that crashed `xai-lab train --epochs 1`."""
+    assert run_cli("data", "synth", "--name", "five", "--n", "400", "--size", "32", "--seed", "1").code == 0
+    result = run_cli("train", "--data", "five", "--epochs", "1", "--quiet")
+    assert result.code == 0, result.err
+    assert load_model(str(lab_home / "models" / "five"))[1]["training"]["epochs_run"] == 1

@@ -88,9 +88,8 @@ def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
     model = ImageClassifier(spec, mean, std).to(memory_format=torch.channels_last)
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.learning_rate, pct_start=0.2,
-                                                   total_steps=config.max_epochs * steps_per_epoch)
+    schedule = learning_rate_schedule(optimiser, config.learning_rate,
+                                      config.max_epochs * math.ceil(len(train_x) / config.batch_size))
     result = TrainingResult(model=model, config=config)
     best_loss, best_state, stale = math.inf, None, 0
     epochs = tqdm(range(1, config.max_epochs + 1), desc=f"training on {dataset.name}", unit="epoch",
@@ -113,6 +112,20 @@ def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
     _calibrate(model, val_x, val.labels, train.labels, config)
     result.seconds = time.perf_counter() - started
     return result
+
+
+ONE_CYCLE_MIN_STEPS = 10  # below this a warm-up phase is under two steps long
+
+
+def learning_rate_schedule(optimiser: torch.optim.Optimizer, learning_rate: float,
+                           total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle (20% warm-up) for real runs; a constant rate for runs of a few optimiser steps
+    (`--epochs 1` on a tiny set), where PyTorch's one-cycle divides by a zero-length phase
+    (total_steps = 5 with a 20% warm-up) and a cycle would mean nothing anyway."""
+    if total_steps < ONE_CYCLE_MIN_STEPS:
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate, pct_start=0.2,
+                                               total_steps=total_steps)
 
 
 def _train_one_epoch(model, images, labels, config, optimiser, schedule, generator) -> float:
