@@ -21,13 +21,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from xai_lab.errors import ConfigError
 from xai_lab.paths import lab_home
-from xai_lab.store.schema import metadata, schema_version
+from xai_lab.store.schema import metadata, schema_version, trials
 
 DATABASE_ENV = "XAI_LAB_DATABASE_URL"
 DEFAULT_FILE = "xai_lab.db"
@@ -116,11 +116,18 @@ def _migration_3(connection: Connection) -> None:
 
 def _migration_4(connection: Connection) -> None:
     """trials.overlay_look (how the map was drawn) and the viewer's use (zoom, pan, contrast)."""
-    existing = {column["name"] for column in inspect(connection).get_columns("trials")}
-    for name, kind in (("overlay_look", "VARCHAR(16)"), ("viewer_max_zoom", "FLOAT"), ("viewer_actions", "INTEGER"),
-                       ("viewer_window_changes", "INTEGER")):
+    _add_missing_columns(connection, trials, ("overlay_look", "viewer_max_zoom", "viewer_actions",
+                                              "viewer_window_changes"))
+
+
+def _add_missing_columns(connection: Connection, table: Table, names: tuple[str, ...]) -> None:
+    """ALTER TABLE ... ADD COLUMN for those of `names` the database lacks, typed as `schema` declares
+    them (compiled for this database's dialect), so a migration never restates a column's type."""
+    existing = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for name in names:
         if name not in existing:
-            connection.execute(text(f"ALTER TABLE trials ADD COLUMN {name} {kind}"))
+            kind = table.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
 
 
 # (version, step): append, never edit, once a version has shipped.

@@ -323,7 +323,10 @@ class StudyService:
     def _overlay_available(self, arm: str, case: StudyCase) -> bool:
         explanation = self.design.explanation
         return bool(explanation.overlay.get(arm)) and case.ai_confidence >= explanation.min_confidence \
-            and not (self._no_finding(case) and self.case_set.normal_advice == "withhold")
+            and not self._withheld_for_normal(case)
+
+    def _withheld_for_normal(self, case: StudyCase) -> bool:
+        return self._no_finding(case) and self.case_set.normal_advice == "withhold"
 
     def _no_finding(self, case: StudyCase) -> bool:
         """The AI suggests the no-finding class (the first of two, e.g. normal)."""
@@ -411,6 +414,7 @@ class StudyService:
                 "confidence": case.ai_confidence if display == "percent" else None,
                 "threshold": self.case_set.decision_threshold,
                 "no_finding": self._no_finding(case),
+                "withheld_for_normal": self._withheld_for_normal(case),
                 "overlay": {"method": self.case_set.explanation_method, "model": self.case_set.model,
                             "target": case.target if case.advice_source == "planted" else None,
                             "look": self._look(arm)}

@@ -351,8 +351,7 @@ def _ai_panel(served: ServedStudy, token: str, step: Step) -> tuple[bytes, bool,
             st.caption("The AI's probabilities are calibrated: of cases given 80%, about 80% have the finding.")
         overlay = ai.get("overlay")
         if overlay is None:
-            st.caption(NO_MAP_FOR_NORMAL if ai.get("no_finding") and served.case_set.normal_advice == "withhold"
-                       else "No map is shown for this case.")
+            st.caption(NO_MAP_FOR_NORMAL if ai.get("withheld_for_normal") else "No map is shown for this case.")
             return None
         look = overlay.get("look", "heatmap")
         png = resources.layer_png(served.design.id, step.content["case_id"], overlay["method"], overlay["target"],

@@ -8,6 +8,8 @@ on this image; and put a second model (e.g. one trained on a shortcut marker) be
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import streamlit as st
 import torch
@@ -77,27 +79,39 @@ def render() -> None:
         chosen = _choose(cards)
     if chosen is None:
         return
-    dataset, folder, image, mask, truth, unfamiliar = chosen
+    image, class_names = chosen.image, chosen.dataset.class_names
     with controls:
-        model, _ = _model(folder)
-        _prediction(model, image, dataset.class_names, truth, unfamiliar)
-        methods, alpha, clip, outline = _view_controls(mask is not None)
-    look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": mask if outline else None}
+        model, _ = _model(chosen.folder)
+        _prediction(model, image, class_names, chosen.truth, chosen.unfamiliar)
+        methods, alpha, clip, outline = _view_controls(chosen.mask is not None)
+    look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": chosen.mask if outline else None}
     with maps:
-        if unfamiliar:
+        if chosen.unfamiliar:
             st.warning("This image does not look like the images the model learned from. Its answer, and how sure "
                        "it says it is, mean little here: the confidence was calibrated only on images like its "
                        "training data.")
-        _method_panels(folder, image, methods, look, dataset.class_names)
+        _method_panels(chosen.folder, image, methods, look, class_names)
     st.divider()
     _randomisation(model, image, methods)
     st.divider()
-    _second_model(_models_for(dataset.card.content_sha256, dataset.card.image_size[-1]), folder, image, methods,
-                  look, dataset.class_names)
+    _second_model(chosen.models, chosen.folder, image, methods, look, class_names)
 
 
-def _choose(cards: list) -> tuple | None:
-    """Dataset, model, case or upload; returns (dataset, model folder, image, mask, truth, unfamiliar)."""
+@dataclass(frozen=True)
+class Choice:
+    """What the trainer picked in the controls column."""
+
+    dataset: ImageDataset
+    models: dict[str, str]  # shown name -> folder, of every model that takes these images
+    folder: str  # the chosen model's
+    image: torch.Tensor
+    mask: np.ndarray | None  # the true lesion, synthetic test cases only
+    truth: str | None  # None for uploads
+    unfamiliar: bool  # an upload unlike the model's training images
+
+
+def _choose(cards: list) -> Choice | None:
+    """Dataset, model, case or upload, from the controls column."""
     names = [c.name for c in cards]
     card = {c.name: c for c in cards}[st.selectbox("Dataset", names, index=_guide_choice(names),
                                                    key="trainer:dataset")]
@@ -117,7 +131,7 @@ def _choose(cards: list) -> tuple | None:
     if image is None:
         return None
     unfamiliar = upload is not None and _familiarity(models[model_name], card.name).is_unfamiliar(image)
-    return dataset, models[model_name], image, mask, truth, unfamiliar
+    return Choice(dataset, models, models[model_name], image, mask, truth, unfamiliar)
 
 
 def _first_lesion(dataset: ImageDataset) -> int:
