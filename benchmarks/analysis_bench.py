@@ -37,7 +37,7 @@ def main() -> None:
 
     from xai_lab.analysis import analyze_export, write_outputs
     from xai_lab.analysis.study_mrmc import study_mrmc
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.planted import PlantedEffects, simulate_export
 
     design = load_design(REPO / "studies" / "verify_vs_rely.toml")

@@ -88,18 +88,19 @@ def bench_methods(model, images: torch.Tensor, repeats: int) -> tuple[dict, list
 
 def bench_cache(model, card, dataset, repeats: int) -> float:
     from xai_lab.explain.cache import ExplanationCache
-    from xai_lab.explain.precompute import cache_settings, default_cases, precompute
+    from xai_lab.explain.precompute import default_cases, precompute
+    from xai_lab.explain.request import ExplanationRequest
 
     with tempfile.TemporaryDirectory() as folder:
         cache = ExplanationCache(Path(folder), card)
         case = default_cases(dataset, 1)
-        precompute(model, dataset, cache, case, ["gradcam"])
-        settings = cache_settings("gradcam")
+        request = ExplanationRequest.create("gradcam")
+        precompute(model, dataset, cache, case, [request])
 
         def load() -> None:
             reader = ExplanationCache(Path(folder), card)  # as a fresh UI request would
             reader.load_prediction(case[0])
-            reader.load_explanation(case[0], "gradcam", settings).overlay().load()
+            reader.load_explanation(case[0], request).attribution.sum()
         return median_seconds(load, repeats * 5)
 
 

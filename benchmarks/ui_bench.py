@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the served app and protocol client are test helpers (tests/support)
 DESIGN = REPO / "studies" / "demo.toml"
 
 
@@ -57,7 +58,7 @@ def main() -> int:
 
 
 def run_load(home: Path, n: int, think: float) -> list[float]:
-    from xai_lab.ui.local_server import served_app
+    from support.local_server import served_app
 
     database = f"sqlite:///{home}/ui-bench-{n}-{int(time.time())}.db"
     tokens = _ready_participants(database, n)
@@ -85,7 +86,7 @@ def run_load(home: Path, n: int, think: float) -> list[float]:
 
 def _ready_participants(database: str, n: int) -> list[str]:
     """Enrol n participants and take them through consent, profile and instructions (study API)."""
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
 
@@ -104,7 +105,7 @@ def _ready_participants(database: str, n: int) -> list[str]:
 
 
 def answer_all(port: int, token: str, think: float, rng: random.Random) -> list[float]:
-    from xai_lab.ui.protocol_client import ProtocolClient
+    from support.protocol_client import ProtocolClient
 
     latencies = []
     with ProtocolClient("127.0.0.1", port, f"study=demo&token={token}") as client:

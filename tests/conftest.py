@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.local_server import free_port, served_app  # noqa: F401  (tests import it from here)
 
 from xai_lab.cli import main
-from xai_lab.ui.local_server import free_port, served_app  # noqa: F401  (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    # One worker per core (pytest-xdist): one torch thread each, instead of each worker's threads
+    # competing for both cores (measured on the 2-core machine: the suite ran slower oversubscribed).
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -157,9 +167,10 @@ def write_study(folder: Path, study_id: str = "t", arms: str = '["verify", "rely
     return path
 
 
-@pytest.fixture(scope="module")
-def study_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lab home with a small synthetic dataset, a quickly trained model and a prepared study `t`."""
+@pytest.fixture(scope="session")
+def study_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A small synthetic dataset, a quickly trained model and a prepared study `t`, built once per test
+    session (once per xdist worker); `study_home` gives each module its own copy."""
     with module_lab(tmp_path_factory) as home:
         # A perfectly informative corner marker (--shortcut 1.0): a 4-epoch model learns it on any CPU.
         # Without it the 32-px lesions are at the edge of learnability in 4 epochs, and whether the
@@ -174,9 +185,17 @@ def study_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         yield home
 
 
-def _postgres_admin_url() -> str:
-    import os
+@pytest.fixture(scope="module")
+def study_home(study_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A lab home with the template's dataset, model and prepared study `t`: a module's own copy, so
+    what its tests record (participants, new studies) stays in the module. Copying takes
+    milliseconds; training the model again took seconds in every module."""
+    with module_lab(tmp_path_factory) as home:
+        shutil.copytree(study_template, home, dirs_exist_ok=True)
+        yield home
 
+
+def _postgres_admin_url() -> str:
     return os.environ.get("XAI_LAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -187,7 +206,6 @@ def fresh_postgres_database() -> Iterator[tuple[str, str, str]]:
     Skipped when no server answers, unless XAI_LAB_REQUIRE_POSTGRES=1 (CI sets it), which turns
     a missing server into a failure rather than a silent skip.
     """
-    import os
     import secrets
 
     import psycopg

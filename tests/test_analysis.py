@@ -9,19 +9,21 @@ import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO_ROOT, run_cli
 from scipy import stats
+from support.checks import observed_competence
 
 from xai_lab.analysis import analyze_export, summary, write_outputs
-from xai_lab.analysis.competence import analyse_item, partial_eta_squared_ci
+from xai_lab.analysis.competence import analyze_item, partial_eta_squared_ci
 from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.reliance import arm_metrics, trial_indicators
 from xai_lab.analysis.trial_models import fit_trial_models
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.export import COLUMNS
-from xai_lab.study.planted import PlantedEffects, expected_rating, observed_competence, simulate_export
+from xai_lab.study.planted import PlantedEffects, expected_rating, simulate_export
 
 N, P = "normal", "pneumonia"
 
@@ -158,14 +160,14 @@ def _recovery(seed: int) -> dict[str, bool]:
     for arm in ("verify", "rely"):
         estimate = arm_metrics(trial_indicators(trials[trials["arm"] == arm]), 1000, seed)["over_reliance"]
         covered[f"over_reliance {arm}"] = estimate.ci_low <= effects.over_reliance[arm] <= estimate.ci_high
-    peer = analyse_item("competence", main.ratings[main.ratings["item"] == "competence"].reset_index(drop=True))
+    peer = analyze_item("competence", main.ratings[main.ratings["item"] == "competence"].reset_index(drop=True))
     truth = observed_competence(effects)
     for arm, (low, high) in peer.mean_cis.items():
         covered[f"peer-record competence {arm}"] = low <= truth[arm] <= high
     # the Yang/Dai design and size: one vignette per rater, ~90 raters per arm
     vignettes = simulate_export(load_design(REPO_ROOT / "studies" / "competence_vignettes.toml"), effects,
                                 per_arm=90, seed=seed).ratings
-    yang_dai = analyse_item("clinical_skill", vignettes[vignettes["item"] == "clinical_skill"].reset_index(drop=True))
+    yang_dai = analyze_item("clinical_skill", vignettes[vignettes["item"] == "clinical_skill"].reset_index(drop=True))
     truth = observed_competence(effects, with_targets=False)
     for arm, (low, high) in yang_dai.mean_cis.items():
         covered[f"vignette competence {arm}"] = low <= truth[arm] <= high
@@ -174,6 +176,7 @@ def _recovery(seed: int) -> dict[str, bool]:
     return covered
 
 
+@pytest.mark.slow  # Monte Carlo: 50 simulated studies, each analysed in full
 def test_planted_effects_are_recovered_within_their_cis_in_90_percent_of_50_seeds():
     with ProcessPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(_recovery, range(50)))
@@ -365,3 +368,18 @@ def test_gee_over_reliance_contrast_keeps_its_type_i_error():
         p_values = list(pool.map(_null_over_reliance_p, range(400)))
     rate = sum(p < 0.05 for p in p_values) / len(p_values)
     assert 0.025 <= rate <= 0.075, rate
+
+
+def test_holm_matches_statsmodels_and_keeps_missing_p_values_missing():
+    from statsmodels.stats.multitest import multipletests
+
+    from xai_lab.analysis.comparison import holm
+
+    rng = np.random.default_rng(7)
+    for size in (1, 2, 3, 7, 20):
+        p = rng.uniform(0, 0.2, size) ** rng.uniform(0.5, 3)
+        p[rng.integers(0, size)] = p[0]  # ties
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
+    with_missing = holm([0.01, float("nan"), 0.04, 0.03])
+    assert np.isnan(with_missing[1])
+    np.testing.assert_allclose(with_missing[[0, 2, 3]], multipletests([0.01, 0.04, 0.03], method="holm")[1])

@@ -29,11 +29,11 @@ from scipy.ndimage import binary_erosion
 
 from xai_lab.store.database import open_database
 from xai_lab.study.access import enrolment_code
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.served]
 
 CHROMIUM = Path(os.environ.get("XAI_LAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

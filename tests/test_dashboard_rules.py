@@ -16,7 +16,7 @@ from xai_lab.study.access import (
     enrolment_code,
     password_matches,
 )
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.monitor import monitor_study
 from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService

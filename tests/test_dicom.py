@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli, write_study
-from dicom_files import dicom_tree, write_dicom
+from support.dicom_files import dicom_tree, write_dicom
 
 from xai_lab import load_dataset
 from xai_lab.data.dicom import read_dicom_image
@@ -100,7 +100,7 @@ def test_a_broken_dicom_folder_is_one_line_and_exit_2(lab_home, tmp_path, damage
 def test_a_study_prepared_from_dicom_files_runs_end_to_end(lab_home, tmp_path):
     from test_study import check_simulated_study
 
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
     from xai_lab.study.simulate import SimulationConfig, simulate
@@ -125,7 +125,7 @@ def test_a_study_prepared_from_dicom_files_runs_end_to_end(lab_home, tmp_path):
     media = StudyMedia.open(load_case_set(design))
     case = next(case for case in load_case_set(design).cases if case.advice_source == "model")
     assert Image.open(io.BytesIO(media.reading_png(case.case_id))).size == (48, 48)
-    layer = Image.open(io.BytesIO(media.layer_png(case.case_id, "gradcam", look="contour")))
+    layer = Image.open(io.BytesIO(media.layer_png(case.case_id, look="contour")))
     assert layer.mode == "RGBA" and layer.size == (512, 512)
 
 

@@ -22,7 +22,7 @@ from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.reliance import trial_indicators
 from xai_lab.analysis.risk_difference import crossed_risk_difference
 from xai_lab.analysis.trial_models import fit_trial_models
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.export import CONTRACT, codebook
 from xai_lab.study.planted import PlantedEffects, simulate_export
 

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from xai_lab import load_dataset, load_model
-from xai_lab.casebook import to_display_image
+from xai_lab.data.display import to_display_image
 from xai_lab.errors import ExplainError
 from xai_lab.explain import METHODS, attribute
 from xai_lab.explain.cache import ExplanationCache
@@ -26,8 +26,8 @@ from xai_lab.explain.metrics import (
     ssim_similarity,
 )
 from xai_lab.explain.overlay import render_look, render_overlay
-from xai_lab.explain.precompute import cache_settings
 from xai_lab.explain.randomisation import cascading_randomisation
+from xai_lab.explain.request import ExplanationRequest
 from xai_lab.model.network import ImageClassifier, NetworkSpec
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "overlays"
@@ -35,6 +35,9 @@ EXPECTED_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "gradient_
                     "gradcam", "guided_gradcam"]
 SIDE = 48
 PATCH = (slice(6, 13), slice(29, 36))  # rows 6-12, columns 29-35: off-centre, so a flip or transpose shows
+
+# Its module fixture trains models: one worker runs the whole module (pytest --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_explain")
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +104,11 @@ def test_map_peaks_on_the_planted_bright_patch(method):
     assert PATCH[1].start - 1 <= peak_col < PATCH[1].stop + 1, (method, peak_row, peak_col)
 
 
+# Fewer occluded windows for the contract test below (225 -> 49 per image): it checks determinism,
+# shape and hygiene, not the default settings, whose maps the localisation tests check.
+LIGHT_PARAMETERS = {"occlusion": {"window_fraction": 0.25}}
+
+
 @pytest.mark.parametrize("method", EXPECTED_METHODS)
 def test_attribution_is_deterministic_shaped_and_leaves_no_trace(in_tiny_home, method):
     model, _ = load_model("tiny")
@@ -108,14 +116,15 @@ def test_attribution_is_deterministic_shaped_and_leaves_no_trace(in_tiny_home, m
     hooks = _hook_count(model)
     numpy_before = np.random.get_state()[1].copy()
     model.train()  # the caller's mode must come back unchanged
+    light = LIGHT_PARAMETERS.get(method, {})
     with torch.no_grad():  # a caller's no_grad must not break gradient methods
-        first = attribute(model, images, [0, 1, 1, 0, 1], method, seed=4, batch_size=2)
-    second = attribute(model, images, [0, 1, 1, 0, 1], method, seed=4, batch_size=5)
+        first = attribute(model, images, [0, 1, 1, 0, 1], method, seed=4, batch_size=2, **light)
+    second = attribute(model, images, [0, 1, 1, 0, 1], method, seed=4, batch_size=5, **light)
     assert model.training and _hook_count(model) == hooks
     assert first.shape == (5, SIDE, SIDE) and first.dtype == torch.float32
     assert torch.isfinite(first).all() and first.abs().sum() > 0
     # same seed, same batching: identical bits
-    again = attribute(model, images, [0, 1, 1, 0, 1], method, seed=4, batch_size=2)
+    again = attribute(model, images, [0, 1, 1, 0, 1], method, seed=4, batch_size=2, **light)
     assert torch.equal(first, again)
     assert (np.random.get_state()[1] == numpy_before).all()  # the caller's NumPy RNG is untouched
     # another batch size changes float32 summation order only: equal to rounding,
@@ -124,7 +133,28 @@ def test_attribution_is_deterministic_shaped_and_leaves_no_trace(in_tiny_home, m
     torch.testing.assert_close(first, second, rtol=1e-4, atol=1e-5 * scale)
     # upsampled display-resolution input: maps come back at the size given
     bigger = torch.nn.functional.interpolate(images[:1], size=96, mode="bilinear")
-    assert attribute(model, bigger, 1, method).shape == (1, 96, 96)
+    assert attribute(model, bigger, 1, method, **light).shape == (1, 96, 96)
+
+
+def test_hooks_left_by_a_failing_method_are_removed(in_tiny_home, monkeypatch):
+    """A method that hooks the model and then fails (as Captum can midway) leaves no hook behind."""
+    from dataclasses import replace
+
+    from xai_lab.explain.methods import METHODS
+
+    def hook_then_fail(model, images, targets, params):
+        model.gradcam_layer.register_forward_hook(lambda *args: None)
+        model.gradcam_layer.register_full_backward_hook(lambda *args: None)
+        raise RuntimeError("interrupted midway")
+
+    monkeypatch.setitem(METHODS, "gradcam", replace(METHODS["gradcam"], compute=hook_then_fail))
+    model, _ = load_model("tiny")
+    images = load_dataset("tiny")["test"].images[:2]
+    hooks = _hook_count(model)
+    with pytest.raises(RuntimeError, match="interrupted midway"):
+        attribute(model, images, 1, "gradcam")
+    assert _hook_count(model) == hooks
+    assert "register_forward_hook" not in model.gradcam_layer.__dict__  # the wrappers are gone too
 
 
 def test_bad_requests_are_refused_with_the_fix(in_tiny_home):
@@ -261,11 +291,12 @@ def test_example_overlays_of_every_method_are_written(in_tiny_home):
 
 
 def test_evaluate_cli_json_contract_files_and_model_card(in_tiny_home):
-    result = run_cli("explain", "evaluate", "--model", "tiny", "--data", "tiny", "--n", "12", "--randomisation-n",
-                     "4", "--methods", "saliency,gradcam,occlusion", "--repeat-model", "tiny-seed1", "--json")
+    # the contract, on the two fastest methods and a handful of images (full evaluations run in the slow suite)
+    result = run_cli("explain", "evaluate", "--model", "tiny", "--data", "tiny", "--n", "6", "--randomisation-n",
+                     "4", "--methods", "saliency,gradcam", "--repeat-model", "tiny-seed1", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
-    assert report["n_images"] == 12 and set(report["methods"]) == {"saliency", "gradcam", "occlusion"}
+    assert report["n_images"] == 6 and set(report["methods"]) == {"saliency", "gradcam"}
     keys = {"pointing_game", "relevance_mass", "deletion_auc", "insertion_auc", "mprt_spearman", "mprt_ssim",
             "mprt_pass", "repeatability_spearman", "seconds_per_image"}
     for row in report["methods"].values():
@@ -278,7 +309,7 @@ def test_evaluate_cli_json_contract_files_and_model_card(in_tiny_home):
         assert (folder / f"explanations.{suffix}").stat().st_size > 100
     card = json.loads((in_tiny_home / "models" / "tiny" / "model_card.json").read_text())
     assert card["explanations"]["default_method"] == report["default_method"]
-    assert set(card["explanations"]["methods"]) == {"saliency", "gradcam", "occlusion"}
+    assert set(card["explanations"]["methods"]) == {"saliency", "gradcam"}
     load_model("tiny")  # the weights checksum still holds after the card update
 
 
@@ -299,8 +330,8 @@ def test_precompute_caches_reuses_and_repairs(in_tiny_home, tmp_path):
     case_id = entry.parent.name
     prediction = cache.load_prediction(case_id)
     assert 0.5 <= prediction.confidence <= 1.0
-    loaded = cache.load_explanation(case_id, "gradcam", cache_settings("gradcam"))
-    assert loaded.attribution.shape == (SIDE, SIDE) and loaded.overlay().size[1] == 512
+    loaded = cache.load_explanation(case_id, ExplanationRequest.create("gradcam"))
+    assert loaded.attribution.shape == (SIDE, SIDE) and loaded.method == "gradcam"
 
 
 def test_cache_from_another_model_and_unknown_cases_are_refused(in_tiny_home, tmp_path):

@@ -22,16 +22,19 @@ from xai_lab.study.access import (
     CLIENT_POLICY,
     SHARED_POLICY,
     AccessGuard,
+    Attempt,
     ConfigError,
     RateWindow,
     client_identity,
     participant_cookie,
     trusted_proxies,
 )
-from xai_lab.study.design import MAX_BLOCK_SIZE, load_design
+from xai_lab.study.design import MAX_BLOCK_SIZE
+from xai_lab.study.design_file import load_design
 from xai_lab.study.export import export_study, neutralise_formulas
 from xai_lab.study.prepare import load_case_set, prepared_path
-from xai_lab.study.service import EnrolmentClosed, StudyService, rebuild_derived
+from xai_lab.study.registration import rebuild_derived
+from xai_lab.study.service import EnrolmentClosed, StudyService
 from xai_lab.study.simulate import SimulationConfig, simulate, tokens_path
 from xai_lab.ui import registry
 
@@ -90,6 +93,25 @@ def test_guard_throttles_per_client_and_per_scope_with_a_bounded_wait():
     assert guard.wait_seconds("researcher", "fresh") <= SHARED_POLICY.max_wait_s
     now[0] += SHARED_POLICY.max_wait_s
     assert guard.wait_seconds("researcher", "fresh") == 0
+
+
+def test_a_throttled_attempt_is_refused_without_checking_the_secret():
+    now, checked = [0.0], []
+    guard = AccessGuard(clock=lambda: now[0])
+
+    def wrong() -> bool:
+        checked.append(1)
+        return False
+
+    for _ in range(CLIENT_POLICY.free):
+        assert guard.try_secret("researcher", "a", wrong) == Attempt(matched=False)
+    throttled = guard.try_secret("researcher", "a", lambda: True)  # even the right password waits
+    assert not throttled.matched and throttled.wait_s == pytest.approx(CLIENT_POLICY.first_wait_s)
+    assert len(checked) == CLIENT_POLICY.free  # the throttled attempt never reached the check
+    now[0] += CLIENT_POLICY.first_wait_s
+    assert guard.try_secret("researcher", "a", lambda: True) == Attempt(matched=True)
+    guard.enrolled("code:t", "b")
+    assert guard.try_secret("code:t", "b", lambda: True, enrolling=True).matched  # one enrolment is fine
 
 
 def test_enrolments_per_client_are_limited_in_a_sliding_window():
@@ -269,7 +291,7 @@ def test_write_problem_names_a_locked_sqlite_database(tmp_path):
 @pytest.fixture
 def page_lab(study_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     use_lab(study_home, monkeypatch)
-    monkeypatch.setenv("XAI_LAB_STUDIES", str(study_home / "t.toml"))
+    monkeypatch.setenv("XAI_LAB_STUDIES", "t")
     monkeypatch.delenv("XAI_LAB_DATABASE_URL", raising=False)
     registry.close_all()
     st.cache_data.clear()

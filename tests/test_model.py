@@ -17,6 +17,9 @@ from xai_lab.model.training import TrainConfig, train_classifier
 
 FAST = TrainConfig(max_epochs=3, batch_size=32, patience=3)
 
+# Its module fixture trains models: one worker runs the whole module (pytest --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_model")
+
 
 @pytest.fixture(scope="module")
 def tiny_home(tmp_path_factory):

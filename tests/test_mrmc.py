@@ -259,7 +259,7 @@ def test_type_i_error_of_the_random_reader_random_case_test(design):
 def test_the_probability_question_records_scores_and_confidence(study_home, tmp_path, monkeypatch):
     from conftest import use_lab, write_study
 
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.export import export_study
     from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
@@ -296,7 +296,7 @@ def test_the_probability_question_records_scores_and_confidence(study_home, tmp_
 def test_the_confidence_question_exports_scores_as_probabilities(study_home, tmp_path, monkeypatch):
     from conftest import use_lab
 
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.export import export_study
     from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
@@ -328,7 +328,7 @@ def test_the_trial_screen_asks_the_probability_when_the_design_says_so(study_hom
     path = write_study(study_home, study_id="probui", arms='["rely"]', blocks="[1, 2]")
     path.write_text(path.read_text() + '\n[trials]\nscore = "probability"\n')
     assert run_cli("study", "prepare", str(path)).code == 0
-    monkeypatch.setenv("XAI_LAB_STUDIES", str(path))
+    monkeypatch.setenv("XAI_LAB_STUDIES", path.stem)
     monkeypatch.delenv("XAI_LAB_DATABASE_URL", raising=False)
     registry.close_all()
     st.cache_data.clear()

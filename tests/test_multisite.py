@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, served_app, use_lab, write_study
 from sqlalchemy import func, select
+from support.protocol_client import ProtocolClient
 
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import allocation_slots, events, participants
 from xai_lab.study.access import enrolment_code
-from xai_lab.ui.protocol_client import ProtocolClient
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.served]
 
 PER_SERVER = 8
 PROFILE = {"role": "nurse", "specialty": "radiology", "experience_years": "3-5", "prior_ai_use": "never"}
@@ -41,6 +41,7 @@ def enrol_and_allocate(port: int, code: str) -> str:
         return re.search(r"token=([A-Za-z0-9_-]+)", client.screen.text()).group(1)
 
 
+@pytest.mark.slow  # two served apps on one PostgreSQL, driven over websockets
 def test_two_servers_share_one_postgres_allocation(study_home: Path, postgres_url: str, monkeypatch):
     use_lab(study_home, monkeypatch)
     design = write_study(study_home, study_id="m", arms='["verify", "rely"]', n=3, blocks="[2, 4]")

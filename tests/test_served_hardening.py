@@ -22,15 +22,15 @@ import psycopg
 import pytest
 from conftest import fresh_postgres_database, run_cli, served_app, use_lab, write_study
 from streamlit.proto.BackMsg_pb2 import BackMsg
+from support.protocol_client import ProtocolClient, ProtocolError
 
 from xai_lab.store.database import open_database
 from xai_lab.study.access import SHARED_POLICY, enrolment_code
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
-from xai_lab.ui.protocol_client import ProtocolClient, ProtocolError
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.served]
 PASSWORD = "researcher-pass"
 
 

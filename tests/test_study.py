@@ -17,17 +17,19 @@ from conftest import run_cli, use_lab, write_study
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from support.checks import integrity_ok, largest_block
 
 from xai_lab.errors import ConfigError
-from xai_lab.store.database import database_url, integrity_ok, open_database
+from xai_lab.store.database import database_url, open_database
 from xai_lab.store.schema import allocation_slots, events, participants, strata, trials
-from xai_lab.study.allocation import block, largest_block
+from xai_lab.study.allocation import block
 from xai_lab.study.cases import mirrored_probability
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.export import COLUMNS, export_study
 from xai_lab.study.flow import InvalidAnswer
 from xai_lab.study.prepare import load_case_set
-from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, StudyService, UnknownToken, rebuild_derived
+from xai_lab.study.registration import rebuild_derived
+from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, StudyService, UnknownToken
 from xai_lab.study.simulate import SimulatedClinician, SimulationConfig, simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +94,15 @@ def test_shipped_designs_validate():
      "unknown key explanation.look.control"),
     (lambda t: t.replace('method = "gradcam"', 'method = "gradcam"\nnormal_advice = "hide"'),
      "explanation.normal_advice must be one of 'withhold', 'explain'"),
+    (lambda t: t.replace('method = "gradcam"', 'method = "occlusion"\n[explanation.parameters]\nsize = 3'),
+     "unknown key explanation.parameters.size; the keys allowed here are: baseline, perturbations_per_eval"),
+    (lambda t: t.replace('method = "gradcam"', 'method = "occlusion"\n[explanation.parameters]\nbaseline = "x"'),
+     "explanation.parameters.baseline must be one of blurred, black"),
+    (lambda t: t.replace('method = "gradcam"', 'method = "occlusion"\n[explanation.parameters]\n'
+                                               'window_fraction = "big"'),
+     "explanation.parameters.window_fraction must be float like its default 0.125"),
+    (lambda t: t.replace('method = "gradcam"', 'method = "default"\n[explanation.parameters]\nbaseline = "black"'),
+     "explanation.parameters needs a named method"),
     (lambda t: t.replace('id = "t"', 'id = "../x"'), "id"),
     (lambda t: t.replace("[instructions]\n", "[instructions]\nextra = 'x'\n"), "unknown key instructions.extra"),
     (lambda t: t + "\n[[questionnaire.items]]\nid = \"reliable\"\ntext = \"again\"\n", "repeats the id"),
@@ -358,6 +369,7 @@ def check_simulated_study(service: StudyService, out: Path) -> dict[str, pd.Data
     return frames
 
 
+@pytest.mark.slow  # load test: 200 participants, 8 writers
 def test_simulate_200_participants_8_writers_sqlite(in_study_home, tmp_path):
     service = service_for(in_study_home)
     summary = simulate(service, SimulationConfig(participants=200, concurrency=8, seed=1, dropout=0.1))
@@ -371,12 +383,35 @@ def test_derived_tables_rebuild_from_the_event_log(in_study_home, tmp_path):
     service = service_for(in_study_home)
     simulate(service, SimulationConfig(participants=20, concurrency=2, seed=2, dropout=0.2, withdraw=0.1))
     before = _export(service, tmp_path / "before")
+    internal_before = _internal_state(service)
     rebuild_derived(service.engine, service.design.id)
     after = _export(service, tmp_path / "after")
     for name in COLUMNS:
         pd.testing.assert_frame_equal(before[name], after[name])
+    # what the export does not show but the next participant depends on: how often each peer record
+    # was assigned (balances who is rated next) and each participant's position and pending answers
+    assert len(internal_before["rating_load"]) > 0
+    for name, frame in _internal_state(service).items():
+        pd.testing.assert_frame_equal(internal_before[name], frame, obj=name)
 
 
+def _internal_state(service: StudyService) -> dict[str, pd.DataFrame]:
+    from xai_lab.store.schema import participants, rating_load
+
+    queries = {
+        "rating_load": select(rating_load.c.target_id, rating_load.c.assigned)
+        .where(rating_load.c.study_id == service.design.id).order_by(rating_load.c.target_id),
+        "participants": select(participants.c.participant_id, participants.c.status, participants.c.step_index,
+                               participants.c.step_key, participants.c.attention_failures,
+                               participants.c.pending, participants.c.rating_targets)
+        .where(participants.c.study_id == service.design.id).order_by(participants.c.participant_id),
+    }
+    with service.engine.connect() as connection:
+        return {name: pd.DataFrame([dict(row) for row in connection.execute(query).mappings()]).astype(str)
+                for name, query in queries.items()}
+
+
+@pytest.mark.slow  # load test: 200 participants, 8 writers
 @pytest.mark.postgres
 def test_simulate_200_participants_8_writers_postgres(in_study_home, postgres_url, tmp_path):
     service = service_for(in_study_home, url=postgres_url)
@@ -468,6 +503,7 @@ def test_resume_after_any_step_returns_that_step(in_study_home, steps, arm_seed)
 # ---------------------------------------------------------------- crash safety
 
 
+@pytest.mark.slow  # fault injection: a simulation killed mid-run and resumed, in subprocesses
 def test_kill_9_mid_run_then_rerun_resumes(in_study_home, tmp_path):
     database = f"sqlite:///{tmp_path}/kill.db"
     command = [sys.executable, "-m", "xai_lab.cli", "simulate", "--study", str(in_study_home / "t.toml"),

@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import allocation_slots, events, participants, ratings, trials
 from xai_lab.study.access import enrolment_code
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import ReplayedSubmit, StudyService
 from xai_lab.ui import registry
@@ -36,7 +36,7 @@ PAGES = "xai_lab/ui/pages"
 @pytest.fixture
 def lab(study_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     use_lab(study_home, monkeypatch)
-    monkeypatch.setenv("XAI_LAB_STUDIES", str(study_home / "t.toml"))
+    monkeypatch.setenv("XAI_LAB_STUDIES", "t")
     monkeypatch.setenv("XAI_LAB_ADMIN_PASSWORD", PASSWORD)
     monkeypatch.delenv("XAI_LAB_DATABASE_URL", raising=False)
     registry.close_all()  # the pages' shared resources are per process; each test starts clean
@@ -74,7 +74,7 @@ def service() -> StudyService:
 
 
 def _design_path() -> Path:
-    return Path(os.environ["XAI_LAB_STUDIES"])
+    return Path(os.environ["XAI_LAB_HOME"]) / "t.toml"
 
 
 def _case_set():
@@ -223,6 +223,18 @@ def test_control_session_never_shows_ai(lab):
 
 
 # ---------------------------------------------------------------- the trial screen's rules
+
+
+def test_a_click_records_and_draws_the_next_step_in_one_transaction(lab, monkeypatch):
+    """The step `submit` returns is drawn; the page does not ask the database again with `resume`."""
+    app = enrolled_app()
+    resumed: list[str] = []
+    original = StudyService.resume
+    monkeypatch.setattr(StudyService, "resume", lambda self, token: resumed.append(token) or original(self, token))
+    button(app, "agree:").click().run()
+    assert not app.exception and resumed == [] and app.subheader[0].value == "About you"
+    app.run()  # a rerun without an answer (reload, another widget) reads the database again
+    assert len(resumed) == 1 and app.subheader[0].value == "About you"
 
 
 def test_confidence_must_be_touched_before_deciding(lab):
@@ -486,7 +498,7 @@ def test_serve_refuses_a_port_in_use(lab):
     ({"label": "lesion", "confidence": 0.48, "threshold": None}, "Probability of lesion: 48%."),
 ])
 def test_the_advice_number_never_contradicts_the_label(ai, expected):
-    from xai_lab.ui.participant import advice_probability
+    from xai_lab.ui.screens.reading import advice_probability
 
     assert advice_probability(ai, ["normal", "lesion"]) == expected
 
@@ -498,7 +510,7 @@ def test_practice_feedback_when_the_design_asks_for_it(lab, monkeypatch):
     path.write_text(path.read_text().replace('score = ', 'practice_feedback = true\nscore = ')
                     if "[trials]" in path.read_text() else path.read_text() + "\n[trials]\npractice_feedback = true\n")
     assert run_cli("study", "prepare", str(path)).code == 0
-    monkeypatch.setenv("XAI_LAB_STUDIES", str(path))
+    monkeypatch.setenv("XAI_LAB_STUDIES", path.stem)
     registry.close_all()
     app = new_app(study="pf", code=enrolment_code(engine(), "pf"))
     start_service = StudyService(engine(), load_design(path), load_case_set(load_design(path)))

@@ -9,7 +9,7 @@ Public API for notebooks and the rest of the lab::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from xai_lab.version import __version__
 
 __all__ = ["__version__", "load_dataset", "load_model"]
 

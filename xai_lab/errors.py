@@ -26,3 +26,7 @@ class ConfigError(XaiLabError):
 
 class ExplainError(XaiLabError):
     """A saliency request cannot be served: unknown method, bad target, wrong image, wrong cache."""
+
+
+class StudyError(XaiLabError):
+    """A request the study cannot accept (unknown link, step not current, changed design); nothing was recorded."""

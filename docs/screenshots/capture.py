@@ -17,13 +17,15 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from xai_lab.store.database import open_database
-from xai_lab.study.design import load_design
+from xai_lab.study.design_file import load_design
 from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 from xai_lab.study.simulate import SimulatedClinician, SimulationConfig
-from xai_lab.ui.local_server import served_app
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # the served app on a free port is a test helper (tests/support)
+from support.local_server import served_app  # noqa: E402
+
 DESIGN = REPO / "studies" / "demo.toml"
 OUT = Path(__file__).resolve().parent
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

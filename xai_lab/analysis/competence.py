@@ -55,11 +55,11 @@ class ItemResult:
                 "contrasts": self.contrasts, "effect_size": self.effect_size, "notes": self.notes}
 
 
-def analyse_competence(ratings: pd.DataFrame) -> list[ItemResult]:
-    return [analyse_item(item, frame.reset_index(drop=True)) for item, frame in ratings.groupby("item", sort=True)]
+def analyze_competence(ratings: pd.DataFrame) -> list[ItemResult]:
+    return [analyze_item(item, frame.reset_index(drop=True)) for item, frame in ratings.groupby("item", sort=True)]
 
 
-def analyse_item(item: str, frame: pd.DataFrame) -> ItemResult:
+def analyze_item(item: str, frame: pd.DataFrame) -> ItemResult:
     arms = ordered_arms(frame["target_arm"], PAIR_ORDER)
     per_rater = frame.groupby("rater_id").size()
     raw_means = {arm: float(frame.loc[frame["target_arm"] == arm, "score"].mean()) for arm in arms}

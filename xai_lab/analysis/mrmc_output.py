@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from xai_lab.analysis.analyze import json_safe  # noqa: E402
 from xai_lab.analysis.mrmc import MRMCResult  # noqa: E402
 from xai_lab.analysis.reader_study import ReaderStudy, ReaderStudyError  # noqa: E402
+from xai_lab.analysis.results import json_safe  # noqa: E402
 from xai_lab.analysis.study_mrmc import FPR_GRID, roc_curves  # noqa: E402
 
 GENERALISATION_WORDS = {"random": "readers and cases random", "fixed_readers": "readers fixed, cases random",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from xai_lab.analysis.competence import analyse_item
+from xai_lab.analysis.competence import analyze_item
 from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.trial_models import fit_trial_models
 from xai_lab.errors import ConfigError
@@ -120,7 +120,7 @@ def _trial_detections(job: PowerJob, contrasts: pd.DataFrame) -> dict[str, bool 
 def _competence_detections(job: PowerJob, ratings: pd.DataFrame) -> dict[str, bool | None]:
     items = sorted(ratings["item"].unique())
     item = job.item if job.item in items else ("competence" if "competence" in items else items[0])
-    result = analyse_item(item, ratings[ratings["item"] == item].reset_index(drop=True))
+    result = analyze_item(item, ratings[ratings["item"] == item].reset_index(drop=True))
     truth = job.effects.competence
     detected: dict[str, bool | None] = {}
     for contrast in result.contrasts:

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from xai_lab.analysis.analyze import Analysis
 from xai_lab.analysis.reliance import ECE_BINS
 from xai_lab.analysis.report_mrmc import mrmc_context
 from xai_lab.analysis.report_plots import (
@@ -40,6 +39,7 @@ from xai_lab.analysis.report_text import (
     risk_difference_sentence,
     table,
 )
+from xai_lab.analysis.results import Analysis
 from xai_lab.analysis.risk_difference import RiskDifference
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

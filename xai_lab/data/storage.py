@@ -64,7 +64,7 @@ def make_card(name: str, arrays: DatasetArrays, class_names: list[str], *, sourc
               license: str, split_method: str, source_sha256: str | None = None,
               notes: list[str] | None = None) -> DatasetCard:
     """Describe checked arrays: counts per split and class, size, provenance, hashes."""
-    from xai_lab import __version__
+    from xai_lab.version import __version__
 
     content_sha256 = arrays.content_sha256()
     return DatasetCard(

@@ -33,8 +33,9 @@ from xai_lab.explain.methods import METHODS, SaliencyMethod
 from xai_lab.model.locking import MODEL_LOCK
 from xai_lab.model.network import ImageClassifier
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
+# Every way a Captum method hooks a module; `_released_hooks` keeps the handle each returns.
+_HOOK_REGISTRARS = ("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+                    "register_full_backward_pre_hook", "register_backward_hook")
 
 
 def attribute(model: ImageClassifier, images: torch.Tensor, targets: int | Sequence[int] | torch.Tensor,
@@ -158,18 +159,17 @@ def _to_maps(raw: torch.Tensor, size: torch.Size, spec: SaliencyMethod) -> torch
 def _attribution_state(explained: TargetLogOdds, seed: int) -> Iterator[None]:
     with MODEL_LOCK:  # hooks, mode and the global RNGs are shared by every thread
         was_training = explained.classifier.training
-        before = _hook_keys(explained)
         numpy_state = np.random.get_state()
         explained.eval()
         try:
-            with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
+            with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings(), \
+                    _released_hooks(explained):
                 # Captum announces every hook it sets and removes; that is expected here, not news.
                 warnings.filterwarnings("ignore", message=".*(hooks|Setting forward, backward hooks).*")
                 _seed_all(seed)
                 yield
         finally:
             np.random.set_state(numpy_state)
-            _remove_hooks_added_since(explained, before)
             explained.classifier.train(was_training)
 
 
@@ -180,16 +180,32 @@ def _seed_all(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _hook_keys(model: nn.Module) -> dict[tuple[int, str], set]:
-    return {(id(module), name): set(getattr(module, name, {}).keys())
-            for module in model.modules() for name in _HOOK_DICTS}
+@contextlib.contextmanager
+def _released_hooks(model: nn.Module) -> Iterator[None]:
+    """Remove, by its handle, every hook registered on the model's modules inside the block, also
+    after an error (a Captum method interrupted midway leaves its hooks on the model otherwise).
 
+    The registration methods are wrapped on the module instances for the block only (the model
+    lock keeps other threads out), so the handles are PyTorch's own and nothing private is read.
+    """
+    handles: list[Any] = []
+    modules = list(model.modules())
 
-def _remove_hooks_added_since(model: nn.Module, before: dict[tuple[int, str], set]) -> None:
-    for module in model.modules():
-        for name in _HOOK_DICTS:
-            hooks = getattr(module, name, None)
-            if hooks is None:
-                continue
-            for key in set(hooks.keys()) - before.get((id(module), name), set()):
-                del hooks[key]
+    def recording(register):
+        def register_and_keep(*args, **kwargs):
+            handle = register(*args, **kwargs)
+            handles.append(handle)
+            return handle
+        return register_and_keep
+
+    for module in modules:
+        for name in _HOOK_REGISTRARS:
+            object.__setattr__(module, name, recording(getattr(module, name)))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()  # removing an already removed hook is a no-op
+        for module in modules:
+            for name in _HOOK_REGISTRARS:
+                module.__dict__.pop(name, None)

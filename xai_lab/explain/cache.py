@@ -4,10 +4,12 @@ Layout (one folder per model, default ``$XAI_LAB_HOME/cache/<model name>/``)::
 
     cache.json                               which model (weights sha256) and dataset wrote it
     cases/<case id>/prediction.npz (+ .sha256)   decision and calibrated probabilities
-    cases/<case id>/<method>-<key>.npz (+ .sha256)   attribution map and rendered overlay PNG
+    cases/<case id>/<method>-<key>.npz (+ .sha256)   attribution map (at image resolution)
 
-`<key>` hashes the method's parameters and the overlay settings, so changing either makes a
-new entry instead of silently serving an old one. Every file is written to a temporary name
+`<method>-<key>` is `ExplanationRequest.key()`: it hashes the method's parameters, the seed
+and the explained class, so changing any makes a new entry instead of silently serving an old
+one. Pages draw the map in their own look from the stored attribution; entries written by
+earlier versions also hold a rendered heat-map PNG, which is ignored. Every file is written to a temporary name
 and renamed into place, then its sha256 is written beside it: a crash leaves either no entry
 or an entry whose checksum does not match, which is detected and recomputed on the next run.
 A cache opened with a different model is refused: maps explain one model's weights.
@@ -27,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from xai_lab.errors import ExplainError
+from xai_lab.explain.request import ExplanationRequest
 
 MANIFEST = "cache.json"
 
@@ -53,17 +55,7 @@ class CachedExplanation:
     method: str
     target: int
     attribution: np.ndarray  # (H, W) float32 at image resolution
-    overlay_png: bytes
     settings: dict[str, Any] = field(default_factory=dict)
-
-    def overlay(self) -> Image.Image:
-        return Image.open(io.BytesIO(self.overlay_png))
-
-
-def entry_key(method: str, settings: dict[str, Any]) -> str:
-    """Stable name for (method, parameters, overlay settings)."""
-    digest = hashlib.sha256(json.dumps({"method": method, **settings}, sort_keys=True).encode()).hexdigest()
-    return f"{method}-{digest[:16]}"
 
 
 class ExplanationCache:
@@ -118,26 +110,24 @@ class ExplanationCache:
         return CachedPrediction(**meta)
 
     # -- explanations
-    def explanation_path(self, case_id: str, method: str, settings: dict[str, Any]) -> Path:
-        return self._case_dir(case_id) / f"{entry_key(method, settings)}.npz"
+    def explanation_path(self, case_id: str, request: ExplanationRequest) -> Path:
+        return self._case_dir(case_id) / f"{request.key()}.npz"
 
-    def save_explanation(self, explanation: CachedExplanation) -> None:
+    def save_explanation(self, explanation: CachedExplanation, request: ExplanationRequest) -> None:
         meta = {"case_id": explanation.case_id, "method": explanation.method, "target": explanation.target,
-                "settings": explanation.settings, "weights_sha256": self.weights_sha256}
-        payload = _npz_bytes(attribution=explanation.attribution.astype(np.float32), meta=json.dumps(meta),
-                             overlay_png=np.frombuffer(explanation.overlay_png, dtype=np.uint8))
-        _write_checked(self.explanation_path(explanation.case_id, explanation.method, explanation.settings), payload)
+                "settings": request.settings(), "weights_sha256": self.weights_sha256}
+        payload = _npz_bytes(attribution=explanation.attribution.astype(np.float32), meta=json.dumps(meta))
+        _write_checked(self.explanation_path(explanation.case_id, request), payload)
 
-    def load_explanation(self, case_id: str, method: str, settings: dict[str, Any]) -> CachedExplanation | None:
+    def load_explanation(self, case_id: str, request: ExplanationRequest) -> CachedExplanation | None:
         """The entry, or None when it is missing, damaged or written for other weights."""
-        arrays = _read_checked(self.explanation_path(case_id, method, settings))
+        arrays = _read_checked(self.explanation_path(case_id, request))
         if arrays is None:
             return None
         meta = json.loads(str(arrays["meta"]))
         if meta["weights_sha256"] != self.weights_sha256:
             return None
-        return CachedExplanation(case_id, meta["method"], meta["target"], arrays["attribution"],
-                                 arrays["overlay_png"].tobytes(), meta["settings"])
+        return CachedExplanation(case_id, meta["method"], meta["target"], arrays["attribution"], meta["settings"])
 
     def _case_dir(self, case_id: str) -> Path:
         # Case ids come from dataset files (an image folder's are relative paths such as

@@ -21,7 +21,7 @@ lesion images, against 0.87 at 5%), so the default is 5%.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -38,29 +38,17 @@ from captum.attr import (
 )
 from torchvision.transforms.v2 import functional as TF
 
+from xai_lab.explain.catalogue import METHOD_SPECS, MethodSpec
 from xai_lab.model.network import ImageClassifier
 
 Compute = Callable[[ImageClassifier, torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Parameter:
-    name: str
-    default: Any
-    description: str
+class SaliencyMethod(MethodSpec):
+    """One attribution method: its catalogue entry (name, parameters) and how to run it on a batch."""
 
-
-@dataclass(frozen=True)
-class SaliencyMethod:
-    """One attribution method: what it is, its parameters, and how to run it on a batch."""
-
-    name: str
-    title: str
-    reference: str
-    signed: bool  # True when attributions carry meaningful sign (evidence for vs against)
-    stochastic: bool  # True when the result depends on the random seed
-    compute: Compute
-    parameters: tuple[Parameter, ...] = field(default_factory=tuple)
+    compute: Compute | None = None
     # Images per Captum call. CPU: the faster of batched and unbatched measured by
     # benchmarks/explain_bench.py (methods that already expand each image into many
     # forward passes - path steps, noise samples, occlusion windows - run fastest one image at
@@ -72,14 +60,6 @@ class SaliencyMethod:
 
     def batch_size_for(self, device: torch.device) -> int:
         return self.gpu_batch_size if device.type == "cuda" else self.cpu_batch_size
-
-    def defaults(self) -> dict[str, Any]:
-        return {p.name: p.default for p in self.parameters}
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "reference": self.reference, "signed": self.signed,
-                "stochastic": self.stochastic,
-                "parameters": {p.name: {"default": p.default, "description": p.description} for p in self.parameters}}
 
 
 def black_baseline(images: torch.Tensor) -> torch.Tensor:
@@ -143,31 +123,19 @@ def _guided_gradcam(model, images, targets, params):
     return GuidedGradCam(model, model.gradcam_layer).attribute(images, target=targets, interpolate_mode="bilinear")
 
 
-METHODS: dict[str, SaliencyMethod] = {m.name: m for m in [
-    SaliencyMethod("saliency", "Gradient (saliency)", "Simonyan et al., ICLR workshop 2014", False, False, _saliency),
-    SaliencyMethod("integrated_gradients", "Integrated Gradients", "Sundararajan et al., ICML 2017", True, False,
-                   _integrated_gradients,
-                   (Parameter("n_steps", 32, "path integral steps (Gauss-Legendre)"),
-                    Parameter("baseline", "blurred", "reference image: blurred (default) or black"),
-                    Parameter("internal_batch_size", 32, "path points per forward/backward pass")),
-                   cpu_batch_size=1, gpu_batch_size=4),
-    SaliencyMethod("smoothgrad", "SmoothGrad", "Smilkov et al., 2017", False, True, _smoothgrad,
-                   (Parameter("samples", 16, "noisy copies averaged"),
-                    Parameter("samples_batch_size", 16, "noisy copies per forward/backward pass"),
-                    Parameter("noise_level", 0.05, "noise sigma as a share of the image's value range")),
-                   cpu_batch_size=1, gpu_batch_size=1),
-    SaliencyMethod("gradient_shap", "GradientSHAP", "Lundberg & Lee, NeurIPS 2017", True, True, _gradient_shap,
-                   (Parameter("samples", 16, "baseline/noise samples"),
-                    Parameter("noise_level", 0.05, "noise sigma added to each sample")),
-                   cpu_batch_size=1, gpu_batch_size=1),
-    SaliencyMethod("deeplift", "DeepLift (rescale)", "Shrikumar et al., ICML 2017", True, False, _deeplift,
-                   (Parameter("baseline", "blurred", "reference image: blurred (default) or black"),),
-                   cpu_batch_size=16),
-    SaliencyMethod("occlusion", "Occlusion", "Zeiler & Fergus, ECCV 2014", True, False, _occlusion,
-                   (Parameter("window_fraction", 0.125, "occluding square side as a share of the image side"),
-                    Parameter("baseline", "blurred", "what fills the occluded square: blurred (default) or black"),
-                    Parameter("perturbations_per_eval", 32, "occluded copies per forward pass")),
-                   cpu_batch_size=1, gpu_batch_size=4),
-    SaliencyMethod("gradcam", "Grad-CAM", "Selvaraju et al., ICCV 2017", False, False, _gradcam),
-    SaliencyMethod("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al., ICCV 2017", True, False, _guided_gradcam),
-]}
+# Batch sizes by method (see SaliencyMethod); the rest of each entry lives in the torch-free catalogue.
+_RUNNERS: dict[str, tuple[Compute, int, int]] = {
+    "saliency": (_saliency, 32, 32),
+    "integrated_gradients": (_integrated_gradients, 1, 4),
+    "smoothgrad": (_smoothgrad, 1, 1),
+    "gradient_shap": (_gradient_shap, 1, 1),
+    "deeplift": (_deeplift, 16, 32),
+    "occlusion": (_occlusion, 1, 4),
+    "gradcam": (_gradcam, 32, 32),
+    "guided_gradcam": (_guided_gradcam, 32, 32),
+}
+
+METHODS: dict[str, SaliencyMethod] = {
+    name: SaliencyMethod(**{f.name: getattr(spec, f.name) for f in fields(spec)}, compute=_RUNNERS[name][0],
+                         cpu_batch_size=_RUNNERS[name][1], gpu_batch_size=_RUNNERS[name][2])
+    for name, spec in METHOD_SPECS.items()}

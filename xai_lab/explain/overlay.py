@@ -13,7 +13,7 @@ Choices, and why:
 - Colour-blind-safe perceptually uniform colormaps: viridis for one-sided maps, PuOr (a
   ColorBrewer diverging map safe for the common colour-vision deficiencies) for signed maps.
 - The map is upsampled bicubically as a float field before colouring (no blocky pixels); the
-  radiograph with Lanczos, as every case view in the lab (`casebook.to_display_image`).
+  radiograph with Lanczos, as every case view in the lab (`xai_lab.data.display.to_display_image`).
 - Studies default to the ``contour`` look (`render_look`, `looks.py`): the map's top region
   outlined and evenly tinted well below opaque, nothing elsewhere, because readers must still see
   the lesion (or the mimic) under the map to check the AI. An even tint keeps a fixed share of
@@ -34,7 +34,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import binary_erosion, gaussian_filter
 
-from xai_lab.casebook import draw_outline, to_display_image
+from xai_lab.data.display import draw_outline, to_display_image
 from xai_lab.errors import ExplainError
 from xai_lab.explain.looks import CONTOUR_MAX_ALPHA, CONTOUR_TOP_PERCENT, OVERLAY_LOOKS
 

@@ -1,12 +1,10 @@
-"""`precompute`: fill an `ExplanationCache` for study cases (decision, confidence, maps, overlays)."""
+"""`precompute`: fill an `ExplanationCache` for study cases (decision, confidence, attribution maps)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,25 +13,8 @@ from xai_lab.data.records import ImageDataset
 from xai_lab.errors import ExplainError
 from xai_lab.explain.attribution import attribute, resolve_method
 from xai_lab.explain.cache import CachedExplanation, CachedPrediction, ExplanationCache
-from xai_lab.explain.overlay import render_overlay
+from xai_lab.explain.request import ExplanationRequest
 from xai_lab.model.network import ImageClassifier
-
-DEFAULT_OVERLAY = {"display_size": 512, "alpha": 0.6, "clip_percentile": 99.0, "mode": "positive",
-                   "top_k_percent": None}
-
-
-def cache_settings(method: str, seed: int = 0, overlay: dict[str, Any] | None = None,
-                   target: int | None = None) -> dict[str, Any]:
-    """What keys a cached explanation besides model and case: seed, method parameters, overlay look,
-    and the explained class when it is not the model's decision (planted advice explains the
-    planted label).
-
-    Readers (the study UI) call this with the same arguments as `precompute` to find an entry.
-    """
-    settings = {"seed": seed, **resolve_method(method).defaults(), "overlay": {**DEFAULT_OVERLAY, **(overlay or {})}}
-    if target is not None:
-        settings["target"] = int(target)
-    return settings
 
 
 @dataclass
@@ -86,16 +67,16 @@ def default_cases(dataset: ImageDataset, n: int, seed: int = 0) -> list[str]:
 
 
 def precompute(model: ImageClassifier, dataset: ImageDataset, cache: ExplanationCache, case_ids: list[str],
-               methods: list[str], overlay: dict[str, Any] | None = None, seed: int = 0,
-               progress: Callable[[str], None] | None = None,
+               requests: list[ExplanationRequest], progress: Callable[[str], None] | None = None,
                targets: dict[str, int] | None = None) -> PrecomputeSummary:
     """Compute what is missing or damaged; leave valid entries alone.
 
+    requests: the maps wanted for every case (method, parameters, seed; see `ExplanationRequest`).
     targets: case id -> class to explain instead of the model's decision (planted advice).
     """
     targets = targets or {}
-    for method in methods:
-        resolve_method(method)
+    for request in requests:
+        resolve_method(request.method)
     cache.claim(dataset.name, dataset.card.content_sha256)
     summary = PrecomputeSummary(cases=len(case_ids), computed=0, reused=0)
     for case_id, (split_name, index) in zip(case_ids, locate_cases(dataset, case_ids), strict=True):
@@ -107,12 +88,12 @@ def precompute(model: ImageClassifier, dataset: ImageDataset, cache: Explanation
         if prediction is None:
             prediction = predict_cases(model, image, [int(split.labels[index])], [case_id])[0]
             cache.save_prediction(prediction)
-        for method in methods:
-            settings = cache_settings(method, seed, overlay, targets.get(case_id))
-            if cache.load_explanation(case_id, method, settings) is not None:
+        for request in requests:
+            wanted = request.for_target(targets.get(case_id))
+            if cache.load_explanation(case_id, wanted) is not None:
                 summary.reused += 1
                 continue
-            cache.save_explanation(_explain(model, case_id, image, prediction, method, settings, seed))
+            cache.save_explanation(_explain(model, case_id, image, prediction, wanted), wanted)
             summary.computed += 1
     return summary
 
@@ -126,12 +107,9 @@ def predict_cases(model: ImageClassifier, images: torch.Tensor, labels: list[int
             for case_id, label, choice, row in zip(case_ids, labels, decided, probabilities.tolist(), strict=True)]
 
 
-def _explain(model: ImageClassifier, case_id: str, image: torch.Tensor, prediction: CachedPrediction, method: str,
-             settings: dict[str, Any], seed: int) -> CachedExplanation:
-    target = settings.get("target", prediction.predicted)
-    attribution = attribute(model, image, target, method, seed=seed)[0].numpy()
-    picture = render_overlay(image[0], attribution, **settings["overlay"])
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return CachedExplanation(case_id, method, target, attribution.astype(np.float32),
-                             buffer.getvalue(), settings)
+def _explain(model: ImageClassifier, case_id: str, image: torch.Tensor, prediction: CachedPrediction,
+             request: ExplanationRequest) -> CachedExplanation:
+    target = prediction.predicted if request.target is None else request.target
+    attribution = attribute(model, image, target, request.method, seed=request.seed, **request.parameters)[0]
+    return CachedExplanation(case_id, request.method, target, attribution.numpy().astype(np.float32),
+                             request.settings())

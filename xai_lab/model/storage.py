@@ -42,7 +42,7 @@ PRIOR_MEANING = {
 
 def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -> dict[str, Any]:
     """Evaluate the trained model on val and test and describe it in one JSON-ready dict."""
-    from xai_lab import __version__
+    from xai_lab.version import __version__
 
     model = result.model
     card_file = dataset.path / "card.json"

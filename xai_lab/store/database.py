@@ -184,11 +184,3 @@ def write_problem(engine: Engine) -> str | None:
         original = getattr(error, "orig", None) or error
         return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
     return None
-
-
-def integrity_ok(engine: Engine) -> bool:
-    """SQLite's own consistency check (PostgreSQL keeps its own; always True there)."""
-    if engine.dialect.name != "sqlite":
-        return True
-    with engine.connect() as connection:
-        return connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"

@@ -2,7 +2,7 @@
 
 `events` is the record: append-only, one row per thing that happened (enrolment, a step
 shown, an answer, an allocation, a withdrawal), with its payload as JSON. Everything else is
-derived from it and can be rebuilt by replaying it (`xai_lab.study.service.rebuild_derived`):
+derived from it and can be rebuilt by replaying it (`xai_lab.study.registration.rebuild_derived`):
 `participants` (status, arm, current step), `trials`, `ratings`, `questionnaire_answers`,
 `rating_load`. `allocation_slots` and `strata` hold the concealed allocation sequence.
 The only deletion is the one a participant asks for by withdrawing under a consent text

@@ -168,6 +168,12 @@ class RateWindow:
         return events
 
 
+@dataclass(frozen=True)
+class Attempt:
+    matched: bool
+    wait_s: float = 0.0  # > 0: throttled, so the secret was not checked; try again after this long
+
+
 class AccessGuard:
     """Every throttle of a served app: password and enrolment-code guessing, and enrolments per client.
 
@@ -194,6 +200,22 @@ class AccessGuard:
 
     def succeeded(self, scope: str, client: str) -> None:
         self.clients.succeeded(f"{scope}|{client}")
+
+    def try_secret(self, scope: str, client: str, matches: Callable[[], bool], enrolling: bool = False) -> Attempt:
+        """One guarded attempt at a secret (a password, an enrolment code), the only way the pages
+        check one: refused unchecked while the client (or the scope) is throttled; otherwise
+        checked, with the failure or success counted. `enrolling` also applies the per-client
+        enrolment rate."""
+        wait = self.wait_seconds(scope, client)
+        if enrolling:
+            wait = max(wait, self.enrolment_wait(scope, client))
+        if wait > 0:
+            return Attempt(matched=False, wait_s=wait)
+        if not matches():
+            self.failed(scope, client)
+            return Attempt(matched=False)
+        self.succeeded(scope, client)
+        return Attempt(matched=True)
 
     def enrolment_wait(self, scope: str, client: str) -> float:
         """Seconds until this client may enrol again through this code (0 = now)."""

@@ -39,7 +39,3 @@ def block(secret: str, study_id: str, stratum: str, index: int, design: StudyDes
     members = units * (size // len(units))
     rng.shuffle(members)
     return members
-
-
-def largest_block(design: StudyDesign) -> int:
-    return max(design.allocation.block_sizes)

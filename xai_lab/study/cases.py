@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from scipy.special import expit, logit
 
 from xai_lab.errors import ConfigError
 from xai_lab.explain.cache import CachedPrediction
+from xai_lab.explain.request import ExplanationRequest
 from xai_lab.study.design import StudyDesign
 
 
@@ -61,6 +62,16 @@ class CaseSet:
     decision_threshold: float | None = None  # the model's threshold on P(finding), two classes only
     overlay_looks: dict[str, str] | None = None  # arm -> look (explain/looks.py)
     normal_advice: str | None = None  # "withhold" or "explain" (StudyDesign.explanation)
+    # Which maps: the explanation request (method, every parameter, seed) and each shown case's
+    # cache key. None: prepared by an earlier version, whose maps used the method's defaults.
+    explanation: dict[str, Any] | None = None
+    overlay_keys: dict[str, str] | None = None  # case id -> `ExplanationRequest.key()` of its map
+
+    def explanation_request(self, case: StudyCase) -> ExplanationRequest:
+        """The map of this case: the study's request, explaining the shown label when it was planted."""
+        base = ExplanationRequest.from_json(self.explanation) if self.explanation \
+            else ExplanationRequest.create(self.explanation_method)
+        return base.for_target(case.target if case.advice_source == "planted" else None)
 
     def to_json(self) -> dict[str, Any]:
         # unset presentation fields are left out, so a case set prepared earlier compares equal
@@ -97,7 +108,7 @@ def empty_case_set(design: StudyDesign) -> CaseSet:
 
 
 def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class_names: list[str],
-                 method: str, provenance: dict[str, str], threshold: float | None = None) -> CaseSet:
+                 request: ExplanationRequest, provenance: dict[str, str], threshold: float | None = None) -> CaseSet:
     """Choose main, practice and attention cases from the model's predictions on the split.
 
     threshold: the model's decision threshold on P(finding) for two classes (model card), else None.
@@ -133,12 +144,14 @@ def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class
     threshold = threshold if len(class_names) == 2 else None
     main = [_advice(p, class_names, threshold, planted=p in planted) for p in wrong + planted + right]
     rng.shuffle(main)
-    return CaseSet(design.id, provenance["dataset"], provenance["dataset_sha256"], provenance["model"],
-                   provenance["model_sha256"], tuple(class_names), method, tuple(main),
-                   tuple(_advice(p, class_names, threshold) for p in practice),
-                   tuple(_advice(p, class_names, threshold) for p in attention),
-                   decision_threshold=threshold, overlay_looks=dict(design.explanation.look),
-                   normal_advice=design.explanation.normal_advice)
+    shown = [*main, *(_advice(p, class_names, threshold) for p in practice)]
+    case_set = CaseSet(design.id, provenance["dataset"], provenance["dataset_sha256"], provenance["model"],
+                       provenance["model_sha256"], tuple(class_names), request.method, tuple(main),
+                       tuple(shown[len(main):]), tuple(_advice(p, class_names, threshold) for p in attention),
+                       decision_threshold=threshold, overlay_looks=dict(design.explanation.look),
+                       normal_advice=design.explanation.normal_advice, explanation=request.to_json())
+    keys = {case.case_id: case_set.explanation_request(case).key() for case in shown}
+    return replace(case_set, overlay_keys=keys)
 
 
 def _take_balanced(candidates: list[CachedPrediction], n: int, positive_share: float,

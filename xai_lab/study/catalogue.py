@@ -1,9 +1,9 @@
-"""Which studies a server offers: the prepared designs named by ``xai-lab serve --study FILE``.
+"""Which studies a server offers, read from the one place a registered study lives: its database row.
 
-`xai-lab serve` passes the design files to the app process in ``XAI_LAB_STUDIES`` (paths
-joined with the OS path separator); `open_catalogue` loads each design with its prepared case
-set and opens one `StudyService` per study on the shared database engine. A design that was
-not prepared is refused with the command that prepares it.
+`xai-lab serve --study FILE` reads each design file, checks it was prepared, registers it (design
+and case set, `registration.register_study`) and passes only the study ids to the app process in
+``XAI_LAB_STUDIES`` (comma-separated). The app opens each study from the ``studies`` table
+(`open_catalogue`), so the pages show exactly what was registered, with no file read twice.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
+from xai_lab.store.schema import studies
 from xai_lab.study.cases import CaseSet
-from xai_lab.study.design import StudyDesign, load_design
+from xai_lab.study.design import StudyDesign
+from xai_lab.study.design_file import load_design
 from xai_lab.study.prepare import load_case_set
+from xai_lab.study.registration import register_study
 from xai_lab.study.service import StudyService
 
 STUDIES_ENV = "XAI_LAB_STUDIES"
@@ -30,18 +33,34 @@ class ServedStudy:
     service: StudyService
 
 
-def served_design_files() -> list[Path]:
+def served_study_ids() -> tuple[str, ...]:
     raw = os.environ.get(STUDIES_ENV, "")
-    return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def open_catalogue(engine: Engine, files: list[Path] | None = None) -> dict[str, ServedStudy]:
-    catalogue: dict[str, ServedStudy] = {}
-    for path in served_design_files() if files is None else files:
+def register_design_files(engine: Engine, files: list[Path]) -> list[str]:
+    """Read, check and register each prepared design; its study id, in order."""
+    sources: dict[str, Path] = {}
+    for path in files:
         design = load_design(path)
-        if design.id in catalogue:
-            raise ConfigError(f"two served designs share the id {design.id!r} ({catalogue[design.id].design.source} "
-                              f"and {path}); give each study its own id")
-        case_set = load_case_set(design)  # a ConfigError naming 'xai-lab study prepare' when unprepared
-        catalogue[design.id] = ServedStudy(design, case_set, StudyService.open(design, case_set, engine=engine))
+        if design.id in sources:
+            raise ConfigError(f"two served designs share the id {design.id!r} ({sources[design.id]} and {path}); "
+                              "give each study its own id")
+        register_study(engine, design, load_case_set(design))  # unprepared: a ConfigError naming 'study prepare'
+        sources[design.id] = path
+    return list(sources)
+
+
+def open_catalogue(engine: Engine, study_ids: tuple[str, ...] | None = None) -> dict[str, ServedStudy]:
+    """The served studies as registered in the database (`XAI_LAB_STUDIES` unless ids are given)."""
+    catalogue: dict[str, ServedStudy] = {}
+    for study_id in served_study_ids() if study_ids is None else study_ids:
+        with engine.connect() as connection:
+            row = connection.execute(select(studies.c.design, studies.c.case_set)
+                                     .where(studies.c.study_id == study_id)).first()
+        if row is None:
+            raise ConfigError(f"study {study_id!r} is not registered in the database "
+                              f"{engine.url.render_as_string()}; serve it with 'xai-lab serve --study FILE'")
+        design, case_set = StudyDesign.from_json(row.design), CaseSet.from_json(row.case_set)
+        catalogue[study_id] = ServedStudy(design, case_set, StudyService(engine, design, case_set))
     return catalogue

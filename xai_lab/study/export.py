@@ -8,7 +8,10 @@ exported either) and no free text.
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -136,6 +139,17 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
     write_private_text(out_dir / "design.json", json.dumps(design, indent=2) + "\n")
     write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive))
     return counts
+
+
+def export_zip(engine: Engine, study_id: str, fmt: str = "csv") -> bytes:
+    """The export files (data, codebook, flow) in one zip, for a download button."""
+    with tempfile.TemporaryDirectory() as folder:
+        export_study(engine, study_id, Path(folder), fmt)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(Path(folder).iterdir()):
+                archive.write(path, path.name)
+    return buffer.getvalue()
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:

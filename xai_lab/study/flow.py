@@ -3,6 +3,8 @@
     consent -> profile -> [allocation] -> instructions -> practice -> trials -> peer rating
             -> questionnaire -> debrief -> complete          (withdraw possible at any step)
 
+What each kind shows and accepts lives in its own module (`xai_lab.study.steps`).
+
 A plan is a list of step keys fixed when the participant is allocated, e.g.
 ``["consent", "profile", "instructions:verify", "practice:0:initial", "practice:0:final",
 "trial:0:initial", "trial:0:final", ..., "attention:0", ..., "rating:0", "questionnaire:trust",
@@ -111,49 +113,6 @@ def check_label(answer: dict[str, Any], class_names: tuple[str, ...], key: str =
     return label
 
 
-def check_confidence(answer: dict[str, Any], field: str = "confidence") -> int:
-    """The slider's value: `confidence` (in one's own answer) or `probability` (of the positive class)."""
-    value = answer.get(field)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100 \
-            or value != int(value):
-        raise InvalidAnswer(f"{field} must be a whole number from 0 to 100, got {value!r}")
-    return int(value)
-
-
-VIEWER_COUNTS = ("zoom_actions", "pan_actions", "window_changes", "resets")
-VIEWER_MAX_COUNT = 100_000
-VIEWER_MAX_ZOOM = 8.0
-
-
-def check_viewer_activity(raw: Any) -> dict[str, Any]:
-    """What the viewer reports (counts since the step was shown, the highest zoom): bounded
-    numbers only, since any browser (or a hand-made websocket message) can send this."""
-    if not isinstance(raw, dict):
-        raise InvalidAnswer("viewer activity must be an object")
-    activity: dict[str, Any] = {}
-    for name in VIEWER_COUNTS:
-        value = raw.get(name, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= VIEWER_MAX_COUNT:
-            raise InvalidAnswer(f"viewer {name} must be a whole number from 0 to {VIEWER_MAX_COUNT}, got {value!r}")
-        activity[name] = value
-    zoom = raw.get("max_zoom", 1)
-    if isinstance(zoom, bool) or not isinstance(zoom, int | float) or not 1 <= zoom <= VIEWER_MAX_ZOOM:
-        raise InvalidAnswer(f"viewer max_zoom must be a number from 1 to {VIEWER_MAX_ZOOM:g}, got {zoom!r}")
-    activity["max_zoom"] = round(float(zoom), 2)
-    return activity
-
-
-def reading_scores(label: str, slider: int, question: str, positive_label: str) -> tuple[int, int]:
-    """(confidence in the chosen label, probability of the positive class), both 0-100, from either question.
-
-    Asked for confidence c: the probability of the positive class is c when the positive class was
-    chosen, else 100 - c. Asked for the probability p: the confidence in the chosen label is p when
-    the positive class was chosen, else 100 - p.
-    """
-    mirrored = slider if label == positive_label else 100 - slider
-    return (slider, mirrored) if question == "confidence" else (mirrored, slider)
-
-
 def check_scores(answer: dict[str, Any], items: tuple) -> dict[str, int]:
     """One integer per Likert item, inside that item's scale; no other keys."""
     unknown = sorted(set(answer) - {item.id for item in items})
@@ -167,17 +126,3 @@ def check_scores(answer: dict[str, Any], items: tuple) -> dict[str, int]:
                                 f"got {value!r}")
         scores[item.id] = value
     return scores
-
-
-def check_profile(design: StudyDesign, answer: dict[str, Any]) -> dict[str, str]:
-    profile = {}
-    for choice in design.profile:
-        value = answer.get(choice.name)
-        if value not in choice.options:
-            raise InvalidAnswer(f"{choice.name} must be one of: {', '.join(choice.options)}; got {value!r}")
-        profile[choice.name] = value
-    unknown = sorted(set(answer) - {c.name for c in design.profile})
-    if unknown:
-        raise InvalidAnswer(f"unknown profile field {unknown[0]!r}; the profile asks for "
-                            f"{', '.join(c.name for c in design.profile)} (free text is not stored)")
-    return profile

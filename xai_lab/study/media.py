@@ -3,11 +3,12 @@
     media = StudyMedia.open(case_set)
     media.image_png("case-0042")                          # the radiograph, large and smooth
     media.reading_png("case-0042")                        # grey, native pixels: the viewer windows it
-    media.layer_png("case-0042", "gradcam", target=1, look="contour")  # the cached map alone (RGBA), or None
+    media.layer_png("case-0042", look="contour")          # the case's cached map alone (RGBA), or None
 
-The study UI only reads: overlays were computed by `prepare_study` into the model's explanation
-cache, so a participant never waits for a saliency method and every participant sees the same
-bytes for the same case. A missing or damaged cache entry is reported as None (the UI then says
+The study UI only reads: maps were computed by `prepare_study` into the model's explanation
+cache, under the request the case set records (`CaseSet.explanation_request`), so a
+participant never waits for a saliency method and every participant sees the same bytes for
+the same case. A missing or damaged cache entry is reported as None (the UI then says
 the map is unavailable) rather than computed on the fly with possibly different settings.
 """
 
@@ -18,14 +19,14 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from xai_lab.casebook import to_display_image
+from xai_lab.data.display import to_display_image
 from xai_lab.data.records import ImageDataset
 from xai_lab.data.squares import MAX_READING_PX, reading_copy_path
 from xai_lab.data.storage import load_dataset
 from xai_lab.errors import ConfigError
 from xai_lab.explain.cache import ExplanationCache
 from xai_lab.explain.overlay import render_layer
-from xai_lab.explain.precompute import cache_settings, locate_cases
+from xai_lab.explain.precompute import locate_cases
 from xai_lab.model.storage import read_model_card, resolve_model_dir
 from xai_lab.paths import explanation_cache_dir
 from xai_lab.study.cases import CaseSet
@@ -37,6 +38,7 @@ DISPLAY_SIZE = 512  # the overlays are rendered at 512 px; the radiograph matche
 class StudyMedia:
     dataset: ImageDataset
     cache: ExplanationCache
+    case_set: CaseSet
     locations: dict[str, tuple[str, int]]  # case id -> (split, index)
 
     @classmethod
@@ -48,7 +50,7 @@ class StudyMedia:
         card = read_model_card(resolve_model_dir(case_set.model))
         ids = [case.case_id for case in (*case_set.cases, *case_set.practice, *case_set.attention)]
         locations = dict(zip(ids, locate_cases(dataset, ids), strict=True))
-        return cls(dataset, ExplanationCache(explanation_cache_dir(case_set.model), card), locations)
+        return cls(dataset, ExplanationCache(explanation_cache_dir(case_set.model), card), case_set, locations)
 
     def image_png(self, case_id: str, display_size: int = DISPLAY_SIZE) -> bytes:
         split, index = self._where(case_id)
@@ -68,10 +70,13 @@ class StudyMedia:
             picture.thumbnail((MAX_READING_PX, MAX_READING_PX), Image.Resampling.LANCZOS)
         return _png(picture)
 
-    def layer_png(self, case_id: str, method: str, target: int | None = None, look: str = "contour") -> bytes | None:
-        """The cached map alone as an RGBA layer in `look`, or None when the cache has no entry."""
+    def layer_png(self, case_id: str, look: str = "contour") -> bytes | None:
+        """The case's cached map alone as an RGBA layer in `look`, or None when the cache has no entry."""
         self._where(case_id)
-        entry = self.cache.load_explanation(case_id, method, cache_settings(method, target=target))
+        case = next((c for c in (*self.case_set.cases, *self.case_set.practice) if c.case_id == case_id), None)
+        if case is None:
+            return None  # attention checks show no map
+        entry = self.cache.load_explanation(case_id, self.case_set.explanation_request(case))
         return None if entry is None else _png(render_layer(entry.attribution, look, display_size=DISPLAY_SIZE))
 
     def _where(self, case_id: str) -> tuple[str, int]:

@@ -100,15 +100,6 @@ def expected_rating(mean: float, sd: float, scale_min: int, scale_max: int) -> f
     return total
 
 
-def observed_competence(effects: PlantedEffects, scale_min: int = 1, scale_max: int = 7,
-                        with_targets: bool = True) -> dict[str, float]:
-    """Observed-scale means by target arm. Peer records differ among themselves (`target_sd`);
-    a vignette is the condition itself (`with_targets=False`)."""
-    target_sd = effects.target_sd if with_targets else 0.0
-    sd = sqrt(effects.rating_sd ** 2 + effects.rater_sd ** 2 + target_sd ** 2)
-    return {arm: expected_rating(mean, sd, scale_min, scale_max) for arm, mean in effects.competence.items()}
-
-
 @dataclass
 class SimulatedExport:
     participants: pd.DataFrame

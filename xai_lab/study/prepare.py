@@ -20,11 +20,12 @@ from xai_lab.data.synth import SynthConfig
 from xai_lab.errors import ConfigError, DataError, ModelError
 from xai_lab.explain.cache import ExplanationCache
 from xai_lab.explain.precompute import precompute, predict_cases
+from xai_lab.explain.request import ExplanationRequest
 from xai_lab.model.storage import check_model_fits, load_model, resolve_model_dir
 from xai_lab.paths import explanation_cache_dir, lab_home, model_dir
 from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
 from xai_lab.study.design import StudyDesign
-from xai_lab.study.service import check_registration, register_study
+from xai_lab.study.registration import check_registration, register_study
 
 
 def prepared_path(study_id: str) -> Path:
@@ -60,12 +61,13 @@ def prepare_study(design: StudyDesign, engine: Engine | None = None,
     predictions = predict_cases(model, split.images, split.labels.tolist(), list(split.case_ids))
     provenance = {"dataset": dataset.name, "dataset_sha256": dataset.card.content_sha256,
                   "model": design.data.model, "model_sha256": card.get("weights_sha256", "")}
-    case_set = select_cases(design, predictions, list(dataset.class_names), method, provenance,
+    request = ExplanationRequest.create(method, dict(design.explanation.parameters))
+    case_set = select_cases(design, predictions, list(dataset.class_names), request, provenance,
                             threshold=(card.get("decision") or {}).get("threshold"))
     chosen = case_set.cases + case_set.practice
     planted = {case.case_id: case.target for case in chosen if case.advice_source == "planted"}
     summary = precompute(model, dataset, ExplanationCache(explanation_cache_dir(design.data.model), card),
-                         [case.case_id for case in chosen], [method], targets=planted)
+                         [case.case_id for case in chosen], [request], targets=planted)
     say(f"overlays ({method}): {summary.computed} computed, {summary.reused} reused")
     return _save_and_register(design, case_set, engine)
 

@@ -25,6 +25,7 @@ from xai_lab.paths import lab_home
 from xai_lab.private_files import open_private
 from xai_lab.study.peer import USE_OF_AI
 from xai_lab.study.service import Step, StudyService
+from xai_lab.study.steps import STEP_KINDS
 
 # Competence ratings by target arm in Yang, Dai et al. 2025 (1-7): the simulator's default truth.
 RATING_MEANS = {"control": 5.93, "rely": 3.79, "verify": 4.99}
@@ -103,6 +104,7 @@ class SimulatedClinician:
 
     def __init__(self, config: SimulationConfig, number: int, service: StudyService) -> None:
         self.config, self.number = config, number
+        self.skill, self.reliance, self.rating_means = config.skill, config.reliance, RATING_MEANS
         case_set = service.case_set
         self.truth = {case.case_id: case.true_label
                       for case in case_set.cases + case_set.practice + case_set.attention}
@@ -112,43 +114,7 @@ class SimulatedClinician:
 
     def answer(self, step: Step) -> dict[str, Any]:
         rng = random.Random(f"{self.config.seed}:{self.number}:{step.key}")
-        content = step.content
-        if step.kind == "consent":
-            return {"agree": True}
-        if step.kind == "profile":
-            return {name: rng.choice(options) for name, options in content["fields"].items()}
-        if step.kind in ("trial", "practice"):
-            return self._read(rng, content)
-        if step.kind == "attention":  # 5% miss the check
-            return {"label": self.attention_answer if rng.random() >= 0.05 else rng.choice(content["class_names"])}
-        if step.kind == "rating":
-            target = content["target"]
-            arm = self.arm_of_text.get(target.get("text") or target.get("use_of_ai"), "verify")
-            return {item["id"]: _likert(rng, RATING_MEANS[arm], item) for item in content["items"]}
-        if step.kind == "questionnaire":
-            return {item["id"]: rng.randint(item["scale_min"], item["scale_max"]) for item in content["items"]}
-        return {}
-
-    def _read(self, rng: random.Random, content: dict[str, Any]) -> dict[str, Any]:
-        classes = content["class_names"]
-        truth = self.truth[content["case_id"]]
-        own = (content.get("initial") or {}).get("label")
-        if own is None:  # an unaided read: right with probability `skill`
-            own = truth if rng.random() < self.config.skill else rng.choice([c for c in classes if c != truth])
-        label = own
-        ai = content.get("ai") or {}
-        if content["phase"] == "final" and ai.get("label") and ai["label"] != own \
-                and rng.random() < self.config.reliance:
-            label = ai["label"]
-        confidence = int(min(100, max(0, round(rng.gauss(72 if label == own else 58, 15)))))
-        if content.get("question") == "probability":  # the same reading, asked as P(positive class)
-            positive = content["positive_label"]
-            return {"label": label, "probability": confidence if label == positive else 100 - confidence}
-        return {"label": label, "confidence": confidence}
-
-
-def _likert(rng: random.Random, mean: float, item: dict[str, Any]) -> int:
-    return int(min(item["scale_max"], max(item["scale_min"], round(rng.gauss(mean, 1.2)))))
+        return STEP_KINDS[step.kind].simulated_answer(self, rng, step.content)
 
 
 def _read_tokens(path: Path) -> dict[int, str]:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from xai_lab.store.database import database_url, open_database
 from xai_lab.study.access import AccessGuard
-from xai_lab.study.catalogue import ServedStudy, open_catalogue, served_design_files
+from xai_lab.study.catalogue import ServedStudy, open_catalogue, served_study_ids
 from xai_lab.study.media import StudyMedia
 
 T = TypeVar("T")
@@ -47,8 +47,8 @@ def database() -> Engine:
 
 def catalogue() -> dict[str, ServedStudy]:
     """The studies this process serves (``XAI_LAB_STUDIES``), opened once on the shared engine."""
-    files = tuple(str(path) for path in served_design_files())
-    return _once(_catalogues, (database_url(), files), lambda: open_catalogue(database()))
+    study_ids = served_study_ids()
+    return _once(_catalogues, (database_url(), study_ids), lambda: open_catalogue(database(), study_ids))
 
 
 def media(study_id: str) -> StudyMedia:

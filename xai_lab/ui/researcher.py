@@ -6,18 +6,13 @@ all without one). Nothing from the database is read or drawn before a successful
 
 from __future__ import annotations
 
-import io
-import tempfile
-import zipfile
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from xai_lab.errors import XaiLabError
 from xai_lab.paths import report_dir
 from xai_lab.study.access import admin_password, enrolment_code, password_matches
-from xai_lab.study.export import export_study
+from xai_lab.study.export import export_zip
 from xai_lab.study.monitor import FAST_MEDIAN_MS, StudyStatus, list_study_ids, monitor_study
 from xai_lab.ui import resources
 
@@ -67,15 +62,13 @@ def _login() -> None:
         submitted = st.form_submit_button("Sign in", type="primary", key="login:submit")
     if not submitted:
         return
-    wait = guard.wait_seconds(RESEARCHER_SCOPE, client)
-    if wait > 0:
-        st.error(f"Too many failed attempts. Wait {wait:.0f} seconds, then try again.")
+    attempt = guard.try_secret(RESEARCHER_SCOPE, client, lambda: password_matches(typed, expected))
+    if attempt.wait_s > 0:
+        st.error(f"Too many failed attempts. Wait {attempt.wait_s:.0f} seconds, then try again.")
         return
-    if not password_matches(typed, expected):
-        guard.failed(RESEARCHER_SCOPE, client)
+    if not attempt.matched:
         st.error("Wrong password.")
         return
-    guard.succeeded(RESEARCHER_SCOPE, client)
     st.session_state[SIGNED_IN] = True
     st.rerun()
 
@@ -149,7 +142,7 @@ def _exports(study_id: str) -> None:
     st.subheader("Export")
     fmt = st.radio("Format", ["csv", "parquet"], horizontal=True, key="export_format")
     if st.button("Build export files"):
-        st.session_state["export"] = (study_id, fmt, _export_zip(study_id, fmt))
+        st.session_state["export"] = (study_id, fmt, export_zip(resources.database(), study_id, fmt))
     built = st.session_state.get("export")
     if built and built[:2] == (study_id, fmt):
         st.download_button(f"Download {study_id}-export.zip", built[2], file_name=f"{study_id}-export.zip",
@@ -160,14 +153,3 @@ def _exports(study_id: str) -> None:
                            mime="text/html")
     else:
         st.caption(f"No analysis report yet; `xai-lab analyze --study {study_id} --out {report.parent}` writes one.")
-
-
-def _export_zip(study_id: str, fmt: str) -> bytes:
-    """The study engine's export files (data, codebook, flow) in one zip."""
-    with tempfile.TemporaryDirectory() as folder:
-        export_study(resources.database(), study_id, Path(folder), fmt)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(Path(folder).iterdir()):
-                archive.write(path, path.name)
-    return buffer.getvalue()

@@ -21,8 +21,8 @@ def reading_png(study_id: str, case_id: str) -> bytes:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def layer_png(study_id: str, case_id: str, method: str, target: int | None, look: str) -> bytes | None:
-    return media(study_id).layer_png(case_id, method, target, look)
+def layer_png(study_id: str, case_id: str, look: str) -> bytes | None:
+    return media(study_id).layer_png(case_id, look)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -134,7 +134,7 @@ def _export_from_database(study_id: str, database: str | None, folder: Path) -> 
 def _run_power(args: argparse.Namespace) -> int:
     from xai_lab.analysis.power import parse_effects, power_plot, power_table
     from xai_lab.paths import report_dir
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
 
     if args.mrmc:
         return _run_mrmc_power(args)
@@ -215,7 +215,7 @@ def _run_mrmc(args: argparse.Namespace) -> int:
     if args.out:
         write_mrmc_outputs(result, study, Path(args.out))
     if args.json:
-        from xai_lab.analysis.analyze import json_safe
+        from xai_lab.analysis.results import json_safe
 
         print(json.dumps(json_safe(result.to_json())))
     else:

@@ -3,7 +3,7 @@
 `serve` checks everything it can before starting Streamlit - the designs parse, their case
 sets are prepared, the database opens, the port is free, the researcher password is usable -
 so a misconfiguration is one line and exit 2 rather than a broken page. Then it runs
-``streamlit run xai_lab/ui/entry.py`` with the studies in ``XAI_LAB_STUDIES`` and settings
+``streamlit run xai_lab/ui/entry.py`` with the registered study ids in ``XAI_LAB_STUDIES`` and settings
 suited to a study: headless, no usage statistics (no network calls from participants'
 browsers), no developer toolbar, no tracebacks in the browser.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from xai_lab.errors import ConfigError
 from xai_lab.paths import HOME_ENV, lab_home
 
-DEMO_DESIGN = Path(__file__).resolve().parents[1] / "studies" / "demo.toml"
+DEMO_DESIGN = Path(__file__).resolve().parents[2] / "studies" / "demo.toml"
 STREAMLIT_SETTINGS = {
     "server.headless": "true",
     "browser.gatherUsageStats": "false",
@@ -85,12 +85,12 @@ def _run_serve(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace, files: list[Path], start: bool = True) -> int:
     from xai_lab.store.database import open_database
     from xai_lab.study.access import admin_password, enrolment_code, trusted_proxies
-    from xai_lab.study.catalogue import open_catalogue
+    from xai_lab.study.catalogue import STUDIES_ENV, open_catalogue, register_design_files
 
     _check_port(args.port, args.address, must_be_free=start)
     proxies = trusted_proxies()
     engine = open_database(args.database)
-    catalogue = open_catalogue(engine, files)
+    catalogue = open_catalogue(engine, tuple(register_design_files(engine, files)))
     base = (args.base_url or f"http://{'localhost' if args.address in ('127.0.0.1', '0.0.0.0') else args.address}"
                              f":{args.port}").rstrip("/")
     for study_id in catalogue:
@@ -103,7 +103,7 @@ def serve(args: argparse.Namespace, files: list[Path], start: bool = True) -> in
     if not start:
         return 0
     env = {**os.environ, HOME_ENV: str(lab_home().resolve()),
-           "XAI_LAB_STUDIES": os.pathsep.join(str(f.resolve()) for f in files),
+           STUDIES_ENV: ",".join(catalogue),
            # uvicorn believes X-Forwarded-For only from these proxies (its own default trusts any
            # loopback client, which could then pick a fresh throttle identity per request).
            "FORWARDED_ALLOW_IPS": ",".join(proxies)}
@@ -135,7 +135,7 @@ def _check_port(port: int, address: str, must_be_free: bool) -> None:
 
 
 def _run_streamlit(port: int, address: str, env: dict[str, str]) -> int:
-    entry = Path(__file__).resolve().parent / "ui" / "served_app.py"
+    entry = Path(__file__).resolve().parents[1] / "ui" / "served_app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(port),
                "--server.address", address]
     for key, value in streamlit_settings().items():
@@ -151,7 +151,7 @@ def run_demo_server(args: argparse.Namespace) -> int:
     """After `ensure_demo_assets`: prepare the demo study, print the three URLs, serve."""
     from xai_lab.store.database import open_database
     from xai_lab.study.access import PASSWORD_ENV, admin_password
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.prepare import prepare_study
 
     design_file = DEMO_DESIGN if DEMO_DESIGN.is_file() else Path("studies/demo.toml")
@@ -167,7 +167,7 @@ def run_demo_server(args: argparse.Namespace) -> int:
 
 def _run_invite(args: argparse.Namespace) -> int:
     from xai_lab.private_files import open_private
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
 
@@ -187,3 +187,25 @@ def _run_invite(args: argparse.Namespace) -> int:
             writer.writerow([number, f"{base}/?study={design.id}&token={service.enrol(via='invite')}"])
     print(f"wrote {args.n} personal links for {design.id!r} to {out}; it is the only copy of the tokens")
     return 0
+
+
+def add_demo_command(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="build the default dataset and model if absent, prepare the demo study "
+                                            "and serve it",
+                               description="Build the default synthetic dataset and its calibrated model if they are "
+                                           "missing, print the model card, prepare studies/demo.toml and serve it "
+                                           "(participant, researcher and trainer URLs are printed).")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_demo_serve_options(demo)
+    demo.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from xai_lab.cli.model import describe_model_card
+    from xai_lab.workflows import ensure_demo_assets
+
+    dataset, card, folder = ensure_demo_assets(progress=not args.quiet)
+    print(f"dataset '{dataset.name}': {dataset.card.n_images} images, {dataset.card.image_size[0]} px, "
+          f"classes {', '.join(dataset.class_names)} ({dataset.path})")
+    print(describe_model_card(card, folder))
+    return run_demo_server(args)

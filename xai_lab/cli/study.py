@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from xai_lab.cli.common import usage
 from xai_lab.errors import ConfigError
 
 
@@ -22,7 +23,7 @@ def add_study_commands(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument("file", help="design file, e.g. studies/demo.toml")
     _database_option(prepare)
     prepare.set_defaults(run=_run_prepare)
-    study.set_defaults(run=lambda args: _print_usage(study))
+    study.set_defaults(run=lambda args: usage(study))
 
     simulate = commands.add_parser("simulate", help="run simulated participants through a prepared study",
                                    description="Simulated clinicians answer through the same service API as people; "
@@ -55,7 +56,7 @@ def _database_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
 
     design = load_design(args.file)
     if args.json:
@@ -72,7 +73,7 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 def _run_prepare(args: argparse.Namespace) -> int:
     from xai_lab.store.database import open_database
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.prepare import prepare_study, prepared_path
 
     design = load_design(args.file)
@@ -87,7 +88,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from xai_lab.study.design import load_design
+    from xai_lab.study.design_file import load_design
     from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
     from xai_lab.study.simulate import SimulationConfig, simulate
@@ -113,9 +114,3 @@ def _run_export(args: argparse.Namespace) -> int:
     counts = export_study(open_database(args.database), args.study, Path(args.out), args.format)
     print(f"exported {args.study!r} to {args.out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
     return 0
-
-
-def _print_usage(parser: argparse.ArgumentParser) -> int:
-    from xai_lab.cli import _usage
-
-    return _usage(parser)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from xai_lab.cli.common import usage
 from xai_lab.errors import ConfigError
 
 
@@ -32,9 +33,9 @@ def add_explain_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(run=_run_evaluate)
 
-    precompute = sub.add_parser("precompute", help="cache predictions, maps and overlays for study cases",
+    precompute = sub.add_parser("precompute", help="cache predictions and maps for study cases",
                                 description="Store per case the decision, calibrated confidence and each method's "
-                                            "map and overlay; valid entries are kept, damaged ones recomputed.")
+                                            "map; valid entries are kept, damaged ones recomputed.")
     _model_and_data(precompute)
     cases = precompute.add_mutually_exclusive_group(required=True)
     cases.add_argument("--cases", help="file of case ids (one per line, or a CSV with a case_id column)")
@@ -43,7 +44,7 @@ def add_explain_commands(commands: argparse._SubParsersAction) -> None:
     precompute.add_argument("--seed", type=int, default=0, help="case order and method seed (default 0)")
     precompute.add_argument("--json", action="store_true", help="print one JSON object")
     precompute.set_defaults(run=_run_precompute)
-    explain.set_defaults(run=lambda args: _print_usage(explain))
+    explain.set_defaults(run=lambda args: usage(explain))
 
 
 def _model_and_data(parser: argparse.ArgumentParser) -> None:
@@ -121,20 +122,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _run_precompute(args: argparse.Namespace) -> int:
     from xai_lab.explain.cache import ExplanationCache
     from xai_lab.explain.precompute import default_cases, precompute, read_case_file
+    from xai_lab.explain.request import ExplanationRequest
     from xai_lab.paths import explanation_cache_dir
 
     methods = _methods(args.methods)
     model, card, dataset, folder = _load(args)
     cases = read_case_file(Path(args.cases)) if args.cases else default_cases(dataset, args.n, args.seed)
     root = Path(args.cache) if args.cache else explanation_cache_dir(folder.name)
-    summary = precompute(model, dataset, ExplanationCache(root, card), cases, methods, seed=args.seed)
+    requests = [ExplanationRequest.create(method, seed=args.seed) for method in methods]
+    summary = precompute(model, dataset, ExplanationCache(root, card), cases, requests)
     result = {**summary.to_dict(), "cache": str(root), "methods": methods}
     print(json.dumps(result) if args.json else
           f"{summary.cases} cases: {summary.computed} explanations computed, {summary.reused} reused, in {root}")
     return 0
-
-
-def _print_usage(parser: argparse.ArgumentParser) -> int:
-    from xai_lab.cli import _usage  # imported when run: xai_lab.cli imports this module
-
-    return _usage(parser)

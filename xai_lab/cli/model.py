@@ -1,0 +1,114 @@
+"""`xai-lab train` and `xai-lab evaluate`, and the model card as a terminal reads it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_train_command(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a calibrated classifier on a dataset",
+                                description="Train a small CNN with validation checkpointing, then fit temperature "
+                                            "scaling and the decision threshold on the validation split.")
+    train.add_argument("--data", required=True, help="dataset name or folder")
+    train.add_argument("--out", type=Path, default=None, help="model folder (default: models/<dataset name>)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 24)")
+    train.add_argument("--input-size", type=int, default=None,
+                       help="pixels the network reads (default: image size, at most 128)")
+    train.add_argument("--threshold-rule", default="youden", help="youden (default), accuracy or half")
+    train.add_argument("--prior", default="balanced",
+                       help="class prevalence the calibrated probabilities hold for: balanced (default) or training")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="print the model card as JSON")
+    train.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from xai_lab.model.training import TrainConfig
+    from xai_lab.workflows import train_and_save
+
+    overrides: dict[str, Any] = {"seed": args.seed, "input_size": args.input_size,
+                                 "threshold_rule": args.threshold_rule, "calibration_prior": args.prior}
+    if args.epochs is not None:
+        overrides["max_epochs"] = args.epochs
+    card, folder = train_and_save(args.data, args.out, TrainConfig(**overrides), progress=not args.quiet)
+    print(json.dumps(card, indent=2) if args.json else describe_model_card(card, folder))
+    return 0
+
+
+def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("evaluate", help="evaluate a model on a dataset split",
+                                   description="Metrics of the calibrated, thresholded model on one split.")
+    evaluate.add_argument("--model", required=True, help="model folder (or model name under models/)")
+    evaluate.add_argument("--data", required=True, help="dataset name, dataset folder, or an importable file/folder")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
+    evaluate.add_argument("--external", action="store_true",
+                          help="allow data other than the training dataset (same classes): external validation")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from xai_lab.model.evaluation import evaluate_split
+    from xai_lab.model.storage import check_model_fits, load_model
+    from xai_lab.workflows import load_for_evaluation
+
+    model, card = load_model(args.model)
+    dataset = load_for_evaluation(args.data, card["dataset"]["class_names"])
+    check_model_fits(card, dataset, external=args.external)
+    metrics = evaluate_split(model, dataset[args.split])
+    result = {"model": card.get("name"), "dataset": dataset.name, "split": args.split, **metrics,
+              "threshold": card.get("decision", {}).get("threshold"), "class_names": dataset.class_names}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{card.get('name')} on {dataset.name}/{args.split} (n={metrics['n']}):")
+        print(metrics_line(metrics))
+    return 0
+
+
+def describe_model_card(card: dict[str, Any], folder: Path) -> str:
+    calibration = card["calibration"]
+    test = card["metrics"]["test"]
+    decision = card["decision"]
+    lines = [
+        f"model '{card['name']}' in {folder}",
+        f"  trained on '{card['dataset']['name']}' ({', '.join(card['dataset']['class_names'])}), "
+        f"input {card['preprocessing']['input_size']} px, {card['architecture']['parameters']:,} parameters, "
+        f"{card['training']['epochs_run']} epochs (best {card['training']['best_epoch']}) "
+        f"in {card['training']['seconds']:.0f} s",
+        f"  test: {metrics_line(test)}",
+        f"  calibration: temperature {calibration['temperature']:.3f}, {calibration.get('prior', 'training')} prior; "
+        f"test ECE "
+        f"{calibration['test']['before']['ece']:.3f} -> {calibration['test']['after']['ece']:.3f}, "
+        f"val ECE {calibration['val']['before']['ece']:.3f} -> {calibration['val']['after']['ece']:.3f}",
+    ]
+    if decision.get("threshold") is not None:
+        lines.append(f"  decision: {decision['applies_to']} >= {decision['threshold']:.3f} ({decision['rule']} rule "
+                     "on validation)")
+    explanations = card.get("explanations")
+    if explanations:
+        evaluated = explanations["evaluated_on"]
+        lines.append(f"  explanations: default method {explanations['default_method']} (measured on "
+                     f"{evaluated['n_images']} '{evaluated['dataset']}' test images; see 'xai-lab explain evaluate')")
+    lines += [f"  warning: {warning}" for warning in card.get("warnings", [])]
+    lines.append(f"  intended use: {card['intended_use']}")
+    return "\n".join(lines)
+
+
+def metrics_line(metrics: dict[str, Any]) -> str:
+    def with_ci(key: str) -> str:
+        value = metrics.get(key)
+        if value is None:
+            return f"{key} n/a"
+        ci = metrics.get(f"{key}_ci")
+        return f"{key} {value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    return (f"{with_ci('auroc')}, {with_ci('accuracy')}, sensitivity {metrics['sensitivity']:.3f}, "
+            f"specificity {metrics['specificity']:.3f}, ECE {metrics['ece']:.3f}, Brier {metrics['brier']:.3f}, "
+            f"n={metrics['n']}")
+
+

@@ -1,0 +1,113 @@
+"""The event fold: each event applied to the derived tables, the only code that writes them.
+
+The same function runs live (in the transaction that appends the event) and in a rebuild
+(`registration.rebuild_derived` replays a study's events in order), so derived rows are always
+what the event log says. Lifecycle events (enrolled, shown, consent, allocated, withdrawn and the
+logs made on a trial step) are folded here; an answered step's own rows are written by its kind
+(`xai_lab.study.steps`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+
+from xai_lab.store import repository as repo
+from xai_lab.store.schema import events, participants, questionnaire_answers, ratings, trials
+from xai_lab.study import flow
+from xai_lab.study.flow import StepKey
+from xai_lab.study.steps import STEP_KINDS
+
+
+def apply_event(connection: Connection, event: dict[str, Any]) -> None:
+    """Apply one event to the derived tables."""
+    kind, payload, participant_id = event["kind"], event["payload"], event["participant_id"]
+    where = participants.c.participant_id == participant_id
+    if kind == "enrolled":
+        connection.execute(participants.insert().values(
+            participant_id=participant_id, study_id=event["study_id"], token_sha256=payload["token_sha256"],
+            status="in_progress", plan=None, step_index=0, step_key="consent", pilot=payload.get("pilot", False),
+            enrolled_via=payload.get("via"), enrolled_at=event["created_at"], attention_failures=0))
+    elif kind == "shown":
+        connection.execute(update(participants).where(where).values(
+            shown_at=payload["at"], shown_ns=payload["ns"], shown_clock=payload["clock"]))
+    elif kind == "consent":
+        if payload["agree"]:
+            _advance(connection, participant_id, event)
+        else:
+            connection.execute(update(participants).where(where).values(status="declined", step_key="declined"))
+    elif kind == "allocated":
+        connection.execute(update(participants).where(where).values(
+            profile=payload["profile"], stratum=payload["stratum"], arm=payload["arm"], plan=payload["plan"]))
+        _advance(connection, participant_id, event)
+    elif kind == "answered":
+        _apply_answer(connection, event)
+    elif kind == "rating_targets":
+        connection.execute(update(participants).where(where).values(rating_targets=payload["targets"]))
+        repo.bump_rating_load(connection, event["study_id"], [t["id"] for t in payload["targets"]])
+    elif kind in ("overlay_toggle", "viewer"):
+        _log_on_step(connection, event)
+    elif kind == "withdrawn":
+        _withdrawn(connection, event)
+
+
+def _pending(connection: Connection, participant_id: str) -> dict[str, Any]:
+    value = connection.execute(select(participants.c.pending)
+                               .where(participants.c.participant_id == participant_id)).scalar()
+    return dict(value or {})
+
+
+def _apply_answer(connection: Connection, event: dict[str, Any]) -> None:
+    participant_id = event["participant_id"]
+    pending = _pending(connection, participant_id)
+    pending.pop("initial", None)  # a first reading waits only until the step after it is answered
+    step_kind = STEP_KINDS[StepKey.parse(event["step_key"]).kind]
+    values = {"pending": pending, **step_kind.apply(connection, event, pending)}
+    connection.execute(update(participants).where(participants.c.participant_id == participant_id).values(**values))
+    _advance(connection, participant_id, event)
+
+
+def _log_on_step(connection: Connection, event: dict[str, Any]) -> None:
+    """An overlay toggle counts up; a viewer report replaces the phase's earlier one (they are cumulative)."""
+    participant_id, payload = event["participant_id"], event["payload"]
+    pending = _pending(connection, participant_id)
+    if event["kind"] == "overlay_toggle":
+        pending["toggles"] = pending.get("toggles", 0) + 1
+    else:
+        pending["viewer"] = {**pending.get("viewer", {}), payload["phase"]: payload}
+    connection.execute(update(participants).where(participants.c.participant_id == participant_id)
+                       .values(pending=pending))
+
+
+def _withdrawn(connection: Connection, event: dict[str, Any]) -> None:
+    payload = event["payload"]
+    values = {"status": "withdrawn", "step_key": "withdrawn", "withdrawn_at": event["created_at"],
+              "arm": payload.get("arm"), "stratum": payload.get("stratum")}
+    if payload.get("completed_at"):
+        values["completed_at"] = payload["completed_at"]
+    if payload.get("deleted"):
+        values.update(profile=None, plan=None, pending=None, rating_targets=None)
+    connection.execute(update(participants).where(participants.c.participant_id == event["participant_id"])
+                       .values(**values))
+
+
+def _advance(connection: Connection, participant_id: str, event: dict[str, Any]) -> None:
+    where = participants.c.participant_id == participant_id
+    row = connection.execute(select(participants.c.plan, participants.c.step_index).where(where)).first()
+    plan = row.plan or flow.START_PLAN
+    index = row.step_index + 1
+    key = plan[index]
+    values: dict[str, Any] = {"step_index": index, "step_key": key, "shown_at": None, "shown_ns": None,
+                              "shown_clock": None}
+    if key == "complete":
+        values.update(status="completed", completed_at=event["created_at"])
+    connection.execute(update(participants).where(where).values(**values))
+
+
+def delete_participant_data(connection: Connection, participant_id: str) -> None:
+    """Withdrawal with deletion: answers, ratings they gave and their events go; the enrolment stays."""
+    for table in (trials, questionnaire_answers):
+        connection.execute(delete(table).where(table.c.participant_id == participant_id))
+    connection.execute(delete(ratings).where(ratings.c.rater_id == participant_id))
+    connection.execute(delete(events).where(events.c.participant_id == participant_id, events.c.kind != "enrolled"))

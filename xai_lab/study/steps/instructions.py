@@ -1,0 +1,15 @@
+"""Instructions: the arm's text, shown before its first practice or trial; no answer fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xai_lab.study.flow import StepKey
+from xai_lab.study.steps.base import StepContext, StepKind
+
+
+class Instructions(StepKind):
+    kind = "instructions"
+
+    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
+        return {"text": context.design.instructions[key.name], "arm": key.name}

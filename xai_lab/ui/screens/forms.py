@@ -1,0 +1,129 @@
+"""The form screens: consent, profile, instructions, peer rating, questionnaire, debrief."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from xai_lab.errors import XaiLabError
+from xai_lab.study.catalogue import ServedStudy
+from xai_lab.study.service import Step
+from xai_lab.ui import resources
+from xai_lab.ui.answering import continue_button, progress, submit
+from xai_lab.ui.screens.reading import advice_probability
+
+# Questions as a person would ask them, not the export's column names.
+PROFILE_QUESTIONS = {
+    "role": "Your role",
+    "specialty": "Your specialty",
+    "experience_years": "Years of clinical experience",
+    "prior_ai_use": "How often have you used AI tools in your work?",
+}
+
+
+
+def consent(served: ServedStudy, token: str, step: Step) -> None:
+    progress(step)
+    st.title(served.design.title)
+    st.subheader("Information and consent")
+    st.markdown(step.content["text"])
+    left, right, _ = st.columns([2, 2, 3])
+    left.button("I agree to take part", type="primary", key=f"agree:{step.key}", on_click=submit,
+                args=(served, token, step.key, {"agree": True}))
+    right.button("I do not want to take part", key=f"decline:{step.key}", on_click=submit,
+                 args=(served, token, step.key, {"agree": False}))
+
+
+def profile(served: ServedStudy, token: str, step: Step) -> None:
+    progress(step)
+    st.subheader("About you")
+    st.caption("Used to balance the groups and describe who took part. No names or free text are stored.")
+    answers = {}
+    for name, options in step.content["fields"].items():
+        answers[name] = st.selectbox(PROFILE_QUESTIONS.get(name, name.replace("_", " ").capitalize()), options,
+                                     index=None,
+                                     placeholder="Choose ...", key=f"{step.key}:{name}")
+    continue_button(served, token, step, answers)
+
+
+def instructions(served: ServedStudy, token: str, step: Step) -> None:
+    _text_step(served, token, step, "How this works", "Start",
+               "Take the time you need. Zoom with + and − or the mouse wheel, drag to move, and change the "
+               "contrast with the buttons under the image (keyboard: click the image, then +, −, arrows, 1-4, 0). "
+               "Your answers are saved as you go. If the page closes, open your study link again in this browser, "
+               "or use your personal link under \"Continue later\" at the bottom of the page.")
+
+
+def _likert(step: Step, items: list[dict[str, Any]]) -> dict[str, int | None]:
+    """Each item: the question, then its anchors at the two ends of an evenly spaced row of points
+    (a caption under only the first and last point would widen their gaps)."""
+    answers = {}
+    for item in items:
+        low, high = item["scale_min"], item["scale_max"]
+        st.markdown(f"**{item['text']}**")
+        left, scale, right = st.columns([2, 5, 2], vertical_alignment="center", gap="small")
+        left.caption(item["anchors"][0], text_alignment="right")
+        answers[item["id"]] = scale.radio(item["text"], list(range(low, high + 1)), index=None, horizontal=True,
+                                          key=f"{step.key}:{item['id']}", label_visibility="collapsed")
+        right.caption(item["anchors"][1])
+    return answers
+
+
+def rating(served: ServedStudy, token: str, step: Step) -> None:
+    content = step.content
+    progress(step)
+    st.subheader("How did this clinician do?")
+    record, questions = st.columns([2, 3], gap="large")
+    with record, st.container(border=True):
+        _rating_target(served, content)
+    with questions:
+        answers = _likert(step, content["items"])
+        continue_button(served, token, step, answers)
+
+
+def _rating_target(served: ServedStudy, content: dict[str, Any]) -> None:
+    target = content["target"]
+    if content["target_kind"] == "vignette":
+        st.markdown(target["text"])
+        return
+    st.markdown(f"This clinician {target['use_of_ai']}.")
+    lines = []
+    if target.get("initial_label"):
+        lines.append(f"- First reading on their own: **{target['initial_label']}** "
+                     f"({target['initial_confidence']}% sure)")
+    if target.get("ai_label"):
+        advice = {"label": target["ai_label"], "confidence": target["ai_confidence"],
+                  "threshold": served.case_set.decision_threshold}
+        lines.append(f"- AI suggestion: **{target['ai_label']}**. "
+                     f"{advice_probability(advice, list(served.case_set.class_names))}")
+    lines.append(f"- Final decision: **{target['final_label']}** ({target['final_confidence']}% sure)")
+    if "true_label" in target:
+        lines.append(f"- Correct answer: **{target['true_label']}**")
+    st.markdown("\n".join(lines))
+    try:
+        st.image(resources.thumbnail_png(served.design.id, target["case_id"]), output_format="PNG", width=220)
+    except XaiLabError:
+        pass  # a record from a case outside this study's case set: the description stands alone
+
+
+def questionnaire(served: ServedStudy, token: str, step: Step) -> None:
+    progress(step)
+    st.subheader(step.content["title"])
+    answers = _likert(step, step.content["items"])
+    continue_button(served, token, step, answers)
+
+
+def debrief(served: ServedStudy, token: str, step: Step) -> None:
+    _text_step(served, token, step, "Thank you: what this study was about", "Finish",
+               "Press Finish to complete your participation. Opening your link again afterwards shows only this "
+               "confirmation; your answers cannot be changed then.")
+
+
+def _text_step(served: ServedStudy, token: str, step: Step, heading: str, button: str, note: str) -> None:
+    """A screen of text the participant reads and confirms: the step's text, a note, one button."""
+    progress(step)
+    st.subheader(heading)
+    st.markdown(step.content["text"])
+    st.caption(note)
+    st.button(button, type="primary", key=f"go:{step.key}", on_click=submit, args=(served, token, step.key, {}))

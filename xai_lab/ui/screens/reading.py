@@ -1,0 +1,180 @@
+"""The reading screens: a trial or practice case (image in the viewer, the AI's advice and map, the
+decision) and an attention check laid out like a trial."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from xai_lab.study.catalogue import ServedStudy
+from xai_lab.study.flow import InvalidAnswer
+from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, Step
+from xai_lab.ui import resources
+from xai_lab.ui.answering import progress, submit
+from xai_lab.ui.viewer import show_viewer
+
+# Case images go to the viewer (`xai_lab.ui.viewer`) at their stored resolution, at most 1024 px:
+# the browser scales and windows them, so the server encodes each image once (cached).
+# What the map means, per look (explain/looks.py); the last sentence is the same everywhere.
+_NOT_RIGHTNESS = "It shows where the AI looked, not whether it is right."
+LEGENDS = {
+    "contour": "The yellow outline marks the area that most influenced the AI's suggestion; the image stays "
+               "visible under the light tint. " + _NOT_RIGHTNESS,
+    "side_by_side": "Left: the image as it is. Right: the yellow outline marks the area that most influenced the "
+                    "AI's suggestion. " + _NOT_RIGHTNESS,
+    "heatmap": "Brighter yellow marks the areas that most influenced the AI's suggestion; dark purple, little "
+               "influence. " + _NOT_RIGHTNESS,
+}
+NORMAL_MAP_NOTE = ("For a normal suggestion the map marks what the AI judged normal; it does not mark a finding.")
+NO_MAP_FOR_NORMAL = ("No map is shown when the AI suggests normal: it would mark normal areas, and colour is easily "
+                     "read as a finding.")
+
+
+def trial(served: ServedStudy, token: str, step: Step) -> None:
+    content = step.content
+    progress(step)
+    image_side, decision_side = st.columns([5, 4], gap="large")
+    with decision_side:
+        heading = "Practice case" if content["practice"] else f"Case {content['trial_index'] + 1} of " \
+                                                              f"{content['n_trials']}"
+        st.subheader(heading)
+        shown_map = _ai_panel(served, token, step) if content["show_ai"] else None
+        if content.get("initial"):
+            first = content["initial"]
+            if content.get("question") == "probability":
+                st.caption(f"Your first reading: **{first['label']}**, probability of {content['positive_label']} "
+                           f"{first['score']}%.")
+            else:
+                st.caption(f"Your first reading: **{first['label']}**, {first['confidence']}% sure.")
+        if content["phase"] == "initial" and content["arm"] == "verify":
+            st.caption("Decide on your own first. You will then see the AI's suggestion and can decide again.")
+        _decision(served, token, step, content)
+    with image_side:
+        layer, visible, look = shown_map or (None, False, "")
+        viewer_key = f"viewer:{step.key}"
+        show_viewer(viewer_key, resources.reading_png(served.design.id, content["case_id"]), layer,
+                    layer_visible=visible, side_by_side=look == "side_by_side", heatmap_legend=look == "heatmap",
+                    on_activity=lambda: _log_viewer(served, token, step.key, viewer_key))
+
+
+def _log_viewer(served: ServedStudy, token: str, step_key: str, viewer_key: str) -> None:
+    state = st.session_state.get(viewer_key) or {}
+    activity = state.get("activity") if hasattr(state, "get") else getattr(state, "activity", None)
+    if not activity:
+        return
+    try:
+        served.service.record_viewer(token, step_key, dict(activity), uuid.uuid4().hex)
+    except (NotCurrentStep, ReplayedSubmit, InvalidAnswer):
+        pass  # another tab moved on, or a malformed report: the trial is recorded without it
+
+
+def _ai_panel(served: ServedStudy, token: str, step: Step) -> tuple[bytes, bool, str] | None:
+    """The AI's label, calibrated probability and map toggle; returns (map layer, shown, look)
+    when the step has a map."""
+    ai = step.content["ai"]
+    with st.container(border=True):
+        st.markdown(f"**AI suggestion: {ai['label']}**")
+        if ai.get("confidence") is not None:
+            st.markdown(advice_probability(ai, step.content["class_names"]))
+            st.caption("The AI's probabilities are calibrated: of cases given 80%, about 80% have the finding.")
+        overlay = ai.get("overlay")
+        if overlay is None:
+            st.caption(NO_MAP_FOR_NORMAL if ai.get("withheld_for_normal") else "No map is shown for this case.")
+            return None
+        look = overlay.get("look", "heatmap")
+        png = resources.layer_png(served.design.id, step.content["case_id"], look)
+        if png is None:
+            st.caption("The map for this case could not be loaded. Please decide from the image.")
+            return None
+        toggle_key = f"overlay:{step.key}"
+        visible = st.toggle("Show the AI's map", value=True, key=toggle_key, on_change=_log_toggle,
+                            args=(served, token, step.key, toggle_key))
+        legend = LEGENDS[look] + (" " + NORMAL_MAP_NOTE if ai.get("no_finding") else "")
+        st.caption(legend if visible else "The map is hidden. Switch it on to see where the AI looked.")
+        return png, visible, look
+
+
+def advice_probability(ai: dict[str, Any], class_names: list[str]) -> str:
+    """The advice's number in words that cannot contradict the label: for two classes, the
+    probability of the finding and the threshold the AI suggests it from; otherwise the
+    probability of the suggested label, which is the highest the AI gives."""
+    threshold = ai.get("threshold")
+    if threshold is None or len(class_names) != 2:
+        return f"Probability of {ai['label']}: {ai['confidence']:.0%}."
+    finding = class_names[1]
+    p_finding = ai["confidence"] if ai["label"] == finding else 1 - ai["confidence"]
+    shown, cut = round(100 * p_finding), round(100 * threshold)
+    # rounding can put a value just under the threshold onto it ("43%" below "from 43%")
+    number = f"just under {cut}%" if p_finding < threshold and shown >= cut else f"{shown}%"
+    return f"Probability of {finding}: {number}. The AI suggests {finding} from {cut}%."
+
+
+def _log_toggle(served: ServedStudy, token: str, step_key: str, toggle_key: str) -> None:
+    try:
+        served.service.record_toggle(token, step_key, bool(st.session_state[toggle_key]), uuid.uuid4().hex)
+    except (NotCurrentStep, ReplayedSubmit):
+        pass  # the step moved on in another tab; the next render shows where the participant is
+
+
+def _decision(served: ServedStudy, token: str, step: Step, content: dict[str, Any]) -> None:
+    touched_key = f"touched:{step.key}"
+    confidence_key = f"confidence:{step.key}"
+    question = content.get("question", "confidence")
+    label = ("How sure are you? (0 = guessing, 100 = certain)" if question == "confidence" else
+             f"How likely is it that this image shows {content['positive_label']}? (0 = certainly not, "
+             "100 = certainly)")
+    st.slider(label, 0, 100, 50, key=confidence_key, on_change=st.session_state.__setitem__,
+              args=(touched_key, True))
+    touched = st.session_state.get(touched_key, False)
+    # Always one caption here, only its text changes: a screen whose element layout never shifts
+    # leaves no stale widgets behind while quick reruns (arrow keys on the slider) overlap.
+    st.caption("Now choose your answer." if touched else "Move the slider to how sure you are; then choose your "
+                                                              "answer.")
+    columns = st.columns(len(content["class_names"]))
+    truth = _practice_truth(served, content)
+    for column, name in zip(columns, content["class_names"], strict=True):
+        column.button(name.capitalize(), type="primary", disabled=not touched, key=f"decide:{step.key}:{name}",
+                      width="stretch", on_click=_decide,
+                      args=(served, token, step.key, name, question, confidence_key, touched_key,
+                            _feedback(truth, name, content) if truth else None))
+
+
+def _practice_truth(served: ServedStudy, content: dict[str, Any]) -> str | None:
+    """The practice case's true label, when the design gives feedback and this is its last look."""
+    if not (content["practice"] and content["phase"] == "final" and served.design.trials.practice_feedback):
+        return None
+    return next((case.true_label for case in served.case_set.practice if case.case_id == content["case_id"]), None)
+
+
+def _feedback(truth: str, answer: str, content: dict[str, Any]) -> str:
+    ai = content.get("ai", {}).get("label")
+    said = f" The AI suggested {ai}." if ai else ""
+    verdict = "Your answer matches." if answer == truth else f"You answered {answer}."
+    return f"Practice case: this image shows {truth}. {verdict}{said} The study cases will not say."
+
+
+def _decide(served: ServedStudy, token: str, step_key: str, label: str, question: str, slider_key: str,
+            touched_key: str, feedback: str | None = None) -> None:
+    if not st.session_state.get(touched_key):
+        st.session_state["problem"] = "Please move the slider first."
+        return
+    submit(served, token, step_key, {"label": label, question: int(st.session_state[slider_key])})
+    if feedback and "problem" not in st.session_state:
+        st.session_state["notice"] = feedback
+
+
+def attention(served: ServedStudy, token: str, step: Step) -> None:
+    content = step.content
+    progress(step)
+    image_side, decision_side = st.columns([5, 4], gap="large")
+    with decision_side:
+        st.subheader("Check question")
+        st.markdown(content["prompt"])
+        # side by side, as on every trial: the check must look like the task it checks
+        for column, label in zip(st.columns(len(content["class_names"])), content["class_names"], strict=True):
+            column.button(label.capitalize(), key=f"attention:{step.key}:{label}", width="stretch",
+                          on_click=submit, args=(served, token, step.key, {"label": label}))
+    with image_side:
+        show_viewer(f"viewer:{step.key}", resources.reading_png(served.design.id, content["case_id"]))
