@@ -19,12 +19,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    import torch
+def pytest_configure(config: pytest.Config) -> None:
+    # The fast suite's workers (pytest-xdist, one per core) get one torch thread each, instead of
+    # each worker's threads competing for both cores. Not when slow tests run: they train the default
+    # models and check their acceptance numbers as a user's `xai-lab train` gets them, with torch's
+    # default threads; on an AMD EPYC, one thread changed float summation enough that the default
+    # model's best relevance mass fell from above 0.5 to 0.36 (CI run of 2026-12-02).
+    selection = config.option.markexpr or ""
+    if os.environ.get("PYTEST_XDIST_WORKER") and ("slow" not in selection or "not slow" in selection):
+        import torch
 
-    # One worker per core (pytest-xdist): one torch thread each, instead of each worker's threads
-    # competing for both cores (measured on the 2-core machine: the suite ran slower oversubscribed).
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
 
 
 @pytest.fixture
