@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from xai_lab.errors import ExplainError
+from xai_lab.explain.catalogue import method_spec
 from xai_lab.explain.methods import METHODS, SaliencyMethod
 from xai_lab.model.locking import MODEL_LOCK
 from xai_lab.model.network import ImageClassifier
@@ -52,7 +53,7 @@ def attribute(model: ImageClassifier, images: torch.Tensor, targets: int | Seque
     which images were explained with it.
     """
     spec = resolve_method(method)
-    settings = _settings(spec, params)
+    settings = spec.settings(params)
     images = check_images(model, images)
     target_tensor = check_targets(model, targets, len(images))
     if batch_size is None:
@@ -104,9 +105,7 @@ class TargetLogOdds(nn.Module):
 
 
 def resolve_method(name: str) -> SaliencyMethod:
-    if name not in METHODS:
-        raise ExplainError(f"unknown saliency method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
+    return METHODS[method_spec(name).name]
 
 
 def check_images(model: ImageClassifier, images: torch.Tensor) -> torch.Tensor:
@@ -137,14 +136,6 @@ def check_targets(model: ImageClassifier, targets: int | Sequence[int] | torch.T
         raise ExplainError(f"target class {bad} is out of range: the model has {n_classes} classes "
                            f"(0..{n_classes - 1})")
     return tensor.clone()
-
-
-def _settings(spec: SaliencyMethod, params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - set(spec.defaults())
-    if unknown:
-        allowed = ", ".join(spec.defaults()) or "none"
-        raise ExplainError(f"{spec.name} has no parameter {', '.join(sorted(unknown))}; its parameters: {allowed}")
-    return {**spec.defaults(), **params}
 
 
 def _to_maps(raw: torch.Tensor, size: torch.Size, spec: SaliencyMethod) -> torch.Tensor:

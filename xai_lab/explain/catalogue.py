@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from xai_lab.errors import ExplainError
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -46,6 +48,18 @@ class MethodSpec:
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
 
+    def settings(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Every parameter's value: the given ones, checked, over the defaults; refuses unknown names."""
+        unknown = sorted(set(parameters) - set(self.defaults()))
+        if unknown:
+            allowed = ", ".join(self.defaults()) or "none"
+            raise ExplainError(f"{self.name} has no parameter {', '.join(unknown)}; its parameters: {allowed}")
+        for name, value in parameters.items():
+            problem = self.parameter(name).problem(value)
+            if problem:
+                raise ExplainError(f"{self.name} parameter {name} {problem}")
+        return {**self.defaults(), **parameters}
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "reference": self.reference, "signed": self.signed,
                 "stochastic": self.stochastic,
@@ -75,3 +89,10 @@ METHOD_SPECS: dict[str, MethodSpec] = {m.name: m for m in [
     MethodSpec("gradcam", "Grad-CAM", "Selvaraju et al., ICCV 2017", False, False),
     MethodSpec("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al., ICCV 2017", True, False),
 ]}
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The catalogue entry of a method, or an error listing the methods there are."""
+    if name not in METHOD_SPECS:
+        raise ExplainError(f"unknown saliency method {name!r}; choose one of {', '.join(METHOD_SPECS)}")
+    return METHOD_SPECS[name]

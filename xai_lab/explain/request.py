@@ -12,8 +12,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from xai_lab.errors import ExplainError
-from xai_lab.explain.catalogue import METHOD_SPECS
+from xai_lab.explain.catalogue import method_spec
 
 # Part of every key: the overlay settings the cache's first entries were keyed with. Overlays are
 # no longer rendered into the cache (pages draw the map in the study's look), but keeping these
@@ -33,18 +32,8 @@ class ExplanationRequest:
     def create(cls, method: str, parameters: dict[str, Any] | None = None, seed: int = 0,
                target: int | None = None) -> ExplanationRequest:
         """A request with the method's defaults filled in; unknown methods and parameters are refused."""
-        spec = METHOD_SPECS.get(method)
-        if spec is None:
-            raise ExplainError(f"unknown saliency method {method!r}; choose one of {', '.join(METHOD_SPECS)}")
-        unknown = sorted(set(parameters or {}) - set(spec.defaults()))
-        if unknown:
-            allowed = ", ".join(spec.defaults()) or "none"
-            raise ExplainError(f"{method} has no parameter {', '.join(unknown)}; its parameters: {allowed}")
-        for name, value in (parameters or {}).items():
-            problem = spec.parameter(name).problem(value)
-            if problem:
-                raise ExplainError(f"{method} parameter {name} {problem}")
-        return cls(method, {**spec.defaults(), **(parameters or {})}, seed, None if target is None else int(target))
+        parameters = method_spec(method).settings(parameters or {})
+        return cls(method, parameters, seed, None if target is None else int(target))
 
     def for_target(self, target: int | None) -> ExplanationRequest:
         return replace(self, target=None if target is None else int(target))

@@ -41,6 +41,10 @@ class StudyMedia:
     case_set: CaseSet
     locations: dict[str, tuple[str, int]]  # case id -> (split, index)
 
+    def __post_init__(self) -> None:
+        # the cases that show a map (trials and practice), by id: looked up on every map request
+        self.mapped_cases = {case.case_id: case for case in (*self.case_set.cases, *self.case_set.practice)}
+
     @classmethod
     def open(cls, case_set: CaseSet) -> StudyMedia:
         dataset = load_dataset(case_set.dataset)
@@ -73,7 +77,7 @@ class StudyMedia:
     def layer_png(self, case_id: str, look: str = "contour") -> bytes | None:
         """The case's cached map alone as an RGBA layer in `look`, or None when the cache has no entry."""
         self._where(case_id)
-        case = next((c for c in (*self.case_set.cases, *self.case_set.practice) if c.case_id == case_id), None)
+        case = self.mapped_cases.get(case_id)
         if case is None:
             return None  # attention checks show no map
         entry = self.cache.load_explanation(case_id, self.case_set.explanation_request(case))

@@ -19,7 +19,7 @@ from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.flow import InvalidAnswer
 from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, Step
 
-LOG = logging.getLogger("xai_lab.ui.participant")
+LOG = logging.getLogger(__name__)
 
 
 def next_step_key(served: ServedStudy) -> str:

@@ -54,6 +54,7 @@ class SimulatedReader(Protocol):
     truth: dict[str, str]
     attention_answer: str
     arm_of_text: dict[str, str]
+    rating_means: dict[str, float]  # the mean competence rating a simulated rater gives each arm
 
 
 class StepKind:

@@ -26,8 +26,8 @@ class Profile(StepKind):
 
     def answer(self, context: StepContext, connection: Connection, row: Any, key: StepKey,
                answer: dict[str, Any]) -> Event:
-        profile = check_profile(context.design, answer)
         design = context.design
+        profile = check_profile(design, answer)
         stratum = allocation.stratum_of(design, profile)
         secret = connection.execute(select(studies.c.allocation_secret)
                                     .where(studies.c.study_id == design.id)).scalar_one()
