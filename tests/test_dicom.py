@@ -107,7 +107,7 @@ def test_a_study_prepared_from_dicom_files_runs_end_to_end(lab_home, tmp_path):
 
     root = dicom_tree(tmp_path / "hospital", per_class=40)
     assert run_cli("data", "import", str(root), "--name", "dcm", "--size", "32").code == 0
-    assert run_cli("train", "--data", "dcm", "--epochs", "4", "--quiet").code == 0
+    assert run_cli("train", "--data", "dcm", "--epochs", "4", "--members", "1", "--quiet").code == 0
     study_file = write_study(tmp_path, study_id="dicom")
     study_file.write_text(study_file.read_text().replace('"tiny"', '"dcm"'))
     prepared = run_cli("study", "prepare", str(study_file))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO_ROOT, run_cli, write_study
+from scipy import stats
 
 from xai_lab.analysis import analyze_export, write_outputs
 from xai_lab.analysis.load import clean_trials
@@ -136,6 +137,21 @@ def test_crossed_risk_difference_by_hand():
     variance = max(v_p + v_c - v_e, v_p, v_c)
     assert result.se == pytest.approx(math.sqrt(variance))
     assert result.n_a == 2 and result.n_cases == 3
+    # on 2 df the t interval (0.17 +- 4.30 x 0.44) reaches past what a risk difference can be
+    assert result.estimate + stats.t.ppf(0.975, result.df) * result.se > 1
+    assert (result.ci_low, result.ci_high) == (-1.0, 1.0) and "clipped to [-1, 1]" in result.note
+
+
+def test_risk_difference_interval_inside_the_range_is_not_clipped():
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame([{"arm": arm, "participant_id": f"{arm}{p}", "case_id": f"c{k}",
+                          "m": int(rng.random() < (0.6 if arm == "a" else 0.4))}
+                         for arm in "ab" for p in range(15) for k in range(12)])
+    result = crossed_risk_difference(rows, "m", "a", "b")
+    half = stats.t.ppf(0.975, result.df) * result.se
+    assert result.ci_low == pytest.approx(result.estimate - half) and result.ci_high == pytest.approx(
+        result.estimate + half)
+    assert -1 < result.ci_low < result.ci_high < 1 and "clipped" not in result.note
 
 
 @pytest.mark.parametrize("analysis, message", [

@@ -44,8 +44,8 @@ pytestmark = pytest.mark.xdist_group("test_explain")
 def tiny_home(tmp_path_factory):
     with module_lab(tmp_path_factory) as home:
         assert run_cli("data", "synth", "--name", "tiny", "--n", "160", "--size", str(SIDE), "--seed", "3").code == 0
-        assert run_cli("train", "--data", "tiny", "--epochs", "3", "--quiet").code == 0
-        assert run_cli("train", "--data", "tiny", "--epochs", "3", "--quiet", "--seed", "1",
+        assert run_cli("train", "--data", "tiny", "--epochs", "3", "--members", "1", "--quiet").code == 0
+        assert run_cli("train", "--data", "tiny", "--epochs", "3", "--members", "1", "--quiet", "--seed", "1",
                        "--out", str(home / "models" / "tiny-seed1")).code == 0
         yield home
 
@@ -325,11 +325,13 @@ def test_precompute_caches_reuses_and_repairs(in_tiny_home, tmp_path):
     entry.write_bytes(entry.read_bytes()[:-40])  # damage one entry
     repaired = json.loads(run_cli(*args).out)
     assert repaired["computed"] == 1 and repaired["reused"] == 5
-    _, card = load_model("tiny")
+    model, card = load_model("tiny")
     cache = ExplanationCache(cache_dir, card)
     case_id = entry.parent.name
     prediction = cache.load_prediction(case_id)
-    assert 0.5 <= prediction.confidence <= 1.0
+    # calibrated probabilities, and the label the model's threshold gives (which can carry under one half)
+    assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert prediction.predicted == int(model.decide(torch.tensor([prediction.probabilities]))[0])
     loaded = cache.load_explanation(case_id, ExplanationRequest.create("gradcam"))
     assert loaded.attribution.shape == (SIDE, SIDE) and loaded.method == "gradcam"
 

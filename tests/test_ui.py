@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from conftest import REPO_ROOT, use_lab
+from conftest import REPO_ROOT, run_cli, use_lab, write_study
 from PIL import Image
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from xai_lab.model.storage import read_model_card, update_model_card
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import allocation_slots, events, participants, ratings, trials
 from xai_lab.study.access import enrolment_code
@@ -27,6 +28,7 @@ from xai_lab.study.design_file import load_design
 from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import ReplayedSubmit, StudyService
 from xai_lab.ui import registry
+from xai_lab.ui.screens.reading import CALIBRATED
 
 APP = str(REPO_ROOT / "app.py")
 PASSWORD = "correct horse battery"
@@ -57,8 +59,8 @@ def new_app(**params: str) -> AppTest:
     return app.run()
 
 
-def enrolled_app() -> AppTest:
-    app = new_app(study="t", code=enrolment_code(engine(), "t"))
+def enrolled_app(study: str = "t") -> AppTest:
+    app = new_app(study=study, code=enrolment_code(engine(), study))
     assert not app.exception, app.exception
     assert len(app.title) == 1  # the enrolment run's title is not drawn a second time above consent
     return app
@@ -205,6 +207,34 @@ def test_full_rely_session(lab):
     person, rows = participant_rows(app)
     assert person.status == "completed" and person.arm == "rely" and len(rows) == 6
     assert all(r["initial_label"] is None and r["ai_label"] is not None for r in rows)
+
+
+def test_calibration_sentence_only_when_the_models_test_ece_supports_it(lab, monkeypatch):
+    card = read_model_card(lab / "models" / "tiny")
+    claim = card["calibration"]["claim"]
+    # the template's model reads a perfect marker: near-certain and right, its test ECE bound is small
+    assert claim["supported"], claim
+    app = enrol_into("rely")
+    button(app, "go:instructions").click().run()
+    assert "AI suggestion" in texts(app) and CALIBRATED in texts(app)
+    # the same model, had its test ECE bound been too high: a study prepared from it withholds the sentence
+    update_model_card(lab / "models" / "tiny", "calibration", {**card["calibration"], "claim": {
+        **claim, "supported": False}})
+    try:
+        result = run_cli("study", "prepare", str(write_study(lab, "t2", arms='["rely"]')))
+    finally:  # the module's other tests keep the card as trained
+        update_model_card(lab / "models" / "tiny", "calibration", card["calibration"])
+    assert result.code == 0, result.err
+    monkeypatch.setenv("XAI_LAB_STUDIES", "t,t2")
+    registry.close_all()
+    app = enrolled_app("t2")  # one arm: every participant relies on the AI
+    button(app, "agree:").click().run()
+    for box in app.selectbox:
+        box.select(box.options[0]).run()
+    button(app, "go:profile").click().run()
+    button(app, "go:instructions").click().run()
+    assert "AI suggestion" in texts(app) and CALIBRATED not in texts(app)
+    assert "Probability of" in texts(app)  # the number itself is still shown
 
 
 def test_control_session_never_shows_ai(lab):

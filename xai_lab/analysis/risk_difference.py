@@ -93,7 +93,14 @@ def crossed_risk_difference(indicators: pd.DataFrame, metric: str, a: str, b: st
         return replace(empty, estimate=estimate, se=0.0, note="no variation between participants or cases")
     quantile = float(stats.t.ppf(1 - alpha / 2, df))
     p_value = float(2 * stats.t.sf(abs(estimate) / se, df))
-    return RiskDifference(metric, a, b, estimate, se, df, estimate - quantile * se, estimate + quantile * se, p_value,
+    low, high = estimate - quantile * se, estimate + quantile * se
+    if low < -1 or high > 1:
+        # A difference of two proportions lies in [-1, 1]; a t interval on very few degrees of freedom
+        # can reach past that, and the part outside is impossible values, not uncertainty.
+        low, high = max(low, -1.0), min(high, 1.0)
+        note = "; ".join(filter(None, [note, f"interval clipped to [-1, 1]: on {df:.1f} degrees of freedom the t "
+                                             "interval reached past the possible range; it is too wide to inform"]))
+    return RiskDifference(metric, a, b, estimate, se, df, low, high, p_value,
                           n[a], n[b], len(cases), "crossed participants x cases", note=note)
 
 

@@ -21,6 +21,17 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--threshold-rule", default="youden", help="youden (default), accuracy or half")
     train.add_argument("--prior", default="balanced",
                        help="class prevalence the calibrated probabilities hold for: balanced (default) or training")
+    train.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                       help="wall-clock seconds for fitting and calibration; epochs are planned to fit "
+                            "(default: 45 s + 12 ms per training image, within 60-900 s; 0: no budget, --epochs "
+                            "alone decides, which repeats a run exactly)")
+    train.add_argument("--members", type=int, default=None,
+                       help="networks in the deep ensemble, probabilities averaged (default 1, see docs/benchmarks.md)")
+    train.add_argument("--backbone", default=None, choices=["small_cnn", "resnet18"],
+                       help="small_cnn (default) or resnet18: torchvision's ResNet-18 with ImageNet weights, "
+                            "downloaded once (needs a network the first time)")
+    train.add_argument("--label-smoothing", type=float, default=None, help="label smoothing of the training loss "
+                                                                           "(default 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="print the model card as JSON")
     train.set_defaults(run=_run_train)
@@ -32,8 +43,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {"seed": args.seed, "input_size": args.input_size,
                                  "threshold_rule": args.threshold_rule, "calibration_prior": args.prior}
-    if args.epochs is not None:
-        overrides["max_epochs"] = args.epochs
+    optional = {"max_epochs": args.epochs, "time_budget": args.time_budget, "members": args.members,
+                "label_smoothing": args.label_smoothing, "backbone": args.backbone}
+    overrides.update({key: value for key, value in optional.items() if value is not None})
     card, folder = train_and_save(args.data, args.out, TrainConfig(**overrides), progress=not args.quiet)
     print(json.dumps(card, indent=2) if args.json else describe_model_card(card, folder))
     return 0
@@ -59,7 +71,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     model, card = load_model(args.model)
     dataset = load_for_evaluation(args.data, card["dataset"]["class_names"])
     check_model_fits(card, dataset, external=args.external)
-    metrics = evaluate_split(model, dataset[args.split])
+    metrics = evaluate_split(model, dataset[args.split], prevalence=card_prevalence(card))
     result = {"model": card.get("name"), "dataset": dataset.name, "split": args.split, **metrics,
               "threshold": card.get("decision", {}).get("threshold"), "class_names": dataset.class_names}
     if args.json:
@@ -68,6 +80,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"{card.get('name')} on {dataset.name}/{args.split} (n={metrics['n']}):")
         print(metrics_line(metrics))
     return 0
+
+
+def card_prevalence(card: dict[str, Any]) -> list[float] | None:
+    """The class mix the model's probabilities hold for, from its card (None on cards without it)."""
+    calibration = card.get("calibration") or {}
+    classes = (card.get("dataset") or {}).get("class_names") or []
+    if calibration.get("prior") == "balanced" and classes:
+        return [1.0 / len(classes)] * len(classes)
+    training = calibration.get("training_prevalence")
+    return [training[c] for c in classes] if training and classes else None
 
 
 def describe_model_card(card: dict[str, Any], folder: Path) -> str:
@@ -86,6 +108,17 @@ def describe_model_card(card: dict[str, Any], folder: Path) -> str:
         f"{calibration['test']['before']['ece']:.3f} -> {calibration['test']['after']['ece']:.3f}, "
         f"val ECE {calibration['val']['before']['ece']:.3f} -> {calibration['val']['after']['ece']:.3f}",
     ]
+    budget = card["training"].get("budget")
+    if budget:
+        seconds = "none" if budget["seconds"] is None else f"{budget['seconds']:.0f} s"
+        lines.append(f"  time budget: {seconds} ({budget['source']}); "
+                     + (budget["cut"] or f"all {budget['max_epochs']} epochs fitted"))
+        if "members" in budget:
+            lines.append(f"  ensemble: {budget['members']} member(s), {budget['members_source']}")
+    claim = calibration.get("claim")
+    if claim:
+        lines.append(f"  calibration claim {'shown' if claim['supported'] else 'withheld'} on the trial screen: "
+                     f"{claim['reason']}")
     if decision.get("threshold") is not None:
         lines.append(f"  decision: {decision['applies_to']} >= {decision['threshold']:.3f} ({decision['rule']} rule "
                      "on validation)")
@@ -108,7 +141,8 @@ def metrics_line(metrics: dict[str, Any]) -> str:
         return f"{key} {value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
     return (f"{with_ci('auroc')}, {with_ci('accuracy')}, sensitivity {metrics['sensitivity']:.3f}, "
-            f"specificity {metrics['specificity']:.3f}, ECE {metrics['ece']:.3f}, Brier {metrics['brier']:.3f}, "
+            f"specificity {metrics['specificity']:.3f}, {with_ci('ece').replace('ece', 'ECE')}, "
+            f"Brier {metrics['brier']:.3f}, "
             f"n={metrics['n']}")
 
 

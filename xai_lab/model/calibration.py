@@ -15,6 +15,10 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_curve
 
 ECE_BINS = 15
+# The trial screen tells clinicians the AI's probabilities are calibrated ("of cases given 80%, about
+# 80% have the finding") only when the test ECE's 95% upper bound is below this: "about" then
+# means within 5 percentage points on average, with 97.5% confidence (docs/calibration.md).
+CALIBRATION_CLAIM_MAX_ECE = 0.05
 THRESHOLD_RULES = ("youden", "accuracy", "half")
 CALIBRATION_PRIORS = ("balanced", "training")
 
@@ -53,17 +57,47 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return temperature if np.isfinite(temperature) and temperature > 0 else 1.0
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """Top-label ECE: sum over equal-width confidence bins of |accuracy - confidence| x bin share."""
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS,
+                               weights: np.ndarray | None = None) -> float:
+    """Top-label ECE: sum over equal-width confidence bins of |accuracy - confidence| x bin share.
+
+    weights: per-image weights (e.g. `prevalence_weights`), so the error is that of a population
+    with another class mix; None weighs every image alike.
+    """
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
+    correct = (probabilities.argmax(axis=1) == labels).astype(float)
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=float)
     bin_index = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    total = weights.sum()
     ece = 0.0
     for b in range(n_bins):
         in_bin = bin_index == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+        mass = weights[in_bin].sum()
+        if mass > 0:
+            gap = np.average(correct[in_bin], weights=weights[in_bin]) - np.average(confidence[in_bin],
+                                                                                    weights=weights[in_bin])
+            ece += mass / total * abs(gap)
     return float(ece)
+
+
+def prevalence_weights(labels: np.ndarray, prevalence: np.ndarray) -> np.ndarray:
+    """Per-image weights that give each class the share `prevalence` (importance weighting).
+
+    The model's probabilities hold for the prevalence of its calibration prior (equal classes
+    for "balanced"), not for the test split's own mix (PneumoniaMNIST's test split is 62.5%
+    pneumonia): their calibration is judged on the test images reweighted to that prevalence.
+    """
+    prevalence = np.asarray(prevalence, dtype=float)
+    observed = np.bincount(labels, minlength=len(prevalence)) / max(len(labels), 1)
+    ratio = np.divide(prevalence, observed, out=np.zeros(len(prevalence)), where=observed > 0)
+    return ratio[labels]
+
+
+def prior_prevalence(prior: str, train_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """The class mix calibrated probabilities hold for: equal classes, or the training split's."""
+    if prior == "balanced":
+        return np.full(n_classes, 1.0 / n_classes)
+    return np.bincount(train_labels, minlength=n_classes) / max(len(train_labels), 1)
 
 
 def choose_threshold(p_positive: np.ndarray, labels: np.ndarray, rule: str = "youden",
@@ -101,3 +135,22 @@ def _optimal_threshold(p_positive: np.ndarray, labels: np.ndarray, rule: str) ->
     best = np.flatnonzero(scores == scores.max())
     # Among exactly tied thresholds take the one nearest 0.5.
     return float(thresholds[best[np.argmin(np.abs(thresholds[best] - 0.5))]])
+
+
+def calibration_claim(test_metrics: dict) -> dict:
+    """Whether the test split supports telling readers the probabilities are calibrated.
+
+    Supported only when the upper end of the bootstrap 95% CI of the test ECE, measured at the
+    prevalence the probabilities hold for (`ece_at_prior`), is below `CALIBRATION_CLAIM_MAX_ECE`.
+    No interval (a card written before intervals were kept, or a test split under 10 images):
+    no evidence, so no claim.
+    """
+    ci = test_metrics.get("ece_at_prior_ci")
+    supported = bool(ci) and ci[1] < CALIBRATION_CLAIM_MAX_ECE
+    if not ci:
+        reason = "no confidence interval for the test ECE (retrain to compute one)"
+    else:
+        reason = (f"test ECE at the calibration prior {test_metrics['ece_at_prior']:.3f}, 95% CI upper bound "
+                  f"{ci[1]:.3f} {'<' if supported else '>='} {CALIBRATION_CLAIM_MAX_ECE} on "
+                  f"{test_metrics.get('n')} test images")
+    return {"supported": supported, "max_ece_upper_bound": CALIBRATION_CLAIM_MAX_ECE, "reason": reason}

@@ -18,12 +18,15 @@ def uncalibrated_logits(model: ImageClassifier, images: torch.Tensor, batch_size
     return torch.cat([model.uncalibrated_logits(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def evaluate_split(model: ImageClassifier, split: Split, with_ci: bool = True) -> dict:
-    """Metrics of the calibrated, thresholded model on one split (see `classification_metrics`)."""
+def evaluate_split(model: ImageClassifier, split: Split, with_ci: bool = True,
+                   prevalence: np.ndarray | None = None) -> dict:
+    """Metrics of the calibrated, thresholded model on one split (see `classification_metrics`);
+    prevalence: the class mix its probabilities are calibrated for (adds `ece_at_prior`)."""
     model.eval()
     probabilities = model.predict_proba(split.images)
     predictions = model.decide(probabilities).numpy()
-    return classification_metrics(probabilities.numpy(), predictions, split.labels.numpy(), with_ci=with_ci)
+    return classification_metrics(probabilities.numpy(), predictions, split.labels.numpy(), with_ci=with_ci,
+                                  prevalence=prevalence)
 
 
 def calibration_report(model: ImageClassifier, split: Split) -> dict:

@@ -33,13 +33,11 @@ MARGIN = 1.25
 
 @torch.no_grad()
 def pooled_features(model: ImageClassifier, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """The features the model's final layer reads (average- and max-pooled last feature map)."""
+    """The features the model's final layer reads (every member's, for an ensemble)."""
     network, chunks = model.network, []
     with MODEL_LOCK:  # another session's explanation hooks must not fire in this pass
         for start in range(0, len(images), batch_size):
-            maps = network.features(model.prepare(images[start:start + batch_size]))
-            chunks.append(torch.cat([network.average_pool(maps).flatten(1), network.max_pool(maps).flatten(1)],
-                                    dim=1))
+            chunks.append(network.pooled_features(network.features(model.prepare(images[start:start + batch_size]))))
     return torch.cat(chunks).numpy().astype(np.float64)
 
 

@@ -3,7 +3,9 @@
 Binary tasks: sensitivity and specificity are for the positive class (index 1). Multi-class
 tasks: AUROC is macro one-vs-rest; sensitivity is the macro-averaged recall (balanced accuracy)
 and specificity the macro-averaged true-negative rate. 95% CIs are percentile bootstraps over
-images (1,000 resamples).
+images (1,000 resamples), for AUROC, accuracy and ECE. ECE's interval is the one the trial
+screen's calibration sentence rests on (`xai_lab.model.calibration.calibration_claim`); binned
+ECE is biased upwards on small samples, which makes the gate conservative, never lenient.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, recall_score, roc_auc_score
 
-from xai_lab.model.calibration import ECE_BINS, expected_calibration_error
+from xai_lab.model.calibration import ECE_BINS, expected_calibration_error, prevalence_weights
 
 BOOTSTRAP_RESAMPLES = 1000
 
 
 def classification_metrics(probabilities: np.ndarray, predictions: np.ndarray, labels: np.ndarray,
-                           with_ci: bool = True, seed: int = 0) -> dict:
-    """auroc, accuracy, sensitivity, specificity, ece, brier, nll and n, plus CIs for the first two."""
+                           with_ci: bool = True, seed: int = 0, prevalence: np.ndarray | None = None) -> dict:
+    """auroc, accuracy, sensitivity, specificity, ece, brier, nll and n, with CIs for AUROC, accuracy and ECE.
+
+    prevalence: the class mix the probabilities are calibrated for; adds `ece_at_prior` (and its CI),
+    the ECE of the images reweighted to that mix (`prevalence_weights`).
+    """
     n_classes = probabilities.shape[1]
     metrics = {
         "n": int(len(labels)),
@@ -31,8 +37,12 @@ def classification_metrics(probabilities: np.ndarray, predictions: np.ndarray, l
         "brier": brier_score(probabilities, labels),
         "nll": float(log_loss(labels, probabilities, labels=list(range(n_classes)))),
     }
+    if prevalence is not None:
+        metrics["ece_at_prior"] = expected_calibration_error(probabilities, labels,
+                                                             weights=prevalence_weights(labels, prevalence))
+        metrics["prior_prevalence"] = [float(p) for p in prevalence]
     if with_ci and len(labels) >= 10:
-        metrics["auroc_ci"], metrics["accuracy_ci"] = _bootstrap_cis(probabilities, predictions, labels, seed)
+        metrics.update(_bootstrap_cis(probabilities, predictions, labels, seed, prevalence))
     return metrics
 
 
@@ -75,15 +85,25 @@ def _specificity(predictions: np.ndarray, labels: np.ndarray, n_classes: int) ->
     return float(np.mean(rates))
 
 
-def _bootstrap_cis(probabilities, predictions, labels, seed: int) -> tuple[list | None, list]:
+def _bootstrap_cis(probabilities, predictions, labels, seed: int, prevalence: np.ndarray | None) -> dict:
     rng = np.random.default_rng(seed)
-    aurocs, accuracies = [], []
+    aurocs, accuracies, eces, eces_at_prior = [], [], [], []
     for _ in range(BOOTSTRAP_RESAMPLES):
         sample = rng.integers(0, len(labels), len(labels))
-        accuracies.append(np.mean(predictions[sample] == labels[sample]))
-        auroc = _auroc(probabilities[sample], labels[sample])
+        p, y = probabilities[sample], labels[sample]
+        accuracies.append(np.mean(predictions[sample] == y))
+        eces.append(expected_calibration_error(p, y))
+        if prevalence is not None:
+            eces_at_prior.append(expected_calibration_error(p, y, weights=prevalence_weights(y, prevalence)))
+        auroc = _auroc(p, y)
         if auroc is not None:
             aurocs.append(auroc)
-    accuracy_ci = [float(q) for q in np.percentile(accuracies, [2.5, 97.5])]
-    auroc_ci = [float(q) for q in np.percentile(aurocs, [2.5, 97.5])] if aurocs else None
-    return auroc_ci, accuracy_ci
+    intervals = {"auroc_ci": _percentile_ci(aurocs) if aurocs else None, "accuracy_ci": _percentile_ci(accuracies),
+                 "ece_ci": _percentile_ci(eces)}
+    if eces_at_prior:
+        intervals["ece_at_prior_ci"] = _percentile_ci(eces_at_prior)
+    return intervals
+
+
+def _percentile_ci(values: list[float]) -> list[float]:
+    return [float(q) for q in np.percentile(values, [2.5, 97.5])]

@@ -25,7 +25,7 @@ import torchvision
 
 from xai_lab.data.records import NOT_FOR_CLINICAL_USE, ImageDataset
 from xai_lab.errors import ModelError
-from xai_lab.model.calibration import ECE_BINS
+from xai_lab.model.calibration import ECE_BINS, calibration_claim, prior_prevalence
 from xai_lab.model.evaluation import calibration_report, evaluate_split
 from xai_lab.model.network import ImageClassifier, NetworkSpec
 from xai_lab.model.training import TrainingResult
@@ -47,6 +47,9 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
     model = result.model
     card_file = dataset.path / "card.json"
     binary = model.spec.n_classes == 2
+    prevalence = prior_prevalence(result.config.calibration_prior, dataset["train"].labels.numpy(),
+                                  model.spec.n_classes)
+    metrics = {split: evaluate_split(model, dataset[split], prevalence=prevalence) for split in ("val", "test")}
     return {
         "name": name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -59,7 +62,8 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
             "channels": dataset.card.channels,
             "license": dataset.card.license,
         },
-        "architecture": {"type": "SmallCNN", **model.spec.to_dict(),
+        "architecture": {"type": _architecture_name(model.spec), **model.spec.to_dict(),
+                         "pretrained": result.pretrained,
                          "parameters": sum(p.numel() for p in model.parameters()),
                          "gradcam_layer": "network.features[-1]"},
         "preprocessing": {"input_size": model.spec.input_size, "resize": "antialiased bilinear",
@@ -67,7 +71,8 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
                           "input": "float pixels in [0, 1], N x C x H x W; resized and normalised inside"},
         "training": {"config": result.config.to_dict(), "epochs_run": len(result.history),
                      "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1),
-                     "history": result.history, "checkpoint": "lowest validation loss"},
+                     "history": result.history, "checkpoint": "lowest validation loss",
+                     "budget": result.budget.to_dict() if result.budget else None},
         "calibration": {
             "method": "temperature scaling (Guo et al. 2017) fitted on the validation split",
             "temperature": float(model.temperature),
@@ -78,13 +83,16 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
             "ece_bins": f"{ECE_BINS} equal-width bins of top-label confidence",
             "val": calibration_report(model, dataset["val"]),
             "test": calibration_report(model, dataset["test"]),
+            "test_ece_at_prior": metrics["test"]["ece_at_prior"],
+            "test_ece_at_prior_ci": metrics["test"].get("ece_at_prior_ci"),
+            "claim": calibration_claim(metrics["test"]),
         },
         "decision": {
             "rule": result.config.threshold_rule if binary else "argmax",
             "threshold": float(model.threshold) if binary else None,
             "applies_to": f"calibrated P({dataset.class_names[1]})" if binary else "highest calibrated probability",
         },
-        "metrics": {"val": evaluate_split(model, dataset["val"]), "test": evaluate_split(model, dataset["test"])},
+        "metrics": metrics,
         "warnings": _training_warnings(result),
         "versions": _versions(__version__),
         "intended_use": ("Stimulus and explanation source for human-AI trust experiments and teaching. "
@@ -205,9 +213,18 @@ def _training_warnings(result: TrainingResult) -> list[str]:
     if best is not None and best.get("val_auroc") is not None and best["val_auroc"] < 0.6:
         warnings.append(f"validation AUROC is {best['val_auroc']:.2f}: the model barely beats chance; train longer "
                         "(--epochs) or check the data")
-    if result.best_epoch == len(result.history) == result.config.max_epochs:
-        warnings.append("the best validation loss came at the last epoch; more epochs may help (--epochs)")
+    budget = result.budget
+    cut = budget.cut if budget else None
+    if result.best_epoch == len(result.history) and (cut or result.best_epoch == result.config.max_epochs):
+        fix = "a larger --time-budget" if cut else "more --epochs"
+        warnings.append(f"the best validation loss came at the last epoch; {fix} may help")
     return warnings
+
+
+def _architecture_name(spec: NetworkSpec) -> str:
+    if spec.backbone == "resnet18":
+        return "ResNet-18 (torchvision)"
+    return "SmallCNN" if spec.members == 1 else f"deep ensemble of {spec.members} SmallCNNs (probabilities averaged)"
 
 
 def _prevalence(dataset: ImageDataset) -> list[float]:

@@ -66,6 +66,9 @@ class CaseSet:
     # cache key. None: prepared by an earlier version, whose maps used the method's defaults.
     explanation: dict[str, Any] | None = None
     overlay_keys: dict[str, str] | None = None  # case id -> `ExplanationRequest.key()` of its map
+    # Whether the model card's test ECE supports telling readers the probabilities are calibrated
+    # (`xai_lab.model.calibration.calibration_claim`). None: prepared earlier, shown as it was then.
+    calibration_claim: bool | None = None
 
     def explanation_request(self, case: StudyCase) -> ExplanationRequest:
         """The map of this case: the study's request, explaining the shown label when it was planted."""
@@ -108,10 +111,12 @@ def empty_case_set(design: StudyDesign) -> CaseSet:
 
 
 def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class_names: list[str],
-                 request: ExplanationRequest, provenance: dict[str, str], threshold: float | None = None) -> CaseSet:
+                 request: ExplanationRequest, provenance: dict[str, str], threshold: float | None = None,
+                 calibration_claim: bool | None = None) -> CaseSet:
     """Choose main, practice and attention cases from the model's predictions on the split.
 
     threshold: the model's decision threshold on P(finding) for two classes (model card), else None.
+    calibration_claim: whether the card's test calibration supports the screen's calibration sentence.
     """
     spec = design.cases
     rng = random.Random(f"{design.seed}:cases")
@@ -149,7 +154,8 @@ def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class
                        provenance["model_sha256"], tuple(class_names), request.method, tuple(main),
                        tuple(shown[len(main):]), tuple(_advice(p, class_names, threshold) for p in attention),
                        decision_threshold=threshold, overlay_looks=dict(design.explanation.look),
-                       normal_advice=design.explanation.normal_advice, explanation=request.to_json())
+                       normal_advice=design.explanation.normal_advice, explanation=request.to_json(),
+                       calibration_claim=calibration_claim)
     keys = {case.case_id: case_set.explanation_request(case).key() for case in shown}
     return replace(case_set, overlay_keys=keys)
 

@@ -21,6 +21,7 @@ from xai_lab.errors import ConfigError, DataError, ModelError
 from xai_lab.explain.cache import ExplanationCache
 from xai_lab.explain.precompute import precompute, predict_cases
 from xai_lab.explain.request import ExplanationRequest
+from xai_lab.model.calibration import calibration_claim
 from xai_lab.model.storage import check_model_fits, load_model, resolve_model_dir
 from xai_lab.paths import explanation_cache_dir, lab_home, model_dir
 from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
@@ -63,13 +64,21 @@ def prepare_study(design: StudyDesign, engine: Engine | None = None,
                   "model": design.data.model, "model_sha256": card.get("weights_sha256", "")}
     request = ExplanationRequest.create(method, dict(design.explanation.parameters))
     case_set = select_cases(design, predictions, list(dataset.class_names), request, provenance,
-                            threshold=(card.get("decision") or {}).get("threshold"))
+                            threshold=(card.get("decision") or {}).get("threshold"),
+                            calibration_claim=_calibration_claim(card))
     chosen = case_set.cases + case_set.practice
     planted = {case.case_id: case.target for case in chosen if case.advice_source == "planted"}
     summary = precompute(model, dataset, ExplanationCache(explanation_cache_dir(design.data.model), card),
                          [case.case_id for case in chosen], [request], targets=planted)
     say(f"overlays ({method}): {summary.computed} computed, {summary.reused} reused")
     return _save_and_register(design, case_set, engine)
+
+
+def _calibration_claim(card: dict) -> bool:
+    """The card's verdict on the calibration sentence; cards from before the verdict was kept
+    are judged from their test metrics (without an ECE interval: no claim)."""
+    recorded = (card.get("calibration") or {}).get("claim")
+    return bool((recorded or calibration_claim((card.get("metrics") or {}).get("test") or {}))["supported"])
 
 
 def _save_and_register(design: StudyDesign, case_set: CaseSet, engine: Engine | None) -> CaseSet:

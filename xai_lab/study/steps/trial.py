@@ -127,6 +127,7 @@ def _advice(context: StepContext, case: StudyCase, arm: str) -> dict[str, Any]:
         "label": case.ai_label,
         "confidence": case.ai_confidence if display == "percent" else None,
         "threshold": context.case_set.decision_threshold,
+        "calibrated": context.case_set.calibration_claim is not False,
         "no_finding": no_finding(context, case),
         "withheld_for_normal": withheld_for_normal(context, case),
         "overlay": {"method": context.case_set.explanation_method, "model": context.case_set.model,

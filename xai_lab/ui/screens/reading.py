@@ -27,6 +27,8 @@ LEGENDS = {
     "heatmap": "Brighter yellow marks the areas that most influenced the AI's suggestion; dark purple, little "
                "influence. " + _NOT_RIGHTNESS,
 }
+# Shown only when the model's test ECE supports it (`xai_lab.model.calibration.calibration_claim`).
+CALIBRATED = "The AI's probabilities are calibrated: of cases given 80%, about 80% have the finding."
 NORMAL_MAP_NOTE = ("For a normal suggestion the map marks what the AI judged normal; it does not mark a finding.")
 NO_MAP_FOR_NORMAL = ("No map is shown when the AI suggests normal: it would mark normal areas, and colour is easily "
                      "read as a finding.")
@@ -78,7 +80,8 @@ def _ai_panel(served: ServedStudy, token: str, step: Step) -> tuple[bytes, bool,
         st.markdown(f"**AI suggestion: {ai['label']}**")
         if ai.get("confidence") is not None:
             st.markdown(advice_probability(ai, step.content["class_names"]))
-            st.caption("The AI's probabilities are calibrated: of cases given 80%, about 80% have the finding.")
+            if ai.get("calibrated", True):  # only when the model's test calibration supports it (model card)
+                st.caption(CALIBRATED)
         overlay = ai.get("overlay")
         if overlay is None:
             st.caption(NO_MAP_FOR_NORMAL if ai.get("withheld_for_normal") else "No map is shown for this case.")
