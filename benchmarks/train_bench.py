@@ -86,6 +86,7 @@ TARGETS = {
 }
 
 
+EARLY_STOP = {"patience": 6, "checkpoint": "val_loss"}
 # TrainConfig overrides. "old": the recipe before issue 16 (an hour's budget never binds; early stopping).
 RECIPES: dict[str, dict] = {
     "new": {},
@@ -100,7 +101,7 @@ RECIPES: dict[str, dict] = {
 }
 
 
-def run_all(target: Target, recipes: list[str], seeds: list[int]) -> list[dict]:
+def run_all(target: Target, recipes: list[str], seeds: list[int], extra: dict | None = None) -> list[dict]:
     """Prepare the data set once, then train every (recipe, seed) on it."""
     rows = []
     with tempfile.TemporaryDirectory() as home:
@@ -110,16 +111,16 @@ def run_all(target: Target, recipes: list[str], seeds: list[int]) -> list[dict]:
         data_seconds = time.perf_counter() - started
         for recipe in recipes:
             for seed in seeds:
-                rows.append(run(target, recipe, seed, data_seconds))
+                rows.append(run(target, recipe, seed, data_seconds, extra or {}))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
 
-def run(target: Target, recipe: str, seed: int, data_seconds: float) -> dict:
+def run(target: Target, recipe: str, seed: int, data_seconds: float, extra: dict) -> dict:
     from xai_lab.model.training import TrainConfig
     from xai_lab.workflows import train_and_save
 
-    config = TrainConfig(**{"seed": seed, **RECIPES[recipe]})
+    config = TrainConfig(**{"seed": seed, **RECIPES[recipe], **extra})
     started = time.perf_counter()
     card, folder = train_and_save(target.name, Path(os.environ["XAI_LAB_HOME"]) / "models" / f"{recipe}-{seed}",
                                   config=config, progress=False)
@@ -204,6 +205,8 @@ def main() -> int:
                                                           "(default new)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
                         help="folder for train_bench.json (default benchmarks/results)")
+    parser.add_argument("--early-stop", action="store_true",
+                        help="add the old stopping rules to every recipe (patience 6, plain validation NLL)")
     parser.add_argument("--table", type=Path, default=None,
                         help="print the markdown table of a saved train_bench.json and exit (trains nothing)")
     args = parser.parse_args()
@@ -221,7 +224,7 @@ def main() -> int:
         if target.needs is not None and not target.needs.is_file():
             print(f"skipping {key}: {target.needs} is absent (see ../shared/README.md)", file=sys.stderr)
             continue
-        rows += run_all(target, recipes, seeds)
+        rows += run_all(target, recipes, seeds, EARLY_STOP if args.early_stop else None)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_bench.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))

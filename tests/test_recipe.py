@@ -10,7 +10,7 @@ import torch
 from conftest import module_lab, run_cli, use_lab
 
 from xai_lab import load_dataset, load_model
-from xai_lab.model.budget import BudgetRecord, default_time_budget
+from xai_lab.model.budget import BudgetRecord, budget_for, default_time_budget
 from xai_lab.model.calibration import (
     CALIBRATION_CLAIM_MAX_ECE,
     calibration_claim,
@@ -68,6 +68,21 @@ def test_budget_plan_counts_the_epochs_that_fit_and_never_plans_more_than_max_ep
     unlimited = BudgetRecord(float("inf"), "none", planned_epochs=24, max_epochs=24)
     assert not unlimited.replan(done=1, epoch_seconds=1000.0, elapsed=1000.0) and unlimited.planned_epochs == 24
     assert unlimited.to_dict()["seconds"] is None  # JSON has no infinity
+
+
+def test_default_budget_never_plans_fewer_than_two_thirds_of_the_epochs():
+    """A busy or slow machine gets a longer default run, not a model that never learned; an explicit
+    --time-budget stays a hard limit."""
+    default = budget_for(None, max_epochs=24, n_train=1400)
+    assert default.min_epochs == 16
+    default.replan(done=1, epoch_seconds=20.0, elapsed=21.0)  # 62 s would fit 2 epochs
+    assert default.planned_epochs == 16 and default.fitting_epochs == 2
+    assert "extended to the default's minimum of 16" in default.cut
+    assert not default.out_of_time(done=15, elapsed=300.0, epoch_seconds=20.0)  # below the floor: go on
+    explicit = budget_for(62.0, max_epochs=24, n_train=1400)
+    explicit.replan(done=1, epoch_seconds=20.0, elapsed=21.0)
+    assert explicit.planned_epochs == 2 and "allowed 2 of 24" in explicit.cut
+    assert explicit.out_of_time(done=1, elapsed=45.0, epoch_seconds=20.0)
 
 
 def test_default_budget_grows_with_the_data_and_keeps_pneumoniamnist_within_two_minutes():

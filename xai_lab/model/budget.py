@@ -14,6 +14,11 @@ BUDGET_SECONDS_PER_IMAGE = 0.012
 BUDGET_LIMITS = (60.0, 900.0)
 BUDGET_SHARE_FOR_EPOCHS = 0.9  # the rest is kept for restoring the best weights and calibration
 REPLAN_EPOCHS = 2  # the first epoch pays one-off costs (allocation, kernel choice); the second is typical
+# The default budget never plans fewer epochs than this share of --epochs. Measured: in a CI run with
+# two test files training at once on 2 cores, the default synthetic model's budget fitted about 8
+# epochs and the model did not learn (test AUROC 0.58). A default must not hand a slow or busy
+# machine a useless model; an explicit --time-budget is a hard limit.
+DEFAULT_MIN_EPOCH_SHARE = 2 / 3
 
 
 @dataclass
@@ -34,6 +39,8 @@ class BudgetRecord:
     stopped_by_budget: bool = False  # the run ended before its planned epochs because time ran out
     members: int = 1
     members_source: str = "--members"
+    min_epochs: int = 1  # the plan never goes below this (the default budget's floor; 1 for --time-budget)
+    fitting_epochs: int | None = None  # what the budget alone would have allowed, the last time it was planned
 
     def replan(self, done: int, epoch_seconds: float, elapsed: float) -> bool:
         """Count the epochs that fit from the last epoch's time; True when the plan changed."""
@@ -42,13 +49,22 @@ class BudgetRecord:
         self.epoch_seconds = round(epoch_seconds, 2)
         # 10% of the budget is kept for what follows the last epoch (restoring the best weights, calibration).
         fitting = done + int(max(0.0, BUDGET_SHARE_FOR_EPOCHS * self.seconds - elapsed) // max(epoch_seconds, 1e-6))
-        planned = min(self.max_epochs, max(done, fitting))
+        self.fitting_epochs = fitting
+        planned = min(self.max_epochs, max(done, fitting, self.min_epochs))
         changed, self.planned_epochs = planned != self.planned_epochs, planned
         return changed
+
+    def out_of_time(self, done: int, elapsed: float, epoch_seconds: float) -> bool:
+        """Whether to stop after epoch `done`: the next epoch would overrun, and the floor is reached."""
+        return done < self.planned_epochs and done >= self.min_epochs and elapsed + epoch_seconds > self.seconds
 
     @property
     def cut(self) -> str | None:
         """The budget's effect in words, or None when it took nothing away."""
+        if self.fitting_epochs is not None and self.fitting_epochs < self.min_epochs <= self.planned_epochs:
+            return (f"the default {self.seconds:.0f} s budget fitted only {self.fitting_epochs} epochs on this machine "
+                    f"(about {self.epoch_seconds:.1f} s each); it was extended to the default's minimum of "
+                    f"{self.min_epochs}; pass --time-budget to hold a limit")
         if self.stopped_by_budget:
             return (f"the {self.seconds:.0f} s budget stopped training before its {self.planned_epochs} planned "
                     f"epochs (of {self.max_epochs} allowed by --epochs)")
@@ -76,4 +92,5 @@ def budget_for(time_budget: float | None, max_epochs: int, n_train: int) -> Budg
     if time_budget is not None:
         return BudgetRecord(float(time_budget), "--time-budget", max_epochs, max_epochs)
     return BudgetRecord(default_time_budget(n_train), f"default for {n_train:,} training images (45 s + 12 ms per "
-                        "image, within 60-900 s)", max_epochs, max_epochs)
+                        "image, within 60-900 s, at least 2/3 of --epochs)", max_epochs, max_epochs,
+                        min_epochs=max(1, math.ceil(DEFAULT_MIN_EPOCH_SHARE * max_epochs)))

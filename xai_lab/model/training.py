@@ -164,7 +164,7 @@ def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
             stale += 1
             if config.patience is not None and stale >= config.patience and epoch >= budget.planned_epochs // 2:
                 break
-        if epoch < budget.planned_epochs and (now - started) + (now - epoch_started) > budget.seconds:
+        if budget.out_of_time(epoch, now - started, now - epoch_started):
             budget.stopped_by_budget = True
             break
     bar.close()
@@ -181,8 +181,8 @@ def _members(config: TrainConfig, n_train: int) -> tuple[int, str]:
 
     Why by size: a network trained on a few hundred images varies from seed to seed, and averaging
     three cut the test Brier score in 3 of 4 seeds and the ECE by a quarter (PneumoniaMNIST cut to
-    546 training images); on the full set (4,708) three members fit 3 epochs of the budget and lost
-    to one network, and with twice the time they gained only 0.001 AUROC (docs/benchmarks.md).
+    546 training images); on the full set (4,708) three members got too few epochs of the budget
+    and lost to one network, and were best only when given twice the time (docs/benchmarks.md).
     The rule uses the data, not the machine's speed, so the same data and seed give the same
     architecture everywhere; the budget then decides the epochs.
     """
