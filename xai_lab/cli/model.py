@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the CLI imports numpy only when a command needs it (start-up time)
+    import numpy as np
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
@@ -84,14 +87,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def card_prevalence(card: dict[str, Any]) -> list[float] | None:
+def card_prevalence(card: dict[str, Any]) -> np.ndarray | None:
     """The class mix the model's probabilities hold for, from its card (None on cards without it)."""
+    from xai_lab.model.calibration import prior_prevalence
+
     calibration = card.get("calibration") or {}
     classes = (card.get("dataset") or {}).get("class_names") or []
-    if calibration.get("prior") == "balanced" and classes:
-        return [1.0 / len(classes)] * len(classes)
     training = calibration.get("training_prevalence")
-    return [training[c] for c in classes] if training and classes else None
+    if not training or not classes:
+        return None
+    return prior_prevalence(calibration.get("prior", "training"), [training[c] for c in classes])
 
 
 def describe_model_card(card: dict[str, Any], folder: Path) -> str:
@@ -115,8 +120,9 @@ def describe_model_card(card: dict[str, Any], folder: Path) -> str:
         seconds = "none" if budget["seconds"] is None else f"{budget['seconds']:.0f} s"
         lines.append(f"  time budget: {seconds} ({budget['source']}); "
                      + (budget["cut"] or f"all {budget['max_epochs']} epochs fitted"))
-        if "members" in budget:
-            lines.append(f"  ensemble: {budget['members']} member(s), {budget['members_source']}")
+    if card["training"].get("members_source"):
+        lines.append(f"  ensemble: {card['architecture'].get('members', 1)} member(s), "
+                     f"{card['training']['members_source']}")
     claim = calibration.get("claim")
     if claim:
         lines.append(f"  calibration claim {'shown' if claim['supported'] else 'withheld'} on the trial screen: "

@@ -37,8 +37,6 @@ class BudgetRecord:
     max_epochs: int
     epoch_seconds: float | None = None  # measured, the last time the plan was made
     stopped_by_budget: bool = False  # the run ended before its planned epochs because time ran out
-    members: int = 1
-    members_source: str = "--members"
     min_epochs: int = 1  # the plan never goes below this (the default budget's floor; 1 for --time-budget)
     fitting_epochs: int | None = None  # what the budget alone would have allowed, the last time it was planned
 

@@ -9,6 +9,8 @@ with the binning stated: 15 equal-width bins on the top-label confidence, as in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -93,11 +95,10 @@ def prevalence_weights(labels: np.ndarray, prevalence: np.ndarray) -> np.ndarray
     return ratio[labels]
 
 
-def prior_prevalence(prior: str, train_labels: np.ndarray, n_classes: int) -> np.ndarray:
+def prior_prevalence(prior: str, training_prevalence: Sequence[float]) -> np.ndarray:
     """The class mix calibrated probabilities hold for: equal classes, or the training split's."""
-    if prior == "balanced":
-        return np.full(n_classes, 1.0 / n_classes)
-    return np.bincount(train_labels, minlength=n_classes) / max(len(train_labels), 1)
+    training = np.asarray(training_prevalence, dtype=float)
+    return np.full(len(training), 1.0 / len(training)) if prior == "balanced" else training
 
 
 def choose_threshold(p_positive: np.ndarray, labels: np.ndarray, rule: str = "youden",

@@ -47,8 +47,8 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
     model = result.model
     card_file = dataset.path / "card.json"
     binary = model.spec.n_classes == 2
-    prevalence = prior_prevalence(result.config.calibration_prior, dataset["train"].labels.numpy(),
-                                  model.spec.n_classes)
+    training_prevalence = _prevalence(dataset)
+    prevalence = prior_prevalence(result.config.calibration_prior, training_prevalence)
     metrics = {split: evaluate_split(model, dataset[split], prevalence=prevalence) for split in ("val", "test")}
     return {
         "name": name,
@@ -72,13 +72,14 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
         "training": {"config": result.config.to_dict(), "epochs_run": len(result.history),
                      "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1),
                      "history": result.history, "checkpoint": "lowest validation loss",
-                     "budget": result.budget.to_dict() if result.budget else None},
+                     "budget": result.budget.to_dict() if result.budget else None,
+                     "members_source": result.members_source},
         "calibration": {
             "method": "temperature scaling (Guo et al. 2017) fitted on the validation split",
             "temperature": float(model.temperature),
             "prior": result.config.calibration_prior,
             "prior_meaning": PRIOR_MEANING[result.config.calibration_prior],
-            "training_prevalence": dict(zip(dataset.class_names, _prevalence(dataset), strict=True)),
+            "training_prevalence": dict(zip(dataset.class_names, training_prevalence, strict=True)),
             "logit_bias": model.logit_bias.tolist(),
             "ece_bins": f"{ECE_BINS} equal-width bins of top-label confidence",
             "val": calibration_report(model, dataset["val"]),

@@ -112,6 +112,7 @@ class TrainingResult:
     seconds: float = 0.0
     budget: BudgetRecord | None = None
     pretrained: str | None = None  # the weights a pretrained backbone started from
+    members_source: str = ""  # why the ensemble has its size (--members, or the default's rule)
 
 
 def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
@@ -127,16 +128,17 @@ def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
     train_x, val_x = _at_size(train.images, input_size), _at_size(val.images, input_size)
     mean, std = _channel_stats(train_x)
     budget = budget_for(config.time_budget, config.max_epochs, len(train_x))
-    budget.members, budget.members_source = _members(config, len(train_x))
+    members, members_source = _members(config, len(train_x))
     spec = NetworkSpec.for_backbone(config.backbone, train_x.shape[1], len(dataset.class_names), input_size,
-                                    members=budget.members)
+                                    members=members)
     model = ImageClassifier(spec, mean, std)
     pretrained = model.network.load_pretrained(progress=progress) if config.backbone == "resnet18" else None
     model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = learning_rate_schedule(optimiser, config.learning_rate, budget.planned_epochs * steps_per_epoch)
-    result = TrainingResult(model=model, config=config, budget=budget, pretrained=pretrained)
+    result = TrainingResult(model=model, config=config, budget=budget, pretrained=pretrained,
+                            members_source=members_source)
     best_loss, best_state, stale, epoch = math.inf, None, 0, 0
     bar = tqdm(total=budget.planned_epochs, desc=f"training on {dataset.name}", unit="epoch", disable=not progress,
                leave=False)
