@@ -128,6 +128,34 @@ def test_hand_computed_one_way_anova(tmp_path):
     assert sorted(c["p_holm"] for c in contrasts.values()) == pytest.approx(holm)
 
 
+def test_vignette_and_peer_record_ratings_are_analysed_apart(tmp_path):
+    """Never pooled by target_arm: a fallback vignette's "control" is no group of a verify-vs-rely study."""
+    from xai_lab.analysis.competence import analyze_competence
+
+    rows = [{"rater_id": f"r{i}", "target_id": f"rec{i}", "target_kind": "peer_record", "target_arm": arm,
+             "item": "competence", "score": score} for i, (arm, score) in
+            enumerate([("verify", 5), ("verify", 6), ("rely", 3), ("rely", 4)])]
+    rows += [{"rater_id": "r9", "target_id": "v-control", "target_kind": "vignette", "target_arm": "control",
+              "item": "competence", "score": 7},
+             {"rater_id": "r8", "target_id": "v-rely", "target_kind": "vignette", "target_arm": "rely",
+              "item": "competence", "score": 2}]
+    results = analyze_competence(pd.DataFrame(rows), first_kind="peer_record")
+    assert [(r.kind, r.label) for r in results] == [("peer_record", "competence (peer records)"),
+                                                    ("vignette", "competence (vignettes)")]
+    assert set(results[0].means) == {"verify", "rely"} and results[0].means["verify"] == 5.5
+    assert set(results[1].means) == {"control", "rely"}
+
+
+def test_all_zero_decision_times_get_a_readable_axis():
+    from xai_lab.analysis.reliance import Estimate
+    from xai_lab.analysis.report_plots import _family
+
+    zero = {"median_rt_final_ms": Estimate(0.0, 0.0, 0.0, 10)}
+    figure = _family({"verify": zero, "rely": zero}, ["verify", "rely"], {"verify": 5, "rely": 5},
+                     ["median_rt_final_ms"], None)
+    assert figure.axes[0].get_ylim()[1] == pytest.approx(1.0)  # seconds, not matplotlib's 0-0.001
+
+
 def test_partial_eta_squared_ci_inverts_the_noncentral_f():
     low, high = partial_eta_squared_ci(20.0, 2, 6)
     assert 0 < low < 20 * 2 / (20 * 2 + 6) < high < 1  # eta_p^2 = F df1 / (F df1 + df2)
@@ -212,14 +240,40 @@ def test_ratings_without_a_contract_column_are_set_aside_and_the_rest_renders(tm
     assert written["competence"] is None and written["by_arm"]["verify"]["accuracy_final"] is not None
 
 
-def test_missing_files_are_listed(tmp_path):
+def test_missing_files_stop_the_analysis_unless_partial_is_allowed(tmp_path):
+    """A missing participants or ratings file is named in one line (exit 2); with --allow-partial the report
+    names it at the top and makes no claim that needs it."""
     export = write_fixture(tmp_path / "export")
     (export / "ratings.csv").unlink()
     (export / "participants.csv").unlink()
-    result = run_cli("analyze", export, "--out", tmp_path / "out")
-    assert result.code == 0
-    assert "missing file(s)" in result.err and "participants.csv, ratings.csv" in result.err
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["competence"] is None
+    refused = run_cli("analyze", export, "--out", tmp_path / "refused")
+    assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1
+    assert "has no participants.csv or ratings.csv" in refused.err and "--allow-partial" in refused.err
+    assert not (tmp_path / "refused").exists()
+    result = run_cli("analyze", export, "--out", tmp_path / "out", "--allow-partial", "--resamples", "200")
+    assert result.code == 0, result.err
+    assert "warning: The export has no participants file" in result.err
+    assert "warning: The export has no ratings file" in result.err
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert written["competence"] is None and written["missing_files"] == ["participants", "ratings"]
+    report = html.unescape((tmp_path / "out" / "report.html").read_text())
+    top = report[:report.index('id="primary"')]
+    assert "The export has no participants file" in top and "The export has no ratings file" in top
+    # no sentence that needs the participants file: no pilot claim, no sensitivity analyses
+    assert "non-pilot" not in report and "neither simulated nor a pilot" not in report
+    assert "Sensitivity analyses of the primary estimand" not in report
+    assert "no sensitivity analysis could be run" in report
+    assert "Not analysed: the export has no ratings file." in report
+
+
+def test_a_design_without_peer_rating_needs_no_ratings_file(tmp_path):
+    export = write_fixture(tmp_path / "export")
+    (export / "ratings.csv").unlink()
+    (export / "design.json").write_text(json.dumps({"id": "fx", "arms": ["verify", "rely", "control"],
+                                                    "peer_rating": {"kind": "none"}}))
+    result = run_cli("analyze", export, "--out", tmp_path / "out", "--resamples", "200")
+    assert result.code == 0, result.err
+    assert "warning" not in result.err
 
 
 def test_nothing_usable_is_one_line_and_exit_2(tmp_path):
@@ -326,8 +380,11 @@ def test_analyze_study_from_the_database_after_simulated_participants(study_home
     design = study_home / "t.toml"
     simulated = run_cli("simulate", "--study", design, "--participants", "24", "--seed", "5", "--dropout", "0")
     assert simulated.code == 0, simulated.err
-    result = run_cli("analyze", "--study", "t", "--resamples", "200", "--no-mixed")
+    only_simulated = run_cli("analyze", "--study", "t", "--resamples", "200", "--no-mixed")
+    assert only_simulated.code == 2 and "every participant in the export is simulated" in only_simulated.err
+    result = run_cli("analyze", "--study", "t", "--resamples", "200", "--no-mixed", "--rehearsal")
     assert result.code == 0, result.err
+    assert "warning: Rehearsal: simulated and pilot participants are included (24 simulated" in result.err
     out = report_dir("t")
     assert (out / "report.html").is_file() and (out / "export" / "trials.csv").is_file()
     trials = pd.read_csv(out / "export" / "trials.csv")

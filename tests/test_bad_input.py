@@ -123,6 +123,49 @@ def test_unreadable_image(lab_home, tmp_path):
     assert_nothing_written(lab_home)
 
 
+def test_a_text_file_named_png_is_named_plainly(lab_home, tmp_path):
+    root = make_image_folder(tmp_path / "folder")
+    (root / "opacity" / "notes.png").write_text("these are notes, not an image")
+    result = run_cli("data", "import", root, "--name", "x")
+    assert_clean_error(result, "cannot read image", "notes.png", "not an image format", "remove or replace")
+    assert "BytesIO" not in result.err
+    assert_nothing_written(lab_home)
+
+
+def test_analyze_an_unknown_study_leaves_no_folder_behind(lab_home, tmp_path):
+    out = tmp_path / "reports" / "nope"
+    assert_clean_error(run_cli("analyze", "--study", "nope", "--out", out), "no study 'nope'")
+    assert not (tmp_path / "reports").exists()
+
+
+def test_help_texts_say_each_word_once():
+    import contextlib
+    import io
+
+    from xai_lab.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        text = " ".join(command.format_help().split())
+        for word in ("the", "a", "to", "of"):
+            assert f" {word} {word} " not in text, (name, word)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_cli("mrmc", "--help").code == 0
+
+
+def test_demo_checks_its_port_before_building_anything(lab_home):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run_cli("demo", "--port", str(busy.getsockname()[1]), "--quiet")
+    assert_clean_error(result, "choose another --port")
+    assert_nothing_written(lab_home)
+    assert not (lab_home / "models").exists()
+
+
 def test_decompression_bomb_is_refused(lab_home, tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "folder")
     Image.new("L", (400, 400)).save(root / "normal" / "huge.png")

@@ -69,6 +69,10 @@ def test_enrolment_code_is_per_study_and_checked(study_home, monkeypatch):
     code = enrolment_code(engine, "t")
     assert len(code) == 10 and code.isalnum()
     assert code_matches(engine, "t", code.lower()) and code_matches(engine, "t", f" {code[:5]} {code[5:]} ")
+    # a link as an e-mail client ends it ("...&code=XXXX." or "(...&code=XXXX)"), or a code read aloud with dashes
+    assert code_matches(engine, "t", f"{code}.") and code_matches(engine, "t", f"{code})")
+    assert code_matches(engine, "t", f"{code[:5]}-{code[5:]}")
+    assert not code_matches(engine, "t", code[:-1]) and not code_matches(engine, "t", f"{code}A")
     assert not code_matches(engine, "t", code[:-1] + ("A" if code[-1] != "A" else "B"))
     with pytest.raises(ConfigError, match="no study 'nope'"):
         enrolment_code(engine, "nope")

@@ -181,6 +181,10 @@ def test_the_report_opens_with_the_declared_primary_estimand(tmp_path):
     assert written["declared"]["declared"] and written["primary"]["method"] == "crossed participants x cases"
     assert [s["metric"] for s in written["secondary"]] == ["under_reliance", "accuracy_final"]
     assert all(s["p_holm"] >= s["p_value"] for s in written["secondary"])
+    # one sign convention: the between-arm table gives the declared pair in the declared order
+    declared = {(d["metric"], d["a"], d["b"]) for d in json.loads((tmp_path / "out" / "summary.json").read_text())
+                ["estimands"]["risk_differences"] if {d["a"], d["b"]} == {"rely", "verify"}}
+    assert ("over_reliance", "rely", "verify") in declared and not any(a == "verify" for _, a, _ in declared)
     (export / "design.json").unlink()
     undeclared = analyze_export(export, resamples=200, mixed=False)
     assert not undeclared.estimands.declared.declared and undeclared.estimands.primary.metric == "over_reliance"

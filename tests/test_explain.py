@@ -44,8 +44,8 @@ pytestmark = pytest.mark.xdist_group("test_explain")
 def tiny_home(tmp_path_factory):
     with module_lab(tmp_path_factory) as home:
         assert run_cli("data", "synth", "--name", "tiny", "--n", "160", "--size", str(SIDE), "--seed", "3").code == 0
-        assert run_cli("train", "--data", "tiny", "--epochs", "3", "--members", "1", "--quiet").code == 0
-        assert run_cli("train", "--data", "tiny", "--epochs", "3", "--members", "1", "--quiet", "--seed", "1",
+        assert run_cli("train", "--data", "tiny", "--epochs", "6", "--members", "1", "--quiet").code == 0
+        assert run_cli("train", "--data", "tiny", "--epochs", "6", "--members", "1", "--quiet", "--seed", "1",
                        "--out", str(home / "models" / "tiny-seed1")).code == 0
         yield home
 

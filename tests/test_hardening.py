@@ -226,7 +226,7 @@ def test_files_with_tokens_or_data_are_private(home, tmp_path):
     assert stat.S_IMODE(links.stat().st_mode) == 0o600
     service = StudyService.open(load_design(home / "t.toml"), load_case_set(load_design(home / "t.toml")),
                                 url=f"sqlite:///{database}")
-    simulate(service, SimulationConfig(participants=2, seed=3, dropout=0.0))
+    simulate(service, SimulationConfig(participants=2, seed=3, dropout=0.0, pilot=True))  # beside invited people
     assert stat.S_IMODE(tokens_path(service).stat().st_mode) == 0o600
     export_study(service.engine, "t", tmp_path / "export")
     for exported in (tmp_path / "export").iterdir():

@@ -8,7 +8,7 @@ import torch
 from conftest import module_lab, run_cli, use_lab
 
 from xai_lab import load_dataset, load_model
-from xai_lab.model.budget import BudgetRecord, budget_for, default_time_budget
+from xai_lab.model.budget import BudgetRecord, budget_for
 from xai_lab.model.calibration import (
     CALIBRATION_CLAIM_MAX_ECE,
     calibration_claim,
@@ -69,25 +69,31 @@ def test_budget_plan_counts_the_epochs_that_fit_and_never_plans_more_than_max_ep
     assert unlimited.to_dict()["seconds"] is None  # JSON has no infinity
 
 
-def test_default_budget_never_plans_fewer_than_two_thirds_of_the_epochs():
-    """A busy or slow machine gets a longer default run, not a model that never learned; an explicit
-    --time-budget stays a hard limit."""
-    default = budget_for(None, max_epochs=24, n_train=1400)
-    assert default.min_epochs == 16
-    default.replan(done=1, epoch_seconds=20.0, elapsed=21.0)  # 62 s would fit 2 epochs
-    assert default.planned_epochs == 16 and default.fitting_epochs == 2
-    assert "extended to the default's minimum of 16" in default.cut
-    assert not default.out_of_time(done=15, elapsed=300.0, epoch_seconds=20.0)  # below the floor: go on
-    explicit = budget_for(62.0, max_epochs=24, n_train=1400)
+def test_an_explicit_budget_is_a_hard_limit_and_the_default_has_none():
+    """The default recipe never looks at the clock; --time-budget is opt-in and holds its limit."""
+    default = budget_for(None, max_epochs=24)
+    assert not default.replan(done=1, epoch_seconds=20.0, elapsed=21.0) and default.planned_epochs == 24
+    assert not default.out_of_time(done=15, elapsed=10_000.0, epoch_seconds=20.0)
+    assert default.to_dict()["seconds"] is None and default.cut is None
+    explicit = budget_for(62.0, max_epochs=24)
     explicit.replan(done=1, epoch_seconds=20.0, elapsed=21.0)
     assert explicit.planned_epochs == 2 and "allowed 2 of 24" in explicit.cut
     assert explicit.out_of_time(done=1, elapsed=45.0, epoch_seconds=20.0)
 
 
-def test_default_budget_grows_with_the_data_and_keeps_pneumoniamnist_within_two_minutes():
-    assert default_time_budget(4708) <= 110  # PneumoniaMNIST's training split, leaving time for evaluation
-    assert default_time_budget(100) == 60.0 and default_time_budget(10**7) == 900.0
-    assert default_time_budget(1000) < default_time_budget(2000)
+def test_the_default_recipe_follows_the_data_never_the_machine():
+    """Batch size and learning rate are filled in from the training set's size alone, and the card says why."""
+    small, why = TrainConfig().resolved(n_train=1400)  # the default synthetic set
+    assert (small.batch_size, small.members, small.time_budget) == (32, 1, None)
+    assert small.learning_rate == pytest.approx(3e-3 * (32 / 64) ** 0.5, rel=1e-4)
+    assert "square root" in why["learning_rate"] and "2,000" in why["batch_size"]
+    large, _ = TrainConfig().resolved(n_train=4708)  # PneumoniaMNIST keeps the recipe issue 16 measured
+    assert (large.batch_size, large.learning_rate, large.members) == (64, 3e-3, 1)
+    tiny, _ = TrainConfig().resolved(n_train=300)
+    assert tiny.members == 3
+    given, why = TrainConfig(batch_size=16, learning_rate=1e-3, members=2).resolved(n_train=1400)
+    assert (given.batch_size, given.learning_rate, given.members) == (16, 1e-3, 2)
+    assert why == {"members": "--members", "batch_size": "batch size given", "learning_rate": "learning rate given"}
 
 
 def test_no_budget_repeats_a_run_exactly(in_small_home):

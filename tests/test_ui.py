@@ -520,12 +520,17 @@ def test_serve_refuses_a_port_in_use(lab):
 
 @pytest.mark.parametrize("ai, expected", [
     ({"label": "lesion", "confidence": 0.48, "threshold": 0.427},
-     "Probability of lesion: 48%. The AI suggests lesion from 43%."),
+     "Probability of lesion: 48%, at or above the AI's threshold of 43%, so the AI suggests lesion."),
     ({"label": "normal", "confidence": 0.88, "threshold": 0.427},
-     "Probability of lesion: 12%. The AI suggests lesion from 43%."),
+     "Probability of lesion: 12%, below the AI's threshold of 43%, so the AI suggests normal."),
     ({"label": "normal", "confidence": 1 - 0.4265, "threshold": 0.427},  # rounds onto the threshold
-     "Probability of lesion: just under 43%. The AI suggests lesion from 43%."),
+     "Probability of lesion: just under 43%, below the AI's threshold of 43%, so the AI suggests normal."),
+    ({"label": "normal", "confidence": 0.9996, "threshold": 0.53},  # never "0%"
+     "Probability of lesion: <1%, below the AI's threshold of 53%, so the AI suggests normal."),
+    ({"label": "lesion", "confidence": 0.9996, "threshold": 0.53},  # never "100%"
+     "Probability of lesion: >99%, at or above the AI's threshold of 53%, so the AI suggests lesion."),
     ({"label": "lesion", "confidence": 0.48, "threshold": None}, "Probability of lesion: 48%."),
+    ({"label": "lesion", "confidence": 0.999, "threshold": None}, "Probability of lesion: >99%."),
 ])
 def test_the_advice_number_never_contradicts_the_label(ai, expected):
     from xai_lab.ui.screens.reading import advice_probability

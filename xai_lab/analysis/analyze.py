@@ -32,8 +32,8 @@ PRIMARY_ITEM = "competence"
 
 
 def analyze_export(directory: Path, resamples: int = 1000, seed: int = 0, mixed: bool = True,
-                   primary_item: str | None = None) -> Analysis:
-    tables = load_export(directory)
+                   primary_item: str | None = None, rehearsal: bool = False, allow_partial: bool = False) -> Analysis:
+    tables = load_export(directory, rehearsal=rehearsal, allow_partial=allow_partial)
     analysis = Analysis(tables=tables, notes=list(tables.problems),
                         settings={"resamples": resamples, "seed": seed, "mixed": mixed})
     if tables.trials is not None and len(tables.trials):
@@ -41,7 +41,8 @@ def analyze_export(directory: Path, resamples: int = 1000, seed: int = 0, mixed:
     elif tables.trials is not None:
         analysis.notes.append("the trials file has no answered trials: no accuracy or reliance metrics")
     if tables.ratings is not None and len(tables.ratings):
-        analysis.competence = analyze_competence(tables.ratings)
+        design_kind = ((tables.design or {}).get("peer_rating") or {}).get("kind")
+        analysis.competence = analyze_competence(tables.ratings, first_kind=design_kind)
         analysis.primary_item = _primary_item([r.item for r in analysis.competence], primary_item, analysis.notes)
         if not analysis.n_participants:
             analysis.n_participants = _raters_by_arm(tables)

@@ -9,12 +9,18 @@ Which model runs depends on the design, and the report says which and why:
   (statsmodels MixedLM, REML), with `+ (1 | target)` crossed when targets are rated by more
   than one rater, because then a rated clinician's own impression is shared by their ratings.
 Contrasts are Holm-corrected within an item. Means are the model's cell means with 95% CIs.
+
+Ratings of vignettes and ratings of peers' records (`target_kind`) are analysed apart: they are
+different stimuli (a written description of how a clinician used AI vs a colleague's real trial),
+and a design that rates peer records shows vignettes only as a fallback while too few records
+exist, so pooling them by `target_arm` invented groups the design never had (a "control" group
+of one fallback rating in a verify-vs-rely study).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import numpy as np
@@ -47,16 +53,30 @@ class ItemResult:
     contrasts: list[dict] = field(default_factory=list)
     effect_size: dict | None = None  # partial eta squared with its CI (ANOVA only)
     notes: list[str] = field(default_factory=list)
+    kind: str = ""  # what was rated: "peer_record" or "vignette" ("" for exports without target_kind)
+
+    @property
+    def label(self) -> str:
+        return f"{self.item} ({KIND_NAMES.get(self.kind, self.kind)})" if self.kind else self.item
 
     def to_json(self) -> dict:
-        return {"item": self.item, "model": self.model, "why": self.why, "n_raters": self.n_raters,
-                "n_ratings": self.n_ratings, "means": self.means,
+        return {"item": self.item, "rating_kind": self.kind or None, "model": self.model, "why": self.why,
+                "n_raters": self.n_raters, "n_ratings": self.n_ratings, "means": self.means,
                 "mean_ci": {arm: list(ci) for arm, ci in self.mean_cis.items()},
                 "contrasts": self.contrasts, "effect_size": self.effect_size, "notes": self.notes}
 
 
-def analyze_competence(ratings: pd.DataFrame) -> list[ItemResult]:
-    return [analyze_item(item, frame.reset_index(drop=True)) for item, frame in ratings.groupby("item", sort=True)]
+KIND_NAMES = {"peer_record": "peer records", "vignette": "vignettes"}
+
+
+def analyze_competence(ratings: pd.DataFrame, first_kind: str | None = None) -> list[ItemResult]:
+    """Each item, apart for each kind of rated target; the design's own kind (`first_kind`) first."""
+    if "target_kind" not in ratings.columns:
+        return [analyze_item(item, frame.reset_index(drop=True)) for item, frame in ratings.groupby("item", sort=True)]
+    kinds = ratings["target_kind"].astype("string").fillna("unknown")
+    results = [replace(analyze_item(item, frame.reset_index(drop=True)), kind=str(kind))
+               for (kind, item), frame in ratings.groupby([kinds, "item"], sort=True)]
+    return sorted(results, key=lambda r: (r.kind != first_kind, r.kind, r.item))
 
 
 def analyze_item(item: str, frame: pd.DataFrame) -> ItemResult:

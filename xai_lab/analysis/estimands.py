@@ -96,8 +96,11 @@ def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 
     result.secondary = secondary_family([contrast(indicators, m, declared.a, declared.b)
                                          for m in declared.secondary])
     if not tables.within:
+        # one sign convention in the whole report: the declared contrast's pair keeps its declared order
+        pairs = [(b, a) if (b, a) == (declared.a, declared.b) else (a, b)
+                 for i, a in enumerate(arms) for b in arms[i + 1:]]
         result.differences = [crossed_risk_difference(indicators, metric, a, b, alpha)
-                              for metric in RATE_METRICS for i, a in enumerate(arms) for b in arms[i + 1:]
+                              for metric in RATE_METRICS for a, b in pairs
                               if not (metric in AI_METRICS and "control" in (a, b))]
     result.sensitivity = _sensitivity(tables, indicators, declared, contrast)
     result.population = _population(tables, indicators)
@@ -142,13 +145,19 @@ def _sensitivity(tables: ExportTables, indicators: pd.DataFrame, declared: Decla
 
 def _population(tables: ExportTables, indicators: pd.DataFrame) -> str:
     analysed = indicators["participant_id"].nunique()
-    text = (f"Available-case analysis: every answered main trial of every non-pilot participant, {analysed} "
-            "participants")
     people = tables.participants
-    if people is not None:
-        unfinished = people[people["participant_id"].isin(indicators["participant_id"])
-                            & (people["status"].astype(str) != "completed")]
-        text += f", of whom {len(unfinished)} did not complete (their answered trials are included)"
+    if people is None:
+        return (f"Available-case analysis: every answered main trial in the trials file, {analysed} participants. "
+                "The export has no participants file, so pilots, simulated participants and people who did not "
+                "complete could not be told apart: all are included, and no sensitivity analysis could be run.")
+    if tables.rehearsal:
+        who = "every participant, simulated and pilot ones included (a rehearsal)"
+    else:
+        who = "every participant who is neither simulated nor a pilot"
+    text = f"Available-case analysis: every answered main trial of {who}, {analysed} participants"
+    unfinished = people[people["participant_id"].isin(indicators["participant_id"])
+                        & (people["status"].astype(str) != "completed")]
+    text += f", of whom {len(unfinished)} did not complete (their answered trials are included)"
     withdrawn = sum(arm.get("withdrawn", 0) for arm in ((tables.flow or {}).get("by_arm") or {}).values())
     if withdrawn and ((tables.design or {}).get("withdrawal") == "delete"):
         text += (f"; {withdrawn} withdrew and had their answers deleted as the consent promised, so they "

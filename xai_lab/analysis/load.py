@@ -7,8 +7,14 @@ never writes a report that silently lacks the trials. Integrity problems - repea
 (participant, trial) rows, probabilities outside [0, 1], confidences outside 0-100, unknown arms
 - are repaired conservatively (the repeat dropped, the value set missing, the row left out) and
 each is reported as a note. Labels are compared as text, so correctness is recomputed from
-`true_label`, `ai_label` and `final_label`. Pilot participants (whose records seed peer rating)
-are left out of every estimate.
+`true_label`, `ai_label` and `final_label`.
+
+Who is analysed: simulated participants (`enrolled_via = simulation`) and pilots are left out of
+every estimate, and the count is said; `rehearsal=True` keeps them, for a dry run of the analysis
+on a pilot, and the report then says on its first line that it is a rehearsal. A missing
+participants file (pilots, simulations and completers cannot be told apart) or ratings file (the
+design asked for peer ratings) stops the analysis unless `allow_partial=True`; then the missing
+files are named at the top of the report and the claims that need them are not made.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ class ExportTables:
     flow: dict | None = None
     design: dict | None = None  # design.json: the registered design, with the declared [analysis]
     problems: list[str] = field(default_factory=list)  # what was repaired or could not be used, as sentences
+    missing: list[str] = field(default_factory=list)  # export files that were absent (allow_partial)
+    left_out: dict[str, int] = field(default_factory=dict)  # "simulated" / "pilot" participants not analysed
+    rehearsal: bool = False  # simulated and pilot participants were kept on purpose
+    included: dict[str, int] = field(default_factory=dict)  # with rehearsal: simulated / pilot participants kept
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -44,16 +54,18 @@ class ExportTables:
         return ((self.design or {}).get("allocation") or {}).get("kind") == "within"
 
 
-def load_export(directory: Path) -> ExportTables:
+def load_export(directory: Path, rehearsal: bool = False, allow_partial: bool = False) -> ExportTables:
     if not directory.is_dir():
         raise DataError(f"export folder {directory} does not exist; write one with "
                         "`xai-lab export --study ID --out DIR`, or pass --study ID to analyze the database")
-    tables = ExportTables(flow=_json(directory, "flow"), design=_json(directory, "design"))
+    tables = ExportTables(flow=_json(directory, "flow"), design=_json(directory, "design"), rehearsal=rehearsal)
     missing_files = []
     for name in TABLES:
         frame = _read(directory, name)
         if frame is None:
             missing_files.append(f"{name}.csv")
+            if _needed(name, tables.design):
+                tables.missing.append(name)
             continue
         absent = [c for c in CONTRACT[name] if c not in frame.columns]
         if absent and name == "trials":
@@ -72,13 +84,31 @@ def load_export(directory: Path) -> ExportTables:
                         "no trials file; export the study again with `xai-lab export`")
     if tables.trials is None and tables.ratings is None:
         raise DataError("nothing to analyse: " + "; ".join(tables.problems))
-    _drop_pilots(tables)
+    if tables.missing and not allow_partial:
+        raise DataError(f"{directory} has no {' or '.join(f'{name}.csv' for name in tables.missing)}: "
+                        + "; ".join(MISSING_MEANS[name] for name in tables.missing)
+                        + "; export the study again with `xai-lab export`, or pass --allow-partial to analyse "
+                          "what is there")
+    _set_population(tables)
     if tables.trials is not None:
         tables.problems += optional_notes(tables.trials)
         tables.trials = clean_trials(check_trials(tables.trials, tables.arms, tables.problems))
     if tables.ratings is not None:
-        tables.ratings = clean_ratings(tables.ratings, tables.problems)
+        tables.ratings = _design_arms_only(clean_ratings(tables.ratings, tables.problems), tables)
     return tables
+
+
+def _design_arms_only(ratings: pd.DataFrame, tables: ExportTables) -> pd.DataFrame:
+    """Fallback vignettes stand in for peers' records, which exist only for the design's arms; ratings of
+    fallback vignettes of other arms (shown before the fallback kept to the design's arms) are set aside."""
+    if tables.design is None or "target_source" not in ratings.columns:
+        return ratings
+    off = (ratings["target_source"].astype(str) == "fallback_vignette") & ~ratings["target_arm"].isin(tables.arms)
+    if off.any():
+        arms = ", ".join(sorted(ratings.loc[off, "target_arm"].astype(str).unique()))
+        tables.problems.append(f"{int(off.sum())} rating(s) of fallback vignettes for arm(s) the design does not have "
+                               f"({arms}) were left out: a fallback stands in for peers' records of the design's arms")
+    return ratings[~off].reset_index(drop=True)
 
 
 def _json(directory: Path, name: str) -> dict | None:
@@ -109,18 +139,53 @@ def _read(directory: Path, name: str) -> pd.DataFrame | None:
     return None
 
 
-def _drop_pilots(tables: ExportTables) -> None:
-    if tables.participants is None or "pilot" not in tables.participants.columns:
+# What an analysis cannot know without each file; said when the file is missing.
+MISSING_MEANS = {
+    "participants": "without it pilots, simulated participants and non-completers cannot be told from the rest, "
+                    "so none is left out and no completers or attention-check sensitivity analysis can run",
+    "ratings": "the design asked for peer ratings, so without it peer-rated competence cannot be analysed",
+    "trials": "without it there are no accuracy or reliance metrics",
+}
+
+
+def _needed(name: str, design: dict | None) -> bool:
+    """Whether an absent file is a gap (the design asks for what it holds) rather than a design without it."""
+    if name != "ratings" or design is None:
+        return True
+    return ((design.get("peer_rating") or {}).get("kind") or "none") != "none"
+
+
+def _set_population(tables: ExportTables) -> None:
+    """Leave out simulated and pilot participants (and say how many), unless this is a rehearsal."""
+    people = tables.participants
+    if people is None:
         return
-    pilot = tables.participants["pilot"].astype(str).str.lower().isin(["true", "1"])
-    pilots = set(tables.participants.loc[pilot, "participant_id"])
-    if not pilots:
+    simulated = people["enrolled_via"].astype(str) == "simulation" if "enrolled_via" in people.columns else \
+        pd.Series(False, index=people.index)
+    pilot = people["pilot"].astype(str).str.lower().isin(["true", "1"]) if "pilot" in people.columns else \
+        pd.Series(False, index=people.index)
+    counts = {"simulated": int(simulated.sum()), "pilot": int((pilot & ~simulated).sum())}
+    if tables.rehearsal:
+        tables.included = {kind: n for kind, n in counts.items() if n}
         return
+    gone = set(people.loc[simulated | pilot, "participant_id"])
+    if not gone:
+        return
+    tables.left_out = {kind: n for kind, n in counts.items() if n}
+    if len(gone) == len(people):
+        raise DataError(f"every participant in the export is simulated or a pilot ({_who(tables.left_out)}); "
+                        "pass --rehearsal to analyse them as a rehearsal of the analysis")
+    tables.participants = people[~people["participant_id"].isin(gone)]
     if tables.trials is not None:
-        tables.trials = tables.trials[~tables.trials["participant_id"].isin(pilots)]
+        tables.trials = tables.trials[~tables.trials["participant_id"].isin(gone)]
     if tables.ratings is not None:
-        tables.ratings = tables.ratings[~tables.ratings["rater_id"].isin(pilots)]
-    tables.problems.append(f"{len(pilots)} pilot participant(s) left out of every estimate")
+        tables.ratings = tables.ratings[~tables.ratings["rater_id"].isin(gone)]
+    tables.problems.append(f"{_who(tables.left_out)} participant(s) left out of every estimate (pass --rehearsal "
+                           "to include them in a rehearsal analysis)")
+
+
+def _who(counts: dict[str, int]) -> str:
+    return " and ".join(f"{n} {kind}" for kind, n in counts.items())
 
 
 def check_trials(trials: pd.DataFrame, arms: tuple[str, ...], problems: list[str]) -> pd.DataFrame:

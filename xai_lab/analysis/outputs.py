@@ -28,11 +28,12 @@ def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
         tables["trial_contrasts"] = analysis.trial_models.contrasts
     if analysis.competence:
         tables["competence_means"] = pd.DataFrame(
-            [{"item": r.item, "target_arm": arm, "mean": mean, "ci_low": r.mean_cis[arm][0],
+            [{"item": r.item, "rating_kind": r.kind, "target_arm": arm, "mean": mean, "ci_low": r.mean_cis[arm][0],
               "ci_high": r.mean_cis[arm][1], "model": r.model} for r in analysis.competence
              for arm, mean in r.means.items()])
-        contrast_rows = pd.DataFrame([{"item": r.item, **c} for r in analysis.competence for c in r.contrasts])
-        base = ["item", "a", "b", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model"]
+        contrast_rows = pd.DataFrame([{"item": r.item, "rating_kind": r.kind, **c} for r in analysis.competence
+                                      for c in r.contrasts])
+        base = ["item", "rating_kind", "a", "b", "estimate", "ci_low", "ci_high", "p_value", "p_holm", "model"]
         # Cohen's d and its CI (ANOVA items) follow the contract's columns
         tables["competence_contrasts"] = contrast_rows.reindex(
             columns=base + [c for c in contrast_rows.columns if c not in base])

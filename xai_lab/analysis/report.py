@@ -53,7 +53,8 @@ def render_report(analysis: Analysis) -> str:
     context = {
         "study": (analysis.tables.design or {}).get("id", ""),
         "generated": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", "versions": _versions(),
-        "resamples": analysis.settings.get("resamples", "n/a"),
+        "resamples": analysis.settings.get("resamples", "n/a"), "headline": analysis.headline_warnings,
+        "missing": analysis.tables.missing,
         "primary": _primary(analysis), "secondary": _secondary(analysis),
         "notes": _unique(analysis.notes), "interpretation": _interpretation(analysis),
         "flow": _flow(analysis), "crossover": _crossover(analysis),
@@ -103,10 +104,11 @@ def _primary(analysis: Analysis) -> dict | None:
         "method": rd.method + (f"; {rd.note}" if rd.note else "") + (
             f"; t on {fmt(rd.df, 1)} df (Satterthwaite)" if rd.df and "crossed" in rd.method else ""),
         "warnings": estimands.warnings, "population": estimands.population,
+        # without a participants file there is no subset to compare with: no table (the population says so)
         "sensitivity": table(pd.DataFrame([
             {"population": name, "estimate [95% CI]": _rd_value(r if r is not None else rd),
              f"n {rd.a}": (r or rd).n_a, f"n {rd.b}": (r or rd).n_b}
-            for name, r in estimands.sensitivity])),
+            for name, r in estimands.sensitivity])) if len(estimands.sensitivity) > 1 else None,
         "needed": estimands.needed_note,
     }
 
@@ -172,7 +174,7 @@ def _interpretation(analysis: Analysis) -> list[str]:
                      f"{ci(verify['rsr'].ci_low, verify['rsr'].ci_high, 2)} (RSR).")
     item = next((i for i in analysis.competence if i.item == analysis.primary_item), None)
     if item is not None:
-        lines += [competence_sentence(item.item, c) for c in item.contrasts]
+        lines += [competence_sentence(item.label, c) for c in item.contrasts]
     return _unique(lines)
 
 
@@ -252,8 +254,7 @@ def _competence(analysis: Analysis) -> dict | None:
     if not items:
         return None
     ratings = analysis.tables.ratings
-    raters = {item.item: ratings[ratings["item"] == item.item].groupby("target_arm")["rater_id"].nunique().to_dict()
-              for item in items} if ratings is not None else {}
+    raters = {item.label: _raters_by_arm(ratings, item) for item in items} if ratings is not None else {}
     shown = []
     for item in items:
         model = f"Model: {item.model}, because {item.why}. {item.n_ratings} ratings from {item.n_raters} raters."
@@ -265,7 +266,7 @@ def _competence(analysis: Analysis) -> dict | None:
             es = item.effect_size
             effect = (f"F({es['df_effect']}, {es['df_error']}) = {fmt(es['F'], 2)}, p {p_words(es['p_value'])}; "
                       f"partial eta squared = {fmt(es['partial_eta_squared'])} {ci(es['ci_low'], es['ci_high'])}.")
-        means = pd.DataFrame([{"target_arm": arm, "n raters": raters.get(item.item, {}).get(arm, "n/a"),
+        means = pd.DataFrame([{"target_arm": arm, "n raters": raters.get(item.label, {}).get(arm, "n/a"),
                                "mean": fmt(m, 2), "95% CI": ci(*item.mean_cis[arm], digits=2)}
                               for arm, m in item.means.items()])
         contrasts = None
@@ -274,9 +275,16 @@ def _competence(analysis: Analysis) -> dict | None:
             frame["95% CI"] = [ci(lo, hi, 2) for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)]
             keep = [c for c in ("a", "b", "estimate", "95% CI", "p_value", "p_holm", "cohens_d") if c in frame]
             contrasts = table(frame[keep], left=2)
-        shown.append({"name": item.item, "model": model, "effect": effect, "means": table(means),
+        shown.append({"name": item.label, "model": model, "effect": effect, "means": table(means),
                       "contrasts": contrasts, "notes": item.notes})
     return {"primary": analysis.primary_item, "figure": competence_figure(items, raters), "items": shown}
+
+
+def _raters_by_arm(ratings: pd.DataFrame, item) -> dict[str, int]:
+    rows = ratings[ratings["item"] == item.item]
+    if item.kind and "target_kind" in rows:
+        rows = rows[rows["target_kind"].astype(str) == item.kind]
+    return rows.groupby("target_arm")["rater_id"].nunique().to_dict()
 
 
 def _methods(analysis: Analysis) -> str:
@@ -300,5 +308,6 @@ def _methods(analysis: Analysis) -> str:
                      "(jackknife covariances).")
     if analysis.competence:
         parts.append("Peer-rated competence: one-way ANOVA with Welch contrasts (one rating per rater) or a linear "
-                     "mixed model (several per rater), Holm within each item.")
+                     "mixed model (several per rater), Holm within each item; ratings of vignettes and of peers' "
+                     "records are analysed apart.")
     return " ".join(parts)

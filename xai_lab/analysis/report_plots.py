@@ -76,7 +76,9 @@ def _family(by_arm: dict, arms: list[str], n: dict[str, int], names: list[str], 
         ax.set_xlim(-0.6, len(arms) - 0.4)
         ax.set_title(METRIC_NAMES[name], fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    top = limits or (min(0.0, *[ax.get_ylim()[0] for ax in axes.flat[:len(names)]]), max(highs or [1.0]) * 1.1)
+    # all-zero values (simulated answers take no time) get a 0-1 axis, not matplotlib's +-0.001
+    upper = max(highs, default=0.0) * 1.1 or 1.0
+    top = limits or (min(0.0, *[ax.get_ylim()[0] for ax in axes.flat[:len(names)]]), upper)
     for ax in list(axes.flat)[:len(names)]:
         ax.set_ylim(*top)
     for ax in list(axes.flat)[len(names):]:
@@ -139,10 +141,10 @@ def competence_figure(items, n_raters: dict[str, dict[str, int]]) -> str:
             low, high = item.mean_cis[arm]
             error = None if low is None else [[mean - low], [high - mean]]
             ax.errorbar([position], [mean], yerr=error, fmt="o", color=colour(arm), capsize=4)
-        ax.set_xticks(range(len(arms)), arm_labels(arms, n_raters.get(item.item, {})), fontsize=8)
+        ax.set_xticks(range(len(arms)), arm_labels(arms, n_raters.get(item.label, {})), fontsize=8)
         ax.set_xlim(-0.6, len(arms) - 0.4)
         ax.set_ylim(low_all - 0.5, high_all + 0.5)  # one scale for every item
-        ax.set_title(item.item, fontsize=10)
+        ax.set_title(item.label, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return data_uri(figure)

@@ -35,6 +35,19 @@ class Analysis:
     settings: dict = field(default_factory=dict)  # resamples, seed, models run: for the methods paragraph
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def headline_warnings(self) -> list[str]:
+        """What a reader must know before any number: a rehearsal, or files the export lacked."""
+        from xai_lab.analysis.load import MISSING_MEANS
+
+        tables, lines = self.tables, []
+        if tables.rehearsal:
+            kept = " and ".join(f"{n} {kind}" for kind, n in tables.included.items()) or "no"
+            lines.append(f"Rehearsal: simulated and pilot participants are included ({kept} participant(s)); these "
+                         "numbers rehearse the analysis and are not a result of the study.")
+        lines += [f"The export has no {name} file: {MISSING_MEANS[name]}." for name in tables.missing]
+        return lines
+
 
 def summary(analysis: Analysis) -> dict:
     """The JSON contract; `json_safe` turns every NaN into null on the way out."""
@@ -55,6 +68,10 @@ def summary(analysis: Analysis) -> dict:
         "estimands": analysis.estimands.to_json() if analysis.estimands else None,
         "mrmc": analysis.mrmc.to_json() if analysis.mrmc else None,
         "notes": analysis.notes,
+        "warnings": analysis.headline_warnings,
+        "left_out": analysis.tables.left_out,
+        "rehearsal": analysis.tables.rehearsal,
+        "missing_files": analysis.tables.missing,
     }
     primary = next((item for item in analysis.competence if item.item == analysis.primary_item), None)
     if primary is not None:

@@ -27,6 +27,12 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
     analyze.add_argument("--item", help="primary competence item (default: 'competence' if rated, else the first)")
     analyze.add_argument("--no-mixed", action="store_true",
                          help="skip the Bayesian mixed GLM check (GEE only; ~15 s faster on 20,000 trials)")
+    analyze.add_argument("--rehearsal", action="store_true",
+                         help="include simulated and pilot participants (left out by default): a rehearsal of the "
+                              "analysis, marked as such at the top of the report")
+    analyze.add_argument("--allow-partial", action="store_true",
+                         help="analyse an export that lacks its participants or ratings file (refused by default); "
+                              "the report names what is missing and makes no claim that needs it")
     analyze.set_defaults(run=_run_analyze)
 
     power = commands.add_parser(
@@ -66,7 +72,7 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
                     "random, plus fixed-reader and fixed-case results.")
     table.add_argument("table", help="CSV or Parquet file")
     for name, meaning in (("reader", "reader ids"), ("case", "case ids"), ("truth", "true status (0/1, or use "
-                          "--positive)"), ("score", "the reader's rating (higher = more suspicious)"),
+                          "--positive)"), ("score", "reader's rating (higher = more suspicious)"),
                           ("modality", "reading condition / modality")):
         table.add_argument(f"--{name}", required=True, metavar="COL", help=f"column with the {meaning}")
     table.add_argument("--positive", help="the truth value that means abnormal (default: 1 or True)")
@@ -91,15 +97,17 @@ def _run_analyze(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
     if args.export is None:
         out = _writable_folder(Path(args.out) if args.out else report_dir(args.study))
-        out.mkdir(parents=True, exist_ok=True)
+        # export_study makes the folders only once the study is found: an unknown id leaves nothing behind
         source = _export_from_database(args.study, args.database, out / "export")
     else:
         if args.out is None:
             raise ConfigError("--out DIR is required with an export folder (where report.html goes)")
         source, out = Path(args.export), _writable_folder(Path(args.out))
     analysis = analyze_export(source, resamples=args.resamples, seed=args.seed, mixed=not args.no_mixed,
-                              primary_item=args.item)
+                              primary_item=args.item, rehearsal=args.rehearsal, allow_partial=args.allow_partial)
     written = write_outputs(analysis, out)
+    for line in analysis.headline_warnings:
+        print(f"xai-lab: warning: {line}", file=sys.stderr)
     for note in analysis.notes:
         print(f"xai-lab: note: {note}", file=sys.stderr)
     print(f"analysed {source}: {json.dumps(analysis.n_participants)} participants by arm; "

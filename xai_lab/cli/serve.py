@@ -204,6 +204,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from xai_lab.cli.model import describe_model_card
     from xai_lab.workflows import ensure_demo_assets
 
+    # before minutes of building: a busy port is one line now, not after the data and model exist
+    _check_port(args.port, args.address, must_be_free=not args.no_serve)
     dataset, card, folder = ensure_demo_assets(progress=not args.quiet)
     print(f"dataset '{dataset.name}': {dataset.card.n_images} images, {dataset.card.image_size[0]} px, "
           f"classes {', '.join(dataset.class_names)} ({dataset.path})")

@@ -332,7 +332,10 @@ def _read_image(path: Path, size: int, channels: int) -> tuple[np.ndarray, str, 
         content = path.read_bytes()
         with Image.open(io.BytesIO(content)) as opened:
             image = opened.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+    except UnidentifiedImageError:
+        raise DataError(f"cannot read image {path}: its content is not an image format Pillow decodes (PNG, JPEG, "
+                        "TIFF, BMP ...), whatever its name says; remove or replace the file") from None
+    except (OSError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot read image {path} ({_short(error)}); remove or replace the file") from None
     square = as_channels(np.asarray(image, dtype=np.uint8), channels)
     return model_square(square, size), hashlib.sha256(content).hexdigest(), reading_square_png(square, size)

@@ -75,6 +75,9 @@ class DatasetCard:
     created_at: str = ""
     xai_lab_version: str = ""
     intended_use: str = NOT_FOR_CLINICAL_USE
+    # The lower 95% bound of validation AUROC a model of these data must reach before a study
+    # serves it (xai_lab.model.quality); None: the lab's default floor.
+    min_val_auroc: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

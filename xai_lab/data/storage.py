@@ -62,7 +62,7 @@ def check_arrays(arrays: DatasetArrays, class_names: list[str], origin: str) -> 
 
 def make_card(name: str, arrays: DatasetArrays, class_names: list[str], *, source: dict[str, Any],
               license: str, split_method: str, source_sha256: str | None = None,
-              notes: list[str] | None = None) -> DatasetCard:
+              notes: list[str] | None = None, min_val_auroc: float | None = None) -> DatasetCard:
     """Describe checked arrays: counts per split and class, size, provenance, hashes."""
     from xai_lab.version import __version__
 
@@ -75,13 +75,14 @@ def make_card(name: str, arrays: DatasetArrays, class_names: list[str], *, sourc
         split_method=split_method, has_masks=arrays.masks is not None,
         metadata_columns=sorted(arrays.metadata), notes=list(notes or []),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"), xai_lab_version=__version__,
+        min_val_auroc=min_val_auroc,
     )
 
 
 def save_dataset(name: str, arrays: DatasetArrays, class_names: list[str], *, source: dict[str, Any],
                  license: str, split_method: str, source_sha256: str | None = None,
                  notes: list[str] | None = None, overwrite: bool = False,
-                 reading_copies: dict[str, bytes] | None = None) -> DatasetCard:
+                 reading_copies: dict[str, bytes] | None = None, min_val_auroc: float | None = None) -> DatasetCard:
     """Check, then atomically write a dataset and its card; returns the card.
 
     reading_copies: case id -> PNG of the image at its own resolution (xai_lab.data.squares), kept
@@ -92,7 +93,7 @@ def save_dataset(name: str, arrays: DatasetArrays, class_names: list[str], *, so
     if target.exists() and not overwrite:
         raise DataError(f"dataset {name!r} already exists in {target}; choose another --name or pass --overwrite")
     card = make_card(name, arrays, class_names, source=source, license=license, split_method=split_method,
-                     source_sha256=source_sha256, notes=notes)
+                     source_sha256=source_sha256, notes=notes, min_val_auroc=min_val_auroc)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:

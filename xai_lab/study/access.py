@@ -281,6 +281,11 @@ def enrolment_code(engine: Engine, study_id: str) -> str:
     return base64.b32encode(mac).decode()[:10]
 
 
+CODE_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")  # base32, as `enrolment_code` writes it
+
+
 def code_matches(engine: Engine, study_id: str, typed: str) -> bool:
-    cleaned = "".join(typed.split()).upper()
+    # Only the code's own alphabet counts: e-mail clients end a link with the sentence's "." or ")",
+    # and people type spaces or dashes into a code read aloud.
+    cleaned = "".join(c for c in typed.upper() if c in CODE_ALPHABET)
     return hmac.compare_digest(cleaned.encode(), enrolment_code(engine, study_id).encode())

@@ -1,6 +1,7 @@
 """Which studies a server offers, read from the one place a registered study lives: its database row.
 
-`xai-lab serve --study FILE` reads each design file, checks it was prepared, registers it (design
+`xai-lab serve --study FILE` reads each design file, checks it was prepared and that its model passes
+the quality gate (`xai_lab.model.quality`), registers it (design
 and case set, `registration.register_study`) and passes only the study ids to the app process in
 ``XAI_LAB_STUDIES`` (comma-separated). The app opens each study from the ``studies`` table
 (`open_catalogue`), so the pages show exactly what was registered, with no file read twice.
@@ -19,7 +20,7 @@ from xai_lab.store.schema import studies
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import load_case_set
+from xai_lab.study.prepare import check_served_model, load_case_set
 from xai_lab.study.registration import register_study
 from xai_lab.study.service import StudyService
 
@@ -46,7 +47,9 @@ def register_design_files(engine: Engine, files: list[Path]) -> list[str]:
         if design.id in sources:
             raise ConfigError(f"two served designs share the id {design.id!r} ({sources[design.id]} and {path}); "
                               "give each study its own id")
-        register_study(engine, design, load_case_set(design))  # unprepared: a ConfigError naming 'study prepare'
+        case_set = load_case_set(design)  # unprepared: a ConfigError naming 'study prepare'
+        check_served_model(design)  # a model that did not learn is never shown to participants
+        register_study(engine, design, case_set)
         sources[design.id] = path
     return list(sources)
 

@@ -40,6 +40,9 @@ class DataSpec:
     # How `study prepare` builds a missing dataset: "synthetic" (the embedded generator) or a
     # file for `xai-lab data import` (relative paths are relative to the design file).
     build: str = "synthetic"
+    # The lower 95% bound the model's validation AUROC must reach before the study is prepared or
+    # served (xai_lab.model.quality); None: the dataset card's floor, else the lab's default.
+    min_val_auroc: float | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,8 @@ class StudyDesign:
             del explanation["look"], explanation["normal_advice"]
         if not explanation["parameters"]:
             del explanation["parameters"]
+        if content["data"] and content["data"]["min_val_auroc"] is None:  # added later: counts only when set
+            del content["data"]["min_val_auroc"]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 

@@ -148,8 +148,9 @@ def _cross_checks(design: StudyDesign, top: TomlTable) -> None:
 def _data(table: TomlTable | None) -> DataSpec | None:
     if table is None:
         return None
+    floor = table.number("min_val_auroc", default=None, low=0.5, high=1.0) if "min_val_auroc" in table.raw else None
     spec = DataSpec(dataset=table.string("dataset"), model=table.string("model"),
-                    build=table.string("build", default="synthetic"))
+                    build=table.string("build", default="synthetic"), min_val_auroc=floor)
     table.done()
     for key, value in (("dataset", spec.dataset), ("model", spec.model)):
         try:

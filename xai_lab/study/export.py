@@ -37,6 +37,9 @@ COLUMNS: dict[str, dict[str, str]] = {
         "withdrawn_at": "withdrawal time, ISO 8601 UTC (empty unless withdrawn)",
         "attention_failures": "attention checks answered wrongly",
         "pilot": "true for pilot participants (their records seed peer rating)",
+        "enrolled_via": "how the participant arrived: code (the shared link), invite (a personal link from "
+                        "`xai-lab invite`), api, or simulation (`xai-lab simulate`: not a person; `xai-lab analyze` "
+                        "leaves them out unless --rehearsal)",
     },
     "trials": {
         "study_id": "study id", "participant_id": "pseudonymous participant id",
@@ -210,7 +213,8 @@ def _participants(connection, study_id: str) -> pd.DataFrame:
                      "stratum": row["stratum"], **{f: profile.get(f) for f in PROFILE_FIELDS},
                      "status": row["status"], "enrolled_at": row["enrolled_at"],
                      "completed_at": row["completed_at"], "withdrawn_at": row["withdrawn_at"],
-                     "attention_failures": row["attention_failures"], "pilot": row["pilot"]})
+                     "attention_failures": row["attention_failures"], "pilot": row["pilot"],
+                     "enrolled_via": row["enrolled_via"]})
     return pd.DataFrame(rows, columns=list(COLUMNS["participants"])).convert_dtypes()
 
 

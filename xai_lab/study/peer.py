@@ -84,6 +84,10 @@ def _vignettes(design: StudyDesign, rater, loads: dict[str, int], rng: random.Ra
                source: str) -> list[dict[str, Any]]:
     spec = design.peer_rating
     pool = list(spec.vignettes)
+    if source == "fallback_vignette":
+        # a fallback stands in for peers' records, which exist only for the design's arms: a "control"
+        # vignette in a verify-vs-rely study would add a group the design does not have
+        pool = [v for v in pool if v.target_arm in design.arms] or pool
     if spec.assignment == "by_arm":
         pool = [v for v in pool if v.target_arm == rater["arm"]]
     ranked = sorted(pool, key=lambda v: (loads.get(v.id, 0), rng.random()))

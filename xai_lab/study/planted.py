@@ -249,6 +249,8 @@ def _participants(design: StudyDesign, people: pd.DataFrame) -> pd.DataFrame:
         "experience_years": "3-5", "prior_ai_use": "sometimes", "status": "completed",
         "enrolled_at": "2026-01-05T09:00:00+00:00", "completed_at": "2026-01-05T09:30:00+00:00",
         "withdrawn_at": None, "attention_failures": 0, "pilot": False,
+        # a planted export stands for the study being planned (power, recovery): analysed as people are
+        "enrolled_via": "code",
     })
     return frame[list(COLUMNS["participants"])].convert_dtypes()
 

@@ -22,7 +22,8 @@ from xai_lab.explain.cache import ExplanationCache
 from xai_lab.explain.precompute import precompute, predict_cases
 from xai_lab.explain.request import ExplanationRequest
 from xai_lab.model.calibration import calibration_claim
-from xai_lab.model.storage import check_model_fits, load_model, resolve_model_dir
+from xai_lab.model.quality import QualityVerdict, quality_verdict
+from xai_lab.model.storage import check_model_fits, load_model, read_model_card, resolve_model_dir
 from xai_lab.paths import explanation_cache_dir, lab_home, model_dir
 from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
 from xai_lab.study.design import StudyDesign
@@ -130,7 +131,26 @@ def _ensure_model(design: StudyDesign, dataset: ImageDataset, say: Callable[[str
         train_and_save(dataset.name, folder, progress=False)
     model, card = load_model(folder)
     check_model_fits(card, dataset)
+    model_quality(design, card).require(gate_fix(design))
     return model, card
+
+
+def model_quality(design: StudyDesign, card: dict) -> QualityVerdict:
+    """The quality gate's verdict on the design's model (the design's floor, else its dataset's)."""
+    return quality_verdict(card, design.data.min_val_auroc, f"{design.source} [data] min_val_auroc")
+
+
+def gate_fix(design: StudyDesign) -> str:
+    return (f"retrain it (xai-lab train --data {design.data.dataset} --out {model_dir(design.data.model)}) or name "
+            f"a better model in {design.source} [data]; if the floor does not suit these data, set [data] "
+            "min_val_auroc there")
+
+
+def check_served_model(design: StudyDesign) -> None:
+    """Refuse to serve a study whose model does not pass the quality gate (reads the card only)."""
+    if design.data is None:
+        return
+    model_quality(design, read_model_card(resolve_model_dir(model_dir(design.data.model)))).require(gate_fix(design))
 
 
 def _method(design: StudyDesign, card: dict) -> str:

@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, or_, select
+
+from xai_lab.errors import ConfigError
 from xai_lab.paths import lab_home
 from xai_lab.private_files import open_private
+from xai_lab.store.schema import participants
 from xai_lab.study.peer import USE_OF_AI
 from xai_lab.study.service import Step, StudyService
 from xai_lab.study.steps import STEP_KINDS
@@ -63,7 +67,17 @@ def tokens_path(service: StudyService) -> Path:
 
 
 def simulate(service: StudyService, config: SimulationConfig) -> SimulationSummary:
-    """Run participants 0..N-1, resuming any an earlier (interrupted) run already enrolled."""
+    """Run participants 0..N-1, resuming any an earlier (interrupted) run already enrolled.
+
+    On a study that already has real participants, simulated ones must be pilots: every simulated
+    participant is marked `enrolled_via = simulation` and left out of the analysis, but a pilot flag
+    also keeps them out of the researcher's counts and says, in every export, that they are not data.
+    """
+    real = real_participants(service)
+    if real and not config.pilot:
+        raise ConfigError(f"study {service.design.id!r} already has {real} real participant(s); simulated ones "
+                          "would be enrolled beside them: pass --pilot to mark them as pilots, or simulate "
+                          "against another database (--database)")
     known = _read_tokens(tokens_path(service))
     summary = SimulationSummary()
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
@@ -73,6 +87,14 @@ def simulate(service: StudyService, config: SimulationConfig) -> SimulationSumma
         summary.enrolled += not resumed
         setattr(summary, outcome, getattr(summary, outcome) + 1)
     return summary
+
+
+def real_participants(service: StudyService) -> int:
+    """People (not simulations, not pilots) enrolled in the service's study, whatever their status."""
+    with service.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(participants).where(
+            participants.c.study_id == service.design.id, participants.c.pilot.is_(False),
+            or_(participants.c.enrolled_via.is_(None), participants.c.enrolled_via != "simulation"))).scalar_one()
 
 
 def _run_one(service: StudyService, config: SimulationConfig, number: int, token: str | None) -> tuple[str, bool]:

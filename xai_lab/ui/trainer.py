@@ -19,12 +19,14 @@ from xai_lab.data.storage import list_datasets, load_dataset
 from xai_lab.data.uploads import MAX_UPLOAD_BYTES, read_uploaded_image
 from xai_lab.errors import XaiLabError
 from xai_lab.explain.attribution import attribute
-from xai_lab.explain.live import predict_image, randomisation_cascade
+from xai_lab.explain.live import CascadeStep, predict_image, randomisation_cascade
 from xai_lab.explain.methods import METHODS
 from xai_lab.explain.overlay import render_overlay
 from xai_lab.model.familiarity import FamiliarityCheck
 from xai_lab.model.network import ImageClassifier
+from xai_lab.model.quality import quality_verdict
 from xai_lab.model.storage import list_models, load_model
+from xai_lab.ui.wording import percent
 
 DEFAULT_METHODS = ["gradcam", "saliency", "integrated_gradients"]
 GUIDE_DATASET = "synthetic"  # the dataset docs/trainer-guide.md walks through
@@ -83,7 +85,11 @@ def render() -> None:
     with controls:
         model, _ = _model(chosen.folder)
         _prediction(model, image, class_names, chosen.truth, chosen.unfamiliar)
-        methods, alpha, clip, outline = _view_controls(chosen.mask is not None)
+        _gate(chosen.card)
+        methods = _method_choice()
+    with maps:
+        # the look's controls sit right above the maps they change: moving a slider never scrolls them away
+        alpha, clip, outline = _view_controls(chosen.mask is not None)
     look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": chosen.mask if outline else None}
     with maps:
         if chosen.unfamiliar:
@@ -92,7 +98,7 @@ def render() -> None:
                        "training data.")
         _method_panels(chosen.folder, image, methods, look, class_names)
     st.divider()
-    _randomisation(model, image, methods)
+    _randomisation(chosen.folder, model, image, methods)
     st.divider()
     _second_model(chosen.models, chosen.folder, image, methods, look, class_names)
 
@@ -108,6 +114,7 @@ class Choice:
     mask: np.ndarray | None  # the true lesion, synthetic test cases only
     truth: str | None  # None for uploads
     unfamiliar: bool  # an upload unlike the model's training images
+    card: dict  # the chosen model's card
 
 
 def _choose(cards: list) -> Choice | None:
@@ -115,7 +122,7 @@ def _choose(cards: list) -> Choice | None:
     names = [c.name for c in cards]
     card = {c.name: c for c in cards}[st.selectbox("Dataset", names, index=_guide_choice(names),
                                                    key="trainer:dataset")]
-    models = _models_for(card.content_sha256, card.image_size[-1])
+    models = _models_for(card.content_sha256, card.image_size[-1], card.class_names)
     if not models:
         st.info(f"There is no model for dataset '{card.name}' yet. Train one with `xai-lab train --data {card.name}`.")
         return None
@@ -124,14 +131,15 @@ def _choose(cards: list) -> Choice | None:
     dataset = _dataset(card.name)
     index = int(st.number_input("Test case", 0, len(dataset["test"]) - 1, _first_lesion(dataset),
                                 key="trainer:case"))
-    upload = st.file_uploader("... or your own image (PNG or JPEG)", type=["png", "jpg", "jpeg"],
-                              max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024))
-    model, _ = _model(models[model_name])
+    with st.expander("... or your own image"):  # one line until opened: the controls fit a 768-px screen
+        upload = st.file_uploader("Your own image (PNG or JPEG)", type=["png", "jpg", "jpeg"],
+                                  max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024))
+    model, card_of_model = _model(models[model_name])
     image, mask, truth = _chosen_image(dataset, index, upload, model)
     if image is None:
         return None
     unfamiliar = upload is not None and _familiarity(models[model_name], card.name).is_unfamiliar(image)
-    return Choice(dataset, models, models[model_name], image, mask, truth, unfamiliar)
+    return Choice(dataset, models, models[model_name], image, mask, truth, unfamiliar, card_of_model)
 
 
 def _first_lesion(dataset: ImageDataset) -> int:
@@ -143,16 +151,19 @@ def _first_lesion(dataset: ImageDataset) -> int:
     return int(marked[0]) if len(marked) else 0
 
 
-def _models_for(dataset_sha256: str, size: int) -> dict[str, str]:
-    """Models trained on this dataset first, then any other model taking images of the same size."""
-    own, other = {}, {}
+def _models_for(dataset_sha256: str, size: int, class_names: list[str]) -> dict[str, str]:
+    """Models trained on this dataset first, then other models answering with the same classes (a
+    shortcut model beside the synthetic one: the second model a trainer compares), then any other
+    model taking images of the same size (e.g. a chest X-ray model)."""
+    own, same_classes, other = {}, {}, {}
     for folder, card in list_models():
-        same_data = card.get("dataset", {}).get("content_sha256") == dataset_sha256
-        if same_data:
+        trained_on = card.get("dataset", {})
+        if trained_on.get("content_sha256") == dataset_sha256:
             own[folder.name] = str(folder)
         elif card.get("preprocessing", {}).get("input_size") == size:
-            other[f"{folder.name} (trained on {card['dataset']['name']})"] = str(folder)
-    return {**own, **other}
+            group = same_classes if trained_on.get("class_names") == class_names else other
+            group[f"{folder.name} (trained on {trained_on['name']})"] = str(folder)
+    return {**own, **same_classes, **other}
 
 
 def _chosen_image(dataset: ImageDataset, index: int, upload, model: ImageClassifier):
@@ -172,20 +183,34 @@ def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[s
                 unfamiliar: bool) -> None:
     prediction = predict_image(model, image)
     # an unfamiliar image gets no percentage: a calibrated number is only calibrated on familiar images
-    said = class_names[prediction.label] + ("" if unfamiliar else f" ({prediction.confidence:.0%})")
+    said = class_names[prediction.label] + ("" if unfamiliar else f" ({percent(prediction.confidence)})")
     st.markdown(f"**Model says:** {said}  \n**Truth:** {truth or 'unknown'}")
     st.caption("Not meaningful for this image: see the warning." if unfamiliar else
                "The percentage is calibrated on validation images like these (temperature scaling).")
 
 
-def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
-    methods = st.multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4,
-                             format_func=_title)
-    alpha = st.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
-    clip = st.slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
-                     help="Values above this percentile of the map get the top colour.")
-    outline = st.checkbox("Outline the true lesion", value=has_mask, disabled=not has_mask)
-    return methods, alpha, clip, outline
+def _method_choice() -> list[str]:
+    return st.multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4,
+                          format_func=_title)
+
+
+def _view_controls(has_mask: bool) -> tuple[float, float, bool]:
+    opacity, clipping, outline = st.columns([2, 2, 1.4], vertical_alignment="bottom")
+    alpha = opacity.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
+    clip = clipping.slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
+                           help="Values above this percentile of the map get the top colour.")
+    shown = outline.checkbox("Outline the true lesion", value=has_mask, disabled=not has_mask)
+    return alpha, clip, shown
+
+
+def _gate(card: dict) -> None:
+    """The quality gate's verdict (the dataset's floor): the same rule that keeps a model out of studies."""
+    verdict = quality_verdict(card)
+    if verdict.passed:
+        st.caption(f"Quality gate passed: validation AUROC {verdict.val_auroc:.2f} "
+                   f"[{verdict.val_auroc_ci[0]:.2f}, {verdict.val_auroc_ci[1]:.2f}], floor {verdict.floor:.2f}.")
+    else:
+        st.warning(f"This model fails the quality gate, so no study would serve it: {verdict.sentence}.")
 
 
 MAPS_ROW_PX = 960  # the widest the row of maps gets beside the controls
@@ -219,17 +244,24 @@ def _method_panels(folder: str, image: torch.Tensor, methods: list[str], look: d
                "the answer, dark purple = little. Amber line = the true lesion.")
 
 
-def _randomisation(model: ImageClassifier, image: torch.Tensor, methods: list[str]) -> None:
+@st.cache_data(show_spinner=False, max_entries=32)
+def _cascade(folder: str, pixels: np.ndarray, method: str) -> tuple[list[CascadeStep], bool]:
+    """One image's randomisation cascade, kept: a second trainer (or a second press) sees it at once."""
+    return randomisation_cascade(_model(folder)[0], torch.from_numpy(pixels), method)
+
+
+def _randomisation(folder: str, model: ImageClassifier, image: torch.Tensor, methods: list[str]) -> None:
     st.subheader("Sanity check: randomise the model")
     st.caption("If a map barely changes when the model's learned weights are replaced by random ones, it is "
                "showing the image, not what the model learned.")
-    row = st.columns([2, 1])
-    method = row[0].selectbox("Method to check", methods or list(METHODS), key="randomise_method",
-                              format_func=_title)
+    row = st.columns([2, 1], vertical_alignment="bottom")
+    # every method can be checked, not only the ones shown above (the guide checks Guided Grad-CAM)
+    offered = list(dict.fromkeys([*methods, *METHODS]))
+    method = row[0].selectbox("Method to check", offered, key="randomise_method", format_func=_title)
     if not row[1].button("Run the randomisation check", key="trainer:randomise"):
         return
     with st.spinner("Randomising layer by layer ..."):
-        steps, passed = randomisation_cascade(model, image, method)
+        steps, passed = _cascade(folder, image.numpy(), method)
     blocks = len(model.network.features)
     for column, step in zip(st.columns(len(steps)), steps, strict=True):
         column.image(step.overlay, caption=f"{cascade_caption(step.randomised_up_to, blocks)} (SSIM {step.ssim:.2f})",
@@ -270,5 +302,5 @@ def _second_model(models: dict[str, str], first_folder: str, image: torch.Tensor
         labels = card.get("dataset", {}).get("class_names") or class_names  # the model's own classes
         overlay = render_overlay(image, _map(models[name], image.numpy(), method), display_size=render_size(2),
                                  **look)
-        column.image(overlay, caption=f"{name}: {labels[prediction.label]} at {prediction.confidence:.0%}",
+        column.image(overlay, caption=f"{name}: {labels[prediction.label]} at {percent(prediction.confidence)}",
                      width="stretch", output_format="PNG")

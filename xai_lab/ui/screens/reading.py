@@ -14,6 +14,7 @@ from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, Step
 from xai_lab.ui import resources
 from xai_lab.ui.answering import progress, submit
 from xai_lab.ui.viewer import show_viewer
+from xai_lab.ui.wording import percent
 
 # Case images go to the viewer (`xai_lab.ui.viewer`) at their stored resolution, at most 1024 px:
 # the browser scales and windows them, so the server encodes each image once (cached).
@@ -101,17 +102,23 @@ def _ai_panel(served: ServedStudy, token: str, step: Step) -> tuple[bytes, bool,
 
 def advice_probability(ai: dict[str, Any], class_names: list[str]) -> str:
     """The advice's number in words that cannot contradict the label: for two classes, the
-    probability of the finding and the threshold the AI suggests it from; otherwise the
-    probability of the suggested label, which is the highest the AI gives."""
+    probability of the finding, the threshold, and which side of it the AI is on, ending with the
+    suggestion itself (a sentence that ended "... suggests lesion from 53%" under a "normal"
+    suggestion was skimmed as the opposite advice); otherwise the probability of the suggested
+    label, which is the highest the AI gives."""
     threshold = ai.get("threshold")
     if threshold is None or len(class_names) != 2:
-        return f"Probability of {ai['label']}: {ai['confidence']:.0%}."
+        return f"Probability of {ai['label']}: {percent(ai['confidence'])}."
     finding = class_names[1]
     p_finding = ai["confidence"] if ai["label"] == finding else 1 - ai["confidence"]
-    shown, cut = round(100 * p_finding), round(100 * threshold)
-    # rounding can put a value just under the threshold onto it ("43%" below "from 43%")
-    number = f"just under {cut}%" if p_finding < threshold and shown >= cut else f"{shown}%"
-    return f"Probability of {finding}: {number}. The AI suggests {finding} from {cut}%."
+    cut = round(100 * threshold)
+    number = percent(p_finding)
+    # rounding can put a value just under the threshold onto it ("43%" below a threshold of 43%)
+    if p_finding < threshold and round(100 * p_finding) >= cut:
+        number = f"just under {cut}%"
+    side = "below" if p_finding < threshold else "at or above"
+    return (f"Probability of {finding}: {number}, {side} the AI's threshold of {cut}%, so the AI suggests "
+            f"{ai['label']}.")
 
 
 def _log_toggle(served: ServedStudy, token: str, step_key: str, toggle_key: str) -> None:

@@ -1,0 +1,118 @@
+"""The README's first command on a new machine, idle or busy: the default model learns, is the same
+model either way, passes the quality gate, and the trainer guide's steps 1-4 work in Chromium.
+
+Slow (it trains the default synthetic model four times, three of them at once) and served (a real
+`xai-lab serve` in Chromium). Screenshots of the trainer at 1366 x 768 go to test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, served_app
+from support.trainer_walk import CHROMIUM_FLAGS, VIEWPORT, Walk, radiograph_png
+
+pytestmark = [pytest.mark.slow, pytest.mark.served, pytest.mark.browser]
+
+CHROMIUM = Path(os.environ.get("XAI_LAB_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+GUIDE = (REPO_ROOT / "docs" / "trainer-guide.md").read_text()
+
+
+def xai_lab(home: Path, *args: str, threads: int | None = None) -> subprocess.Popen:
+    """`xai-lab ARGS` as a user runs it: its own process, torch's default threads unless `threads`."""
+    env = {**os.environ, "XAI_LAB_HOME": str(home)}
+    env.pop("OMP_NUM_THREADS", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return subprocess.Popen([sys.executable, "-m", "xai_lab.cli", *args], env=env, cwd=home,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=1800)
+    assert process.returncode == 0, err[-2000:]
+    return out
+
+
+def card(home: Path, name: str) -> dict:
+    return json.loads((home / "models" / name / "model_card.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> Path:
+    """`xai-lab demo --no-serve` in a new lab, as the README's first command runs it."""
+    home = tmp_path_factory.mktemp("first-run")
+    started = time.perf_counter()
+    out = finished(xai_lab(home, "demo", "--no-serve", "--quiet"))
+    print(f"xai-lab demo --no-serve: {time.perf_counter() - started:.0f} s")
+    assert "participant (demo): http://localhost:8501/?study=demo&code=" in out
+    return home
+
+
+def test_the_default_model_is_the_same_on_an_idle_and_a_busy_machine(demo_home):
+    """Train the default again with two other trainings beside it (2 cores, oversubscribed): the
+    weights are bit for bit those of the demo's run, and the model learned the lesion."""
+    busy = xai_lab(demo_home, "train", "--data", "synthetic", "--out", str(demo_home / "models" / "busy"), "--quiet")
+    # the two others each take one core's worth of threads, so they load the machine all along
+    others = [xai_lab(demo_home, "train", "--data", "synthetic", "--out", str(demo_home / "models" / f"other{n}"),
+                      "--quiet", threads=1) for n in (1, 2)]
+    finished(busy)
+    for process in others:
+        finished(process)
+    idle, loaded = card(demo_home, "synthetic"), card(demo_home, "busy")
+    assert loaded["weights_sha256"] == idle["weights_sha256"]
+    assert loaded["training"]["epochs_run"] == idle["training"]["epochs_run"] == 24
+    assert loaded["training"]["budget"]["seconds"] is None  # the default never looks at the clock
+    assert idle["metrics"]["test"]["auroc"] >= 0.93, idle["metrics"]["test"]
+    assert idle["training"]["config"]["batch_size"] == 32  # the small-set rule (docs/benchmarks.md)
+
+
+def test_trainer_guide_steps_1_to_4_in_chromium(demo_home):
+    if not CHROMIUM.exists():
+        if os.environ.get("XAI_LAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing but XAI_LAB_REQUIRE_BROWSER=1: apt-get install chromium")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with served_app(REPO_ROOT / "studies" / "demo.toml", demo_home) as port, sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        walk = Walk(browser.new_context(viewport=VIEWPORT).new_page(), shots=ARTIFACTS)
+        page = walk.page
+        walk.open(f"http://127.0.0.1:{port}/trainer")
+        # 1. the guide's dataset, model and first lesion case; the advice with its calibrated percentage
+        said = page.get_by_text("Model says:").inner_text()
+        assert "lesion (" in said and "%)" in said and "Truth: lesion" in said, said
+        assert "Quality gate passed" in page.content()
+        # 2. three methods side by side, whole on the first screen
+        maps = page.locator('[data-testid="stImage"]')
+        assert maps.count() == 3
+        for index, title in enumerate(("Grad-CAM", "Gradient (saliency)", "Integrated Gradients")):
+            assert maps.nth(index).inner_text().strip() == title
+            assert walk.in_viewport(maps.nth(index).locator("img")), title
+        # 3. opacity and clipping: the sliders and the maps they change are on the screen together
+        for label in ("Overlay opacity", "Clip at percentile"):
+            assert walk.in_viewport(page.get_by_role("slider", name=label)), label
+        walk.slider("Overlay opacity", "ArrowRight", "opacity")
+        walk.slider("Clip at percentile", "ArrowLeft", "clipping")
+        assert page.evaluate("window.scrollY") == 0 and walk.in_viewport(maps.first.locator("img"))
+        # 4. the randomisation check on Guided Grad-CAM, offered without adding it to the methods first
+        walk.randomise("Guided Grad-CAM")
+        captions = [maps.nth(i).inner_text() for i in range(maps.count())]
+        blocks = [c for c in captions if "weights randomised from the output back to block" in c]
+        assert blocks and any("output layer's weights randomised" in c for c in captions)
+        quoted = blocks[0].split(" (SSIM")[0]  # e.g. "... back to block 3 of 3", as the guide says
+        assert quoted.split("back to ")[1] in GUIDE, quoted
+        assert page.get_by_text("Guided Grad-CAM", exact=False).count() and (
+            page.get_by_text("passes on this image").count() + page.get_by_text("FAILS on this image").count())
+        walk.randomise("Grad-CAM")
+        walk.next_case()
+        walk.upload(radiograph_png())
+        assert page.get_by_text("does not look like the images the model learned from").count()
+        browser.close()
+    print("trainer interactions (s): " + ", ".join(f"{k} {v:.1f}" for k, v in walk.seconds.items()))
