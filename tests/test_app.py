@@ -26,7 +26,7 @@ def test_no_study_served_says_how_to_start_one(empty_lab):
 
 def test_trainer_page_without_data_says_how_to_make_it(empty_lab):
     app = AppTest.from_file(APP, default_timeout=60).run()
-    app.switch_page("xai_lab/ui/pages/trainer.py").run()
+    app.switch_page("xai_lab/ui/page_scripts/trainer.py").run()
     assert not app.exception
     assert "xai-lab demo" in app.info[0].value
 
@@ -37,7 +37,7 @@ def test_trainer_page_opens_on_the_guides_dataset_not_the_alphabetically_first(e
     for name in ("marker-control", "synthetic"):
         assert run_cli("data", "synth", "--name", name, "--n", "40", "--size", "32").code == 0
     app = AppTest.from_file(APP, default_timeout=60).run()
-    app.switch_page("xai_lab/ui/pages/trainer.py").run()
+    app.switch_page("xai_lab/ui/page_scripts/trainer.py").run()
     assert not app.exception
     assert app.selectbox(key="trainer:dataset").value == "synthetic"
     assert "There is no model for dataset 'synthetic' yet" in app.info[0].value

@@ -355,3 +355,24 @@ def test_uploads_unlike_the_training_images_are_flagged(home):
     real = torch.nn.functional.interpolate(torch.from_numpy(radiographs).float()[:, None] / 255, size=32,
                                            mode="bilinear", antialias=True)
     assert all(check.is_unfamiliar(image) for image in real)
+
+
+def test_training_saves_the_familiarity_check_beside_the_weights(home):
+    """The trainer's first upload reads it instead of fitting it (seconds); it judges as the fitted one."""
+    import numpy as np
+
+    from xai_lab.data.storage import load_dataset
+    from xai_lab.model.familiarity import FAMILIARITY_FILE, FamiliarityCheck
+    from xai_lab.model.storage import load_model
+
+    data = load_dataset("tiny")
+    model, _ = load_model(home / "models" / "tiny")
+    saved = FamiliarityCheck.load(home / "models" / "tiny" / FAMILIARITY_FILE, model)
+    fitted = FamiliarityCheck.fit(model, data["train"].images, data["val"].images)
+    # float summation differs between processes and thread counts: equal to 1e-4, not bit for bit
+    assert saved is not None and saved.threshold == pytest.approx(fitted.threshold, rel=1e-4)
+    distances = [(saved.distance(image), fitted.distance(image)) for image in data["test"].images[:10]]
+    np.testing.assert_allclose(*zip(*distances, strict=True), rtol=1e-4)
+    (home / "models" / "tiny" / "broken.npz").write_bytes(b"not numpy")
+    assert FamiliarityCheck.load(home / "models" / "tiny" / "broken.npz", model) is None
+    assert FamiliarityCheck.load(home / "models" / "tiny" / "absent.npz", model) is None

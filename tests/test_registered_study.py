@@ -31,6 +31,20 @@ def test_a_design_comes_back_from_its_json_unchanged(path):
     assert again == design and again.fingerprint() == design.fingerprint()
 
 
+# What identifies a registered study: a release that changes these refuses the participants of a running
+# study ("already has participants under a different design"). Fields added later count only when set.
+PINNED_FINGERPRINTS = {
+    "demo": "064b3c41afb283c604973ac87f5331823e51d8c71352f06b763799b86a4c199e",
+    "verify_vs_rely": "d9923fba188ae4c524c482f5e429fe3f97250edb0815ab2fba344e0187bf6791",
+    "competence_vignettes": "72474c88f29c7a45f08ad898bc848ee6e699e0c2ecf813573fdb9de519201863",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_FINGERPRINTS))
+def test_an_upgrade_keeps_the_fingerprint_of_every_shipped_design(name):
+    assert load_design(STUDIES / f"{name}.toml").fingerprint() == PINNED_FINGERPRINTS[name]
+
+
 def test_the_served_study_is_read_from_the_database_not_the_files(study_home, tmp_path):
     engine = open_database()
     copy = tmp_path / "t.toml"

@@ -32,7 +32,7 @@ from xai_lab.ui.screens.reading import CALIBRATED
 
 APP = str(REPO_ROOT / "app.py")
 PASSWORD = "correct horse battery"
-PAGES = "xai_lab/ui/pages"
+PAGES = "xai_lab/ui/page_scripts"
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from xai_lab.data.records import DatasetCard, ImageDataset
 from xai_lab.data.storage import load_dataset, resolve_dataset_dir, save_dataset, to_image_dataset
 from xai_lab.data.synth import CLASS_NAMES, SynthConfig, generate
 from xai_lab.errors import DataError, ModelError
+from xai_lab.model.familiarity import FAMILIARITY_FILE, FamiliarityCheck
 from xai_lab.model.quality import SYNTHETIC_MIN_VAL_AUROC
 from xai_lab.model.storage import build_model_card, read_model_card, resolve_model_dir, save_model
 from xai_lab.model.training import TrainConfig, train_classifier
@@ -52,6 +53,8 @@ def train_and_save(data: str | Path, out_dir: Path | None = None, config: TrainC
     result = train_classifier(dataset, config or TrainConfig(), progress=progress)
     card = build_model_card(result, dataset, name=out_dir.name)
     save_model(result.model, card, out_dir)
+    # the trainer page's check of uploads, fitted once here instead of on a trainer's first upload
+    FamiliarityCheck.fit(result.model, dataset["train"].images, dataset["val"].images).save(out_dir / FAMILIARITY_FILE)
     return card, out_dir
 
 

@@ -74,6 +74,7 @@ class Walk:
     def randomise(self, method_title: str) -> None:
         box = self.page.locator('[data-testid="stSelectbox"]').filter(has_text="Method to check")
         box.click()
+        self.page.keyboard.type(method_title)  # the option list is virtualised: filter it to the one wanted
         self.page.get_by_role("option", name=method_title, exact=True).click()
         self.idle()
         button = self.page.get_by_role("button", name="Run the randomisation check")

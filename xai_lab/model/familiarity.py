@@ -3,6 +3,7 @@
     check = FamiliarityCheck.fit(model, data["train"].images, data["val"].images)
     check.distance(image)      # how far the image's features lie from the training images'
     check.is_unfamiliar(image)
+    check.save(folder / FAMILIARITY_FILE); FamiliarityCheck.load(folder / FAMILIARITY_FILE, model)
 
 The model's own pooled features (the input to its final layer) describe what it "sees". Their
 distribution over the training images is summarised by a mean and a shrunk covariance
@@ -15,11 +16,16 @@ Measured (default synthetic model, 128 px, the recipe of issue 24): 1 of 300 syn
 flagged (0.3%); all 624 real Kermany radiographs flagged (smallest distance 19.3 against a threshold
 of 17.5).
 A warning, not a guarantee: an image under the threshold can still mislead the model.
+
+`xai-lab train` saves the fitted check beside the weights (`familiarity.npz`): fitting reads every
+training image through the network (about 2 s for the default model on 2 cores), which the
+trainer page's first upload used to wait for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +36,7 @@ from xai_lab.model.network import ImageClassifier
 
 TYPICAL_QUANTILE = 0.99
 MARGIN = 1.25
+FAMILIARITY_FILE = "familiarity.npz"
 
 
 @torch.no_grad()
@@ -45,7 +52,8 @@ def pooled_features(model: ImageClassifier, images: torch.Tensor, batch_size: in
 @dataclass(frozen=True)
 class FamiliarityCheck:
     model: ImageClassifier
-    estimate: LedoitWolf
+    location: np.ndarray  # mean of the training images' features
+    precision: np.ndarray  # inverse of their Ledoit-Wolf shrunk covariance
     threshold: float
     typical: float  # median validation distance, to say "how many times further"
 
@@ -53,12 +61,29 @@ class FamiliarityCheck:
     def fit(cls, model: ImageClassifier, train: torch.Tensor, validation: torch.Tensor) -> FamiliarityCheck:
         estimate = LedoitWolf().fit(pooled_features(model, train))
         held_out = np.sqrt(estimate.mahalanobis(pooled_features(model, validation)))
-        return cls(model, estimate, float(MARGIN * np.quantile(held_out, TYPICAL_QUANTILE)),
-                   float(np.median(held_out)))
+        return cls(model, estimate.location_, estimate.precision_,
+                   float(MARGIN * np.quantile(held_out, TYPICAL_QUANTILE)), float(np.median(held_out)))
+
+    def save(self, path: Path) -> None:
+        np.savez(path, location=self.location, precision=self.precision,
+                 threshold=np.float64(self.threshold), typical=np.float64(self.typical))
+
+    @classmethod
+    def load(cls, path: Path, model: ImageClassifier) -> FamiliarityCheck | None:
+        """The check saved beside `model`'s weights, or None when there is none (models trained before it
+        was saved) or it does not fit the model's features."""
+        try:
+            with np.load(path) as saved:
+                check = cls(model, saved["location"], saved["precision"], float(saved["threshold"]),
+                            float(saved["typical"]))
+        except (OSError, KeyError, ValueError):
+            return None
+        return check if check.precision.shape == (len(check.location),) * 2 else None
 
     def distance(self, image: torch.Tensor) -> float:
         """Mahalanobis distance of one image (C, H, W) from the training images, in feature space."""
-        return float(np.sqrt(self.estimate.mahalanobis(pooled_features(self.model, image[None])))[0])
+        offset = pooled_features(self.model, image[None])[0] - self.location
+        return float(np.sqrt(max(0.0, offset @ self.precision @ offset)))
 
     def is_unfamiliar(self, image: torch.Tensor) -> bool:
         return self.distance(image) > self.threshold

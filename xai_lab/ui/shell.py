@@ -14,7 +14,10 @@ import streamlit as st
 from xai_lab.errors import XaiLabError
 from xai_lab.study.access import admin_password
 
-PAGES = Path(__file__).resolve().parent / "pages"  # page files, so AppTest.switch_page can open each
+# Page files, so AppTest.switch_page can open each. Not a folder named "pages": Streamlit (1.67) finds
+# such a folder beside the entry script and serves each file at its own URL (/trainer, /researcher,
+# /participant) without this shell - no page config, and a sidebar listing every page to anyone.
+PAGES = Path(__file__).resolve().parent / "page_scripts"
 
 # Less empty space above the content, so a trial fits a 1366 x 768 laptop screen without scrolling.
 CALM_CSS = "<style>.block-container {padding-top: 3.4rem; padding-bottom: 1rem;}</style>"

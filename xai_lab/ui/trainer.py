@@ -9,6 +9,7 @@ on this image; and put a second model (e.g. one trained on a shortcut marker) be
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -22,7 +23,7 @@ from xai_lab.explain.attribution import attribute
 from xai_lab.explain.live import CascadeStep, predict_image, randomisation_cascade
 from xai_lab.explain.methods import METHODS
 from xai_lab.explain.overlay import render_overlay
-from xai_lab.model.familiarity import FamiliarityCheck
+from xai_lab.model.familiarity import FAMILIARITY_FILE, FamiliarityCheck
 from xai_lab.model.network import ImageClassifier
 from xai_lab.model.quality import quality_verdict
 from xai_lab.model.storage import list_models, load_model
@@ -39,9 +40,14 @@ def _dataset(name: str) -> ImageDataset:
 
 @st.cache_resource(show_spinner="Learning what the training images look like ...", max_entries=6)
 def _familiarity(folder: str, dataset: str) -> FamiliarityCheck:
-    """What the model's training images look like to it, for the upload check (read-only once made)."""
+    """What the model's training images look like to it, for the upload check (read-only once made):
+    saved beside the weights by `xai-lab train`, fitted here for models trained before that."""
+    model = _model(folder)[0]
+    saved = FamiliarityCheck.load(Path(folder) / FAMILIARITY_FILE, model)
+    if saved is not None:
+        return saved
     data = _dataset(dataset)
-    return FamiliarityCheck.fit(_model(folder)[0], data["train"].images, data["val"].images)
+    return FamiliarityCheck.fit(model, data["train"].images, data["val"].images)
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
@@ -86,10 +92,10 @@ def render() -> None:
         model, _ = _model(chosen.folder)
         _prediction(model, image, class_names, chosen.truth, chosen.unfamiliar)
         _gate(chosen.card)
-        methods = _method_choice()
     with maps:
-        # the look's controls sit right above the maps they change: moving a slider never scrolls them away
-        alpha, clip, outline = _view_controls(chosen.mask is not None)
+        # the maps' controls sit in one row right above the maps they change: at 1366 x 768 moving a
+        # slider never scrolls the maps away
+        methods, alpha, clip, outline = _view_controls(chosen.mask is not None)
     look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": chosen.mask if outline else None}
     with maps:
         if chosen.unfamiliar:
@@ -189,18 +195,16 @@ def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[s
                "The percentage is calibrated on validation images like these (temperature scaling).")
 
 
-def _method_choice() -> list[str]:
-    return st.multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4,
-                          format_func=_title)
-
-
-def _view_controls(has_mask: bool) -> tuple[float, float, bool]:
-    opacity, clipping, outline = st.columns([2, 2, 1.4], vertical_alignment="bottom")
+def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
+    choice, opacity, clipping, outline = st.columns([3.2, 1.6, 1.6, 1.2], vertical_alignment="bottom")
+    methods = choice.multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4,
+                                 format_func=_title)
     alpha = opacity.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
     clip = clipping.slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
                            help="Values above this percentile of the map get the top colour.")
-    shown = outline.checkbox("Outline the true lesion", value=has_mask, disabled=not has_mask)
-    return alpha, clip, shown
+    shown = outline.checkbox("Lesion outline", value=has_mask, disabled=not has_mask,
+                             help="The true lesion's outline, in amber (synthetic data know where it is).")
+    return methods, alpha, clip, shown
 
 
 def _gate(card: dict) -> None:
