@@ -1,6 +1,17 @@
-"""Trainer page under concurrency: one shared model behind a lock, or a private model copy per session?
+"""Trainer page: how long each interaction of the trainer guide takes in Chromium, and, under
+concurrency, one shared model behind a lock or a private model copy per session?
 
-    python benchmarks/trainer_bench.py            # the default synthetic model (built if absent)
+    python benchmarks/trainer_bench.py --interactions [--home LAB] [--repeats 3]
+    python benchmarks/trainer_bench.py            # lock vs copy; the default synthetic model (built if absent)
+
+--interactions: `xai-lab serve` on the demo study, then real headless Chromium at 1366 x 768 walks the
+guide (tests/support/trainer_walk.py): open the page, move opacity and clipping, run the randomisation
+check on Guided Grad-CAM and on Grad-CAM, go to the next test case, upload a 24 kB PNG. Each time runs
+from the action to the end of the script run that redraws the maps (the goal: every one under 2 s on this
+2-core machine). The first walk meets a freshly started server; later walks are new browser sessions on
+the same server. Raw rows go to benchmarks/results/trainer_interactions.json.
+
+The lock-vs-copy mode:
 
 S sessions (threads, as Streamlit runs sessions) each explain R different test images with the
 trainer page's default methods (Grad-CAM, saliency, integrated gradients), all at once:
@@ -54,12 +65,59 @@ def render_all(model, images: torch.Tensor, sessions: int, renders: int, private
         attribution.MODEL_LOCK = shared_lock
 
 
+def interactions(home: Path, repeats: int) -> list[dict]:
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))  # the served app and the guide's walk are test helpers
+    from playwright.sync_api import sync_playwright
+    from support.local_server import served_app
+    from support.trainer_walk import CHROMIUM_FLAGS, VIEWPORT, Walk, radiograph_png
+
+    rows = []
+    with served_app(REPO / "studies" / "demo.toml", home) as port, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        for walk_number in range(repeats):
+            walk = Walk(browser.new_context(viewport=VIEWPORT).new_page())
+            walk.open(f"http://127.0.0.1:{port}/trainer")
+            walk.slider("Overlay opacity", "ArrowRight", "opacity")
+            walk.slider("Clip at percentile", "ArrowLeft", "clipping")
+            walk.randomise("Guided Grad-CAM")
+            walk.randomise("Grad-CAM")
+            walk.next_case()
+            walk.upload(radiograph_png(seed=walk_number))
+            rows += [{"walk": walk_number, "interaction": name, "seconds": round(seconds, 3)}
+                     for name, seconds in walk.seconds.items()]
+            walk.page.context.close()
+        browser.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interactions", action="store_true", help="time the trainer guide's interactions")
+    parser.add_argument("--home", type=Path, help="lab with the demo prepared (default: a new one, built first)")
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--renders", type=int, default=6, help="images each session explains")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.interactions:
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        home = args.home or Path(tempfile.mkdtemp(prefix="xai-trainer-bench-"))
+        subprocess.run([sys.executable, "-m", "xai_lab.cli", "demo", "--no-serve", "--quiet"], check=True,
+                       env={**os.environ, "XAI_LAB_HOME": str(home)}, stdout=subprocess.DEVNULL)
+        rows = interactions(home, args.repeats)
+        print(f"{'interaction':>26} " + " ".join(f"{'walk ' + str(n):>7}" for n in range(args.repeats)))
+        for name in dict.fromkeys(row["interaction"] for row in rows):
+            times = [row["seconds"] for row in rows if row["interaction"] == name]
+            print(f"{name:>26} " + " ".join(f"{t:>7.2f}" for t in times))
+        out = REPO / "benchmarks" / "results" / "trainer_interactions.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2) + "\n")
+        return
 
     from xai_lab import load_model
     from xai_lab.workflows import ensure_demo_assets

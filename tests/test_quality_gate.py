@@ -85,6 +85,26 @@ def test_prepare_and_serve_refuse_a_model_below_the_gate_in_one_line(study_home,
     assert "fails the quality gate" in served.err
 
 
+def test_a_running_study_is_served_on_with_a_warning_after_an_upgrade(study_home, tmp_path, monkeypatch):
+    """An upgrade never stops a running study: one prepared before the gate, with participants, is
+    registered and served as before, and the researcher is told its model's numbers."""
+    from xai_lab.store.database import open_database
+    from xai_lab.study.catalogue import register_design_files
+    from xai_lab.study.design_file import load_design
+    from xai_lab.study.prepare import load_case_set
+    from xai_lab.study.service import StudyService
+
+    home = tmp_path / "lab"
+    shutil.copytree(study_home, home)
+    use_lab(home, monkeypatch)
+    design = load_design(home / "t.toml")
+    StudyService.open(design, load_case_set(design)).enrol(via="code")
+    _weaken(home)
+    said: list[str] = []
+    assert register_design_files(open_database(), [home / "t.toml"], say=said.append) == ["t"]
+    assert len(said) == 1 and "fails the quality gate" in said[0] and "already has participants" in said[0]
+
+
 def test_demo_refuses_a_default_model_below_the_gate(lab_home):
     """The embedded default, built small and then found wanting: demo stops before serving, in one line."""
     assert run_cli("data", "synth", "--name", "synthetic", "--n", "120", "--size", "32", "--seed", "2").code == 0

@@ -96,6 +96,17 @@ def test_the_default_recipe_follows_the_data_never_the_machine():
     assert why == {"members": "--members", "batch_size": "batch size given", "learning_rate": "learning rate given"}
 
 
+def test_the_progress_bar_counts_the_epochs_asked_for(in_small_home):
+    """Without a budget the bar's total never changes and it shows no time left (the budget's bar started
+    at 0/24, became 1/16 and said time_left=0s for 13 remaining epochs)."""
+    result = run_cli("train", "--data", "small", "--epochs", "3", "--members", "1", "--out",
+                     str(in_small_home / "models" / "bar"))
+    assert result.code == 0, result.err
+    updates = [part for part in result.err.replace("\n", "\r").split("\r") if "training on small" in part]
+    assert updates and all("/3 " in part for part in updates), updates
+    assert "3/3" in result.err and "time_left" not in result.err
+
+
 def test_no_budget_repeats_a_run_exactly(in_small_home):
     dataset = load_dataset("small")
     config = TrainConfig(max_epochs=2, batch_size=32, time_budget=0)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from xai_lab.analysis.competence import ItemResult
 from xai_lab.analysis.estimands import Estimands
-from xai_lab.analysis.load import ExportTables
+from xai_lab.analysis.load import MISSING_MEANS, ExportTables
 from xai_lab.analysis.reliance import ECE_BINS, METRICS, Estimate
 from xai_lab.analysis.study_mrmc import StudyMRMC
 from xai_lab.analysis.trial_models import TrialModels
@@ -38,8 +38,6 @@ class Analysis:
     @property
     def headline_warnings(self) -> list[str]:
         """What a reader must know before any number: a rehearsal, or files the export lacked."""
-        from xai_lab.analysis.load import MISSING_MEANS
-
         tables, lines = self.tables, []
         if tables.rehearsal:
             kept = " and ".join(f"{n} {kind}" for kind, n in tables.included.items()) or "no"

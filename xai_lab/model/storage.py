@@ -73,7 +73,7 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
                      "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1),
                      "history": result.history, "checkpoint": "lowest validation loss",
                      "budget": result.budget.to_dict() if result.budget else None,
-                     "members_source": result.members_source, "choices": result.choices},
+                     "members_source": result.choices.get("members", ""), "choices": result.choices},
         "calibration": {
             "method": "temperature scaling (Guo et al. 2017) fitted on the validation split",
             "temperature": float(model.temperature),

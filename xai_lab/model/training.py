@@ -142,8 +142,8 @@ class TrainingResult:
     seconds: float = 0.0
     budget: BudgetRecord | None = None
     pretrained: str | None = None  # the weights a pretrained backbone started from
-    members_source: str = ""  # why the ensemble has its size (--members, or the default's rule)
-    choices: dict[str, str] = field(default_factory=dict)  # why each data-dependent setting has its value
+    # why each data-dependent setting (members, batch size, learning rate) has its value
+    choices: dict[str, str] = field(default_factory=dict)
 
 
 def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
@@ -169,7 +169,7 @@ def train_classifier(dataset: ImageDataset, config: TrainConfig = TrainConfig(),
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = learning_rate_schedule(optimiser, config.learning_rate, budget.planned_epochs * steps_per_epoch)
     result = TrainingResult(model=model, config=config, budget=budget, pretrained=pretrained,
-                            members_source=choices["members"], choices=choices)
+                            choices=choices)
     best_loss, best_state, stale, epoch = math.inf, None, 0, 0
     bar = tqdm(total=budget.planned_epochs, desc=f"training on {dataset.name}", unit="epoch", disable=not progress,
                leave=False)

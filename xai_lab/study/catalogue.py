@@ -10,17 +10,18 @@ and case set, `registration.register_study`) and passes only the study ids to th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
-from xai_lab.store.schema import studies
+from xai_lab.store.schema import participants, studies
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import check_served_model, load_case_set
+from xai_lab.study.prepare import gate_fix, load_case_set, served_model_quality
 from xai_lab.study.registration import register_study
 from xai_lab.study.service import StudyService
 
@@ -39,7 +40,7 @@ def served_study_ids() -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def register_design_files(engine: Engine, files: list[Path]) -> list[str]:
+def register_design_files(engine: Engine, files: list[Path], say: Callable[[str], None] = print) -> list[str]:
     """Read, check and register each prepared design; its study id, in order."""
     sources: dict[str, Path] = {}
     for path in files:
@@ -48,10 +49,26 @@ def register_design_files(engine: Engine, files: list[Path]) -> list[str]:
             raise ConfigError(f"two served designs share the id {design.id!r} ({sources[design.id]} and {path}); "
                               "give each study its own id")
         case_set = load_case_set(design)  # unprepared: a ConfigError naming 'study prepare'
-        check_served_model(design)  # a model that did not learn is never shown to participants
+        _check_model(engine, design, say)
         register_study(engine, design, case_set)
         sources[design.id] = path
     return list(sources)
+
+
+def _check_model(engine: Engine, design: StudyDesign, say: Callable[[str], None]) -> None:
+    """A model below the quality gate is never shown to a study's first participant. A study that already
+    has participants (prepared by a release without the gate) is served on, with a warning: refusing it
+    would stop a running study, and its model cannot change without a new design id anyway."""
+    verdict = served_model_quality(design)
+    if verdict is None or verdict.passed:
+        return
+    with engine.connect() as connection:
+        running = connection.execute(select(participants.c.participant_id)
+                                     .where(participants.c.study_id == design.id).limit(1)).first() is not None
+    if not running:
+        verdict.require(gate_fix(design))
+    say(f"warning: {verdict.sentence}; study {design.id!r} already has participants, so it is served on - "
+        "report the model's quality with its results")
 
 
 def open_catalogue(engine: Engine, study_ids: tuple[str, ...] | None = None) -> dict[str, ServedStudy]:

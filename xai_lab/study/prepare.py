@@ -146,11 +146,11 @@ def gate_fix(design: StudyDesign) -> str:
             "min_val_auroc there")
 
 
-def check_served_model(design: StudyDesign) -> None:
-    """Refuse to serve a study whose model does not pass the quality gate (reads the card only)."""
+def served_model_quality(design: StudyDesign) -> QualityVerdict | None:
+    """The gate's verdict on the model a prepared design serves (reads the card only); None without data."""
     if design.data is None:
-        return
-    model_quality(design, read_model_card(resolve_model_dir(model_dir(design.data.model)))).require(gate_fix(design))
+        return None
+    return model_quality(design, read_model_card(resolve_model_dir(model_dir(design.data.model))))
 
 
 def _method(design: StudyDesign, card: dict) -> str:
