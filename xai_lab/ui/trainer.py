@@ -210,14 +210,14 @@ def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[s
 
 
 def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
-    choice, opacity, clipping, outline = st.columns([3.2, 1.6, 1.6, 1.2], vertical_alignment="bottom")
+    choice, opacity, clipping, outline = st.columns([3.0, 1.6, 1.6, 1.4], vertical_alignment="bottom")
     methods = choice.multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4,
                                  format_func=_title)
     alpha = opacity.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
     clip = clipping.slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
                            help="Values above this percentile of the map get the top colour.")
-    shown = outline.checkbox("Lesion outline", value=has_mask, disabled=not has_mask,
-                             help="The true lesion's outline, in amber (synthetic data know where it is).")
+    # no help icon: the caption under the maps says what the amber line is, and the label keeps its room
+    shown = outline.checkbox("Lesion outline", value=has_mask, disabled=not has_mask)
     return methods, alpha, clip, shown
 
 
