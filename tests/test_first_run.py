@@ -96,7 +96,7 @@ def test_trainer_guide_steps_1_to_4_in_chromium(demo_home):
         # the page runs inside the app's shell: wide, no sidebar listing the other pages
         assert page.locator('[data-testid="stSidebarNav"]').count() == 0
         # 1. the guide's dataset, model and first lesion case; the advice with its calibrated percentage
-        said = page.get_by_text("Model says:").inner_text()
+        said = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Model says:").inner_text()
         assert "lesion (" in said and "%)" in said and "Truth: lesion" in said, said
         assert "Quality gate passed" in page.content()
         # 2. three methods side by side, whole on the first screen

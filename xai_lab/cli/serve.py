@@ -207,6 +207,7 @@ def add_demo_command(commands: argparse._SubParsersAction) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from xai_lab.cli.model import describe_model_card
+    from xai_lab.model.quality import quality_verdict
     from xai_lab.workflows import ensure_demo_assets
 
     # before minutes of building: a busy port is one line now, not after the data and model exist
@@ -215,4 +216,5 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"dataset '{dataset.name}': {dataset.card.n_images} images, {dataset.card.image_size[0]} px, "
           f"classes {', '.join(dataset.class_names)} ({dataset.path})")
     print(describe_model_card(card, folder))
+    print(f"  {quality_verdict(card).sentence}")  # prepare refuses the demo below it, in one line
     return run_demo_server(args)

@@ -78,7 +78,7 @@ def _floor(card: dict[str, Any], declared: float | None, declared_by: str) -> tu
     dataset = card.get("dataset") or {}
     dataset_card = _dataset_card(str(dataset.get("name", "")))
     if dataset_card.get("min_val_auroc") is not None:
-        return float(dataset_card["min_val_auroc"]), f"declared by dataset {dataset.get('name')!r}'s card"
+        return float(dataset_card["min_val_auroc"]), f"declared by the card of dataset {dataset.get('name')!r}"
     if (dataset_card.get("source") or {}).get("kind") == "synthetic":
         # synthetic cards written before the card declared its floor
         return SYNTHETIC_MIN_VAL_AUROC, "the synthetic data's floor"
