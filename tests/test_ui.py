@@ -578,3 +578,24 @@ def test_trainer_captions_are_plain_words():
     # a single map takes half the row (whole on a 768-px screen); maps are drawn at twice the width shown
     assert map_columns(1) == 2 and map_columns(3) == 3 and render_size(1) == render_size(2) == 960
     assert render_size(4) == 480
+
+
+def test_the_second_model_opens_on_one_that_answers_with_the_same_classes(lab_home):
+    """On synthetic images the shortcut model comes before a chest X-ray model of the same input size."""
+    import json
+
+    from xai_lab.ui.trainer import _models_for
+
+    def model(name: str, dataset: str, sha: str, classes: list[str]) -> None:
+        folder = lab_home / "models" / name
+        folder.mkdir(parents=True)
+        (folder / "weights.pt").write_bytes(b"")
+        (folder / "model_card.json").write_text(json.dumps({
+            "dataset": {"name": dataset, "content_sha256": sha, "class_names": classes},
+            "preprocessing": {"input_size": 128}}))
+
+    model("synthetic", "synthetic", "s", ["normal", "lesion"])
+    model("kermany", "kermany", "k", ["normal", "pneumonia"])  # sorts before "shortcut"
+    model("shortcut", "shortcut", "c", ["normal", "lesion"])
+    shown = list(_models_for("s", 128, ["normal", "lesion"]))
+    assert shown == ["synthetic", "shortcut (trained on shortcut)", "kermany (trained on kermany)"]
