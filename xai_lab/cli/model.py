@@ -16,7 +16,8 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
                                 description="Train a small CNN (an ensemble of three under 1,000 training images) "
                                             "for a fixed number of epochs, keep the best validation epoch, then fit "
                                             "temperature scaling and the decision threshold on the validation split. "
-                                            "The same seed gives the same model on any machine, idle or busy.")
+                                            "Nothing depends on the clock: a seed gives the same model whether the "
+                                            "machine is idle or busy.")
     train.add_argument("--data", required=True, help="dataset name or folder")
     train.add_argument("--out", type=Path, default=None, help="model folder (default: models/<dataset name>)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

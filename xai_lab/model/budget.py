@@ -2,7 +2,7 @@
 
 A budget makes the number of epochs, and so the model, depend on how fast and how busy the
 machine is. The default recipe therefore has none: it trains a fixed number of epochs and is the
-same for a seed on every machine (`xai_lab.model.training`). A budget is for a user who must hold
+same for a seed whatever the load (`xai_lab.model.training`). A budget is for a user who must hold
 a wall-clock limit and accepts that the card then records a machine-dependent model.
 """
 

@@ -1,9 +1,10 @@
 """Training: seeded, a fixed number of epochs, checkpointed on validation, then temperature-scaled
 and thresholded on validation.
 
-The default recipe is the same for a seed on every machine: the epochs, the batch size and the
-learning rate follow from the data (`TrainConfig.resolved`), never from the clock, so a busy or a
-slow machine takes longer but trains the same weights as an idle one. Why: with a wall-clock
+The default recipe never looks at the clock: the epochs, the batch size and the learning rate follow
+from the data (`TrainConfig.resolved`), so a busy or a slow machine takes longer but trains the same
+weights as the same machine idle (bit for bit; another CPU or thread count may round floats
+differently, never change the recipe). Why: with a wall-clock
 budget the default synthetic model got 16 epochs on a loaded 2-core machine and never learned
 (test AUROC 0.61), while idle runs got 24 and learned (docs/benchmarks.md, "A default that learns
 on every machine"). `--time-budget` remains as an opt-in hard limit (`BudgetRecord`).
@@ -78,7 +79,7 @@ class TrainConfig:
     backbone: str = "small_cnn"  # or "resnet18": torchvision's, with ImageNet weights (downloaded once)
     label_smoothing: float = 0.0
     # Wall-clock seconds for fit and calibration, a hard limit that makes the epochs depend on the
-    # machine; None or 0: none, max_epochs decide (the default: the same model on every machine).
+    # machine; None or 0: none, max_epochs decide (the default: the same model whatever the load).
     time_budget: float | None = None
 
     def validate(self) -> None:
