@@ -150,8 +150,10 @@ MISSING_MEANS = {
 
 def _needed(name: str, design: dict | None) -> bool:
     """Whether an absent file is a gap (the design asks for what it holds) rather than a design without it."""
-    if name != "ratings" or design is None:
+    if design is None or name == "participants":
         return True
+    if name == "trials":  # a vignette-only design has no trials to miss
+        return ((design.get("cases") or {}).get("n") or 0) > 0
     return ((design.get("peer_rating") or {}).get("kind") or "none") != "none"
 
 
