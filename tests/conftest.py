@@ -20,13 +20,13 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The fast suite's workers (pytest-xdist, one per core) get one torch thread each, instead of
-    # each worker's threads competing for both cores. Not when slow tests run: they train the default
-    # models and check their acceptance numbers as a user's `xai-lab train` gets them, with torch's
-    # default threads; on an AMD EPYC, one thread changed float summation enough that the default
-    # model's best relevance mass fell from above 0.5 to 0.36 (CI run of 2026-12-02).
-    selection = config.option.markexpr or ""
-    if os.environ.get("PYTEST_XDIST_WORKER") and ("slow" not in selection or "not slow" in selection):
+    # Each pytest-xdist worker (one per core) gets one torch thread, and so does every process it
+    # starts (OMP_NUM_THREADS is inherited): two workers training with torch's default two threads
+    # each on 2 cores took 324 s per default model instead of 119 s with one thread each (measured
+    # 2026-12-04), and that oversubscription nearly doubled CI. Every training recipe is fixed in
+    # epochs, so the thread count changes float summation only, never how much a model learns.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
         import torch
 
         torch.set_num_threads(1)

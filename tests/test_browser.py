@@ -346,6 +346,17 @@ def participants_in(study_id: str) -> int:
                                   .where(participants.c.study_id == study_id)).scalar_one()
 
 
+def stored_cookie(context, name: str, timeout_s: float = 30.0) -> dict:
+    """The cookie once the page's request to store it has come back (the address bar changes first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [c for c in context.cookies() if c["name"] == name]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no cookie {name} after {timeout_s:.0f} s")
+
+
 def test_one_browser_is_one_participant_through_back_reload_and_the_code_link(browser, served):
     """Back, reload and reopening the shared code link resume; only a new browser enrols anew."""
     home, design, port = served
@@ -361,7 +372,7 @@ def test_one_browser_is_one_participant_through_back_reload_and_the_code_link(br
     token = participant.token
     history = page.evaluate("history.length")
     assert participants_in("b") == before + 1
-    cookie = next(c for c in context.cookies() if c["name"] == "xai_lab_b")
+    cookie = stored_cookie(context, "xai_lab_b")
     assert cookie["value"] == token and cookie["httpOnly"]  # page scripts cannot read it
 
     take_part(participant, keyboard=False)  # two steps answered: consent and profile

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_cli, write_study
-from support.dicom_files import dicom_tree, write_dicom
+from support.dicom_files import dicom_tree, with_raw_value, write_bomb, write_dicom
 
 from xai_lab import load_dataset
 from xai_lab.data.dicom import read_dicom_image
@@ -171,3 +173,57 @@ def test_no_reading_copy_when_the_file_is_no_larger_than_the_dataset(lab_home, t
     root = dicom_tree(tmp_path / "dcm", per_class=12)
     assert run_cli("data", "import", str(root), "--name", "same", "--size", "48").code == 0
     assert not (lab_home / "data" / "same" / READING_FOLDER).exists()
+
+
+MEASURE = """
+import resource, sys, time
+from pathlib import Path
+from xai_lab.data.dicom import read_dicom_image
+from xai_lab.errors import DataError
+# resident now (kB), against the peak after: an upper bound on what the read added
+before = int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1])
+started = time.perf_counter()
+try:
+    read_dicom_image(Path(sys.argv[1]), size=64, channels=1)
+    said = "read"
+except DataError as error:
+    said = str(error)
+seconds = time.perf_counter() - started
+grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(f"{seconds:.3f} {grown_mb:.1f} {said}")
+"""
+
+
+@pytest.mark.parametrize("kind", ["deflated", "rle"])
+def test_dicom_bombs_are_refused_from_the_header(tmp_path, kind):
+    """8192 x 8192 x 16 bit claimed in ~130 kB (deflate) or ~2 MB (RLE): refused before decoding, in a
+    fresh process whose peak memory is measured around the read."""
+    path = write_bomb(tmp_path / f"{kind}.dcm", kind)
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True, timeout=120)
+    seconds, grown_mb, said = done.stdout.strip().split(" ", 2)
+    assert ("inflates to more than" if kind == "deflated" else "8192 x 8192 pixels, above the limit") in said, said
+    assert float(seconds) < 1.0 and float(grown_mb) < 200, (seconds, grown_mb)
+
+
+def test_an_image_at_the_size_limit_is_still_read(tmp_path):
+    side = 4096  # 16.8 megapixels, 16 bits: a large radiograph, well within the limits
+    path = write_dicom(tmp_path / "large", np.tile(np.arange(side, dtype=np.uint16), (side, 1)), bits=16)
+    image = read_dicom_image(path, size=64, channels=1)
+    assert image.pixels.shape == (1, 64, 64) and image.pixels.max() > 200
+
+
+@pytest.mark.parametrize("written, raw, message", [
+    ({"window": (4321.5, 1000.0)}, ("4321.5", "abc   "), "WindowCenter is 'abc', not a number"),
+    ({"window": (40.0, 0.0)}, None, "WindowWidth is 0; a window must be at least 1 wide"),
+    ({"rescale": (7.25, 0.0)}, ("7.25", "NaN "), "RescaleSlope is [nan], not a finite number"),
+    ({"rescale": (0.0, 0.0)}, None, "RescaleSlope is 0"),
+])
+def test_bad_window_or_rescale_values_are_one_line_and_exit_2(lab_home, tmp_path, written, raw, message):
+    root = dicom_tree(tmp_path / "dcm", per_class=12)
+    path = write_dicom(root / "lesion" / "bad" / "IM0001", RAMP, **written)
+    if raw is not None:
+        with_raw_value(path, *raw)
+    result = run_cli("data", "import", str(root), "--name", "dcm", "--size", "32")
+    assert result.code == 2 and result.err.count("\n") == 1, result.err
+    assert message in result.err and "IM0001" in result.err and "remove it" in result.err, result.err
+    assert not (lab_home / "data" / "dcm").exists()

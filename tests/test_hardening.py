@@ -19,8 +19,8 @@ from streamlit.testing.v1 import AppTest
 from xai_lab.store.database import create_database_engine, open_database, write_problem
 from xai_lab.store.schema import participants
 from xai_lab.study.access import (
+    ATTACK_FAILURES,
     CLIENT_POLICY,
-    SHARED_POLICY,
     AccessGuard,
     Attempt,
     ConfigError,
@@ -76,7 +76,7 @@ def test_trusted_proxies_setting_is_checked(monkeypatch):
         trusted_proxies()
 
 
-def test_guard_throttles_per_client_and_per_scope_with_a_bounded_wait():
+def test_guard_throttles_each_client_for_its_own_failures_only():
     now = [0.0]
     guard = AccessGuard(clock=lambda: now[0])
     for _ in range(CLIENT_POLICY.free):
@@ -85,14 +85,45 @@ def test_guard_throttles_per_client_and_per_scope_with_a_bounded_wait():
     assert guard.wait_seconds("researcher", "a") == pytest.approx(CLIENT_POLICY.first_wait_s)
     assert guard.wait_seconds("researcher", "b") == 0  # another client is not blocked by a's typos
     assert guard.wait_seconds("code:t", "a") == 0  # nor is a's enrolment code
-    for index in range(SHARED_POLICY.free):  # many clients, one guess each: the account's bucket fills
-        guard.failed("researcher", f"c{index}")
-    assert 0 < guard.wait_seconds("researcher", "fresh") <= SHARED_POLICY.max_wait_s
-    for _ in range(50):  # however long it goes on, nobody else is kept out for more than a minute
-        guard.failed("researcher", "attacker")
-    assert guard.wait_seconds("researcher", "fresh") <= SHARED_POLICY.max_wait_s
-    now[0] += SHARED_POLICY.max_wait_s
-    assert guard.wait_seconds("researcher", "fresh") == 0
+    guard.failed("researcher", "a")
+    assert guard.wait_seconds("researcher", "a") == pytest.approx(2 * CLIENT_POLICY.first_wait_s)
+    # failures are forgiven with time: half an hour later a's typos cost nothing again
+    now[0] += 3 * CLIENT_POLICY.forgive_s + 1
+    assert guard.wait_seconds("researcher", "a") == 0 and guard.clients.failures("researcher|a") < 1
+    for _ in range(CLIENT_POLICY.free - 1):
+        guard.failed("researcher", "a")
+    assert guard.wait_seconds("researcher", "a") == 0
+
+
+def test_an_attack_from_many_addresses_slows_wrong_guesses_and_locks_nobody_out():
+    now = [0.0]
+    guard = AccessGuard(clock=lambda: now[0])
+    for index in range(ATTACK_FAILURES + 30):  # many addresses, one wrong code each, within seconds
+        assert guard.try_secret("code:t", f"attacker{index}", lambda: False) == Attempt(matched=False)
+        now[0] += 0.5
+    assert guard.under_attack("code:t")
+    # a genuine participant with the right code is never refused for what others did
+    assert guard.try_secret("code:t", "genuine", lambda: True) == Attempt(matched=True)
+    assert guard.try_secret("researcher", "genuine", lambda: True) == Attempt(matched=True)  # other scope
+    # while the attack lasts, a wrong guess from a fresh address costs it its free attempts
+    assert guard.try_secret("code:t", "fresh", lambda: False) == Attempt(matched=False)
+    assert guard.wait_seconds("code:t", "fresh") == pytest.approx(CLIENT_POLICY.first_wait_s)
+    # ten minutes after the attack, one wrong code is an ordinary typo again: free attempts, nobody waits
+    now[0] += 600
+    assert not guard.under_attack("code:t")
+    assert guard.try_secret("code:t", "typo", lambda: False) == Attempt(matched=False)
+    assert guard.wait_seconds("code:t", "typo") == 0
+    assert guard.try_secret("code:t", "typo", lambda: True) == Attempt(matched=True)
+    assert guard.try_secret("code:t", "someone-else", lambda: True) == Attempt(matched=True)
+
+
+def test_typos_over_a_long_study_never_add_up_to_an_attack():
+    now = [0.0]
+    guard = AccessGuard(clock=lambda: now[0])
+    for index in range(500):  # one typo a minute, for over eight hours
+        guard.failed("code:t", f"person{index}")
+        now[0] += 60
+        assert not guard.under_attack("code:t")
 
 
 def test_a_throttled_attempt_is_refused_without_checking_the_secret():

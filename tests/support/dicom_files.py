@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    RLELossless,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
 
 def write_dicom(path: Path, stored: np.ndarray, *, photometric: str = "MONOCHROME2", bits: int = 12,
@@ -57,3 +65,41 @@ def dicom_tree(root: Path, per_class: int = 40, images_per_patient: int = 2, see
             write_dicom(root / label / patient / "study1" / f"IM{index:04d}", radiograph_like(rng, label == "lesion"),
                         window=(2000.0, 3000.0), patient_id=f"anon-{patient}")
     return root
+
+
+def write_bomb(path: Path, kind: str, side: int = 8192) -> Path:
+    """A file whose header claims a `side` x `side` 16-bit image in very few bytes on disk:
+    ``deflated`` (the whole dataset zlib-deflated, PS3.5 A.5: ~130 kB for 8192^2) or ``rle``
+    (RLE Lossless replicate runs of zeros, two byte planes of ~1 MB)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID, ds.PatientIdentityRemoved = "DX", "anon-bomb", "YES"
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    if kind == "deflated":
+        meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.PixelData = bytes(side * side * 2)
+    else:
+        meta.TransferSyntaxUID = RLELossless
+        # one replicate run (-127: the next byte 128 times) per 128 bytes of each of the two byte planes
+        plane = b"\x81\x00" * (side * side // 128)
+        header = struct.pack("<16L", 2, 64, 64 + len(plane), *([0] * 13))
+        ds.PixelData = encapsulate([header + plane + plane])
+        ds["PixelData"].VR = "OB"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def with_raw_value(path: Path, written: str, raw: str) -> Path:
+    """Replace the text `written` (a value written by `write_dicom`) by `raw` of the same length in the
+    file's bytes: values pydicom refuses to write, as a badly behaved modality stores them."""
+    content = path.read_bytes()
+    assert len(written) == len(raw) and content.count(written.encode()) == 1
+    path.write_bytes(content.replace(written.encode(), raw.encode()))
+    return path

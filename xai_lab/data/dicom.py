@@ -8,12 +8,19 @@ card says so. Nothing identifying is copied: only pixels, pixel spacing, the win
 photometric interpretation and a one-way hash of the Patient ID (to keep a patient's images in
 one split). Files that still carry identifying values are refused unless the caller says the
 data may be identifiable (`allow_identifiable`).
+
+Files are untrusted input: the image size is checked from the header before any pixel is
+decoded (`MAX_IMAGE_PIXELS`, `MAX_DECODED_BYTES`; a deflated file's inflated size is counted in
+a stream first), window and rescale values must be finite numbers that make an image, and the
+display values are computed a block of rows at a time, so memory stays near the decoded size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +28,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from xai_lab.data.records import DatasetArrays
@@ -41,6 +49,12 @@ IDENTIFYING_KEYWORDS: tuple[str, ...] = (
     "InstitutionName", "InstitutionAddress", "AccessionNumber",
 )
 DICOM_MAGIC_OFFSET = 128
+# 6000 x 6000: above every radiography and mammography detector; a file claiming more is refused
+# from its header (a few hundred bytes of deflate or RLE can claim gigabytes).
+MAX_IMAGE_PIXELS = 36_000_000
+MAX_DECODED_BYTES = 112 * 1024 * 1024  # those pixels as 8-bit RGB (108 MB) or 16-bit grey (72 MB)
+MAX_HEADER_BYTES = 16 * 1024 * 1024  # attributes besides the pixels: far more than any modality writes
+BLOCK_PIXELS = 1 << 20  # display values are computed this many pixels at a time (float64 in pydicom)
 # Inputs far beyond any stored value: through the file's VOI they give its output range (LINEAR,
 # LINEAR_EXACT, SIGMOID and LUT sequences all saturate at both ends).
 _FAR = 1e9
@@ -125,12 +139,15 @@ def read_dicom_image(path: Path, size: int, channels: int, allow_identifiable: b
     """Read one file once: refuse it if it identifies a patient (unless allowed), then decode it into
     display pixels. Every way it can fail is one DataError naming the file."""
     content = _read_bytes(path)
+    _check_inflated_size(path, content)
     dataset = _read(path, content)
     found = [] if allow_identifiable else identifying_values(dataset)
     if found:
         raise DataError(f"{path} still carries identifying data ({', '.join(found)}); de-identify the files "
                         "first (DICOM PS3.15 basic profile), or pass --allow-identifiable if your approval "
                         "covers identifiable images (only pixels, spacing and window are imported)")
+    _check_image_size(path, dataset)
+    _check_display_values(path, dataset)
     try:
         stored = dataset.pixel_array
     except Exception as error:  # noqa: BLE001 - pydicom raises many types for unsupported pixel data
@@ -139,9 +156,6 @@ def read_dicom_image(path: Path, size: int, channels: int, allow_identifiable: b
                         f"{str(error).splitlines()[0][:120]}); export the images uncompressed, or install "
                         "pylibjpeg with its plugins for compressed files") from None
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
-    if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
-        raise DataError(f"{path} holds {int(dataset.NumberOfFrames)} frames; xai-lab reads single images, "
-                        "so export one frame per file")
     if photometric.startswith("MONOCHROME"):
         display, window, from_file = _monochrome_display(stored, dataset)
     else:
@@ -167,9 +181,85 @@ def identifying_values(dataset: pydicom.Dataset) -> list[str]:
 
 def _read_bytes(path: Path) -> bytes:
     try:
+        if path.stat().st_size > MAX_DECODED_BYTES + MAX_HEADER_BYTES:
+            raise DataError(f"{path} is {path.stat().st_size / 2**20:.0f} MB, larger than any single image xai-lab "
+                            f"reads ({(MAX_DECODED_BYTES + MAX_HEADER_BYTES) / 2**20:.0f} MB); export one "
+                            "image per file, at most 6000 x 6000 pixels")
         return path.read_bytes()
     except OSError as error:
         raise DataError(f"cannot read {path} ({error.strerror or error}); check its permissions") from None
+
+
+def _check_inflated_size(path: Path, content: bytes) -> None:
+    """A deflated file (PS3.5 A.5) is inflated whole by pydicom: count its inflated size in a stream
+    first, keeping nothing, so a few kilobytes that inflate to gigabytes are refused cheaply."""
+    start = DICOM_MAGIC_OFFSET + 4
+    if content[start:start + 6] != b"\x02\x00\x00\x00UL":  # no meta group length: not deflated as written
+        return
+    meta_end = start + 12 + int.from_bytes(content[start + 8:start + 12], "little")
+    if DeflatedExplicitVRLittleEndian.encode() not in content[start:meta_end]:
+        return
+    limit = MAX_DECODED_BYTES + MAX_HEADER_BYTES
+    inflater, pending, total = zlib.decompressobj(-zlib.MAX_WBITS), content[meta_end:], 0
+    try:
+        while pending and not inflater.eof:
+            total += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+            if total > limit:
+                raise DataError(f"{path} inflates to more than {limit / 2**20:.0f} MB, larger than any single "
+                                "image xai-lab reads; export one image per file, at most 6000 x 6000 pixels")
+    except zlib.error as error:
+        raise DataError(f"cannot read DICOM file {path} (its deflated data is damaged: {error}); "
+                        "remove or replace the file") from None
+
+
+def _check_image_size(path: Path, dataset: pydicom.Dataset) -> None:
+    """From the header, before anything is decoded: one frame, within the pixel and byte limits."""
+    try:
+        rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+        samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+        bits = int(dataset.get("BitsAllocated", 16) or 16)
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{path} has an unreadable image size ({error}); remove or replace the file") from None
+    if frames > 1:
+        raise DataError(f"{path} holds {frames} frames; xai-lab reads single images, so export one frame per file")
+    if rows * columns > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path} is {rows} x {columns} pixels, above the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} "
+                        "megapixels; export a smaller image (at most 6000 x 6000)")
+    if rows * columns * samples * math.ceil(bits / 8) > MAX_DECODED_BYTES:
+        raise DataError(f"{path} decodes to {rows * columns * samples * math.ceil(bits / 8) / 2**20:.0f} MB "
+                        f"({rows} x {columns}, {samples} samples of {bits} bits), above the limit of "
+                        f"{MAX_DECODED_BYTES / 2**20:.0f} MB; export a smaller image")
+
+
+WINDOW_AND_RESCALE = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
+
+
+def _check_display_values(path: Path, dataset: pydicom.Dataset) -> None:
+    """Window and rescale values that make an image: finite numbers, a non-zero slope, a width of at
+    least 1 (PS3.3 C.11.2.1.2; LINEAR_EXACT only needs it positive). One line naming the attribute."""
+    fix = "fix the value in the file, or remove it (the image is then shown from its minimum to its maximum)"
+    numbers = {}
+    for keyword in WINDOW_AND_RESCALE:
+        if keyword not in dataset:
+            continue
+        try:
+            value = dataset[keyword].value
+            values = [float(v) for v in (value if isinstance(value, pydicom.multival.MultiValue) else [value])]
+        except (TypeError, ValueError):
+            raw = dataset.get_item(keyword).value
+            shown = raw.decode("ascii", "replace").strip() if isinstance(raw, bytes) else raw
+            raise DataError(f"{path}: {keyword} is {shown!r}, not a number; {fix}") from None
+        if not values or not all(math.isfinite(v) for v in values):
+            raise DataError(f"{path}: {keyword} is {values}, not a finite number; {fix}")
+        numbers[keyword] = values
+    if numbers.get("RescaleSlope", [1.0])[0] == 0:
+        raise DataError(f"{path}: RescaleSlope is 0, which makes every pixel the same value; {fix}")
+    exact = str(dataset.get("VOILUTFunction", "LINEAR")).upper() == "LINEAR_EXACT"
+    narrowest = min(numbers.get("WindowWidth", [1.0]))
+    if narrowest <= 0 or (narrowest < 1 and not exact):
+        raise DataError(f"{path}: WindowWidth is {narrowest:g}; a window must be at least 1 wide; {fix}")
 
 
 def _read(path: Path, content: bytes) -> pydicom.Dataset:
@@ -181,29 +271,45 @@ def _read(path: Path, content: bytes) -> pydicom.Dataset:
 
 
 def _monochrome_display(stored: np.ndarray, dataset: pydicom.Dataset) -> tuple[np.ndarray, tuple[float, float], bool]:
-    """Modality LUT, then the file's VOI scaled by its own output range; min-max if it has no VOI."""
-    values = apply_modality_lut(stored, dataset).astype(np.float64)
+    """Modality LUT, then the file's VOI scaled by its own output range; min-max if it has no VOI.
+    A block of rows at a time: pydicom works in float64, so a whole image would cost 8 bytes a pixel
+    in every intermediate array."""
     has_voi = "WindowCenter" in dataset or "VOILUTSequence" in dataset
     if has_voi:
-        shown = apply_voi_lut(values, dataset, index=0, prefer_lut=True).astype(np.float64)
         low, high = apply_voi_lut(np.array([-_FAR, _FAR]), dataset, index=0, prefer_lut=True).astype(np.float64)
-        unit = (shown - low) / (high - low) if high != low else np.zeros_like(shown)
-        window = _file_window(dataset, values)
+        window = _file_window(dataset, stored)
     else:
-        low, high = float(values.min()), float(values.max())
-        unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        low, high = _modality_range(stored, dataset)
         window = ((low + high) / 2.0, high - low)
-    unit = np.clip(unit, 0.0, 1.0)
-    if str(dataset.PhotometricInterpretation) == "MONOCHROME1":  # stored bright = air: invert for display
-        unit = 1.0 - unit
-    return np.round(unit * 255).astype(np.uint8), window, has_voi
+    inverted = str(dataset.PhotometricInterpretation) == "MONOCHROME1"  # stored bright = air: invert
+    display = np.empty(stored.shape[:2], dtype=np.uint8)
+    for rows in _row_blocks(stored):
+        values = apply_modality_lut(stored[rows], dataset)
+        shown = apply_voi_lut(values, dataset, index=0, prefer_lut=True) if has_voi else values
+        unit = np.clip((np.asarray(shown, dtype=np.float64) - low) / (high - low), 0.0, 1.0) if high != low \
+            else np.zeros(shown.shape)
+        display[rows] = np.round((1.0 - unit if inverted else unit) * 255)
+    return display, window, has_voi
 
 
-def _file_window(dataset: pydicom.Dataset, values: np.ndarray) -> tuple[float, float]:
+def _row_blocks(stored: np.ndarray) -> list[slice]:
+    step = max(1, BLOCK_PIXELS // max(1, stored.shape[1]))
+    return [slice(start, start + step) for start in range(0, stored.shape[0], step)]
+
+
+def _modality_range(stored: np.ndarray, dataset: pydicom.Dataset) -> tuple[float, float]:
+    """Lowest and highest value in modality units, a block at a time."""
+    ranges = [(float(values.min()), float(values.max()))
+              for values in (apply_modality_lut(stored[rows], dataset) for rows in _row_blocks(stored))]
+    return min(low for low, _ in ranges), max(high for _, high in ranges)
+
+
+def _file_window(dataset: pydicom.Dataset, stored: np.ndarray) -> tuple[float, float]:
     """The first window centre/width of the file; for a VOI LUT sequence, the range of values it spans."""
     if "WindowCenter" in dataset and "WindowWidth" in dataset:
         return _first_value(dataset.WindowCenter), _first_value(dataset.WindowWidth)
-    return (float(values.min()) + float(values.max())) / 2.0, float(values.max()) - float(values.min())
+    low, high = _modality_range(stored, dataset)
+    return (low + high) / 2.0, high - low
 
 
 def _first_value(value: object) -> float:
@@ -218,7 +324,7 @@ def _colour_display(stored: np.ndarray) -> np.ndarray:
     if stored.dtype == np.uint8:
         return stored
     peak = float(stored.max()) or 1.0
-    return np.round(stored.astype(np.float64) / peak * 255).astype(np.uint8)
+    return np.round(stored.astype(np.float32) / peak * 255).astype(np.uint8)
 
 
 def _spacing(dataset: pydicom.Dataset) -> tuple[float, float]:

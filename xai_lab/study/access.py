@@ -7,12 +7,15 @@ No Streamlit here, so the rules are testable and the UI only calls them.
   dashboard is not served at all (`admin_password` returns None and the app leaves the page out).
 - Passwords are compared with `hmac.compare_digest` on SHA-256 digests: constant time, and the
   same length whatever was typed, so timing says nothing about the password.
-- `AccessGuard` throttles guessing per client and per scope (the researcher account, or one
-  study's enrolment code): after `FREE_ATTEMPTS` failures from one client, each further attempt
-  must wait twice as long as the last (10 s, 20 s, 40 s ... up to 5 minutes); a success clears
-  it. At most about 300 guesses a day per client: enough for a researcher with typos, useless
-  for guessing a password of 8+ characters. All clients together get 20 free failures per scope,
-  then waits of 5 s doubling to at most one minute. It also limits enrolments per client.
+- `AccessGuard` throttles guessing per client: after `FREE_ATTEMPTS` failures from one client
+  (its address, per scope: the researcher account or one study's enrolment code), each further
+  attempt must wait twice as long as the last (10 s, 20 s, 40 s ... up to 5 minutes); a success
+  clears it, and failures are forgiven one per 10 minutes. At most about 300 guesses a day per
+  client: enough for a researcher with typos, useless for guessing a password of 8+ characters.
+  A correct secret is never refused because *other* clients failed: 20 failures in a scope within
+  5 minutes (all clients together) only take the free attempts away from clients that then guess
+  wrong, so a guesser spread over many addresses is slowed and nobody is locked out.
+  It also limits enrolments per client.
 - The client is the connection's address; a ``X-Forwarded-For`` header counts only from a
   proxy listed in ``XAI_LAB_TRUSTED_PROXIES`` (`client_identity`).
 - An enrolment code is derived from the study's secret allocation key (HMAC), so it needs no
@@ -25,6 +28,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import threading
 import time
@@ -38,6 +42,8 @@ from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
 from xai_lab.store.schema import studies
+
+logger = logging.getLogger(__name__)
 
 PASSWORD_ENV = "XAI_LAB_ADMIN_PASSWORD"
 FREE_ATTEMPTS = 3
@@ -93,23 +99,34 @@ def password_matches(typed: str, expected: str) -> bool:
 @dataclass(frozen=True)
 class ThrottlePolicy:
     """How a throttle answers failures: `free` failures cost nothing, then each further attempt
-    waits twice as long as the last, from `first_wait_s` up to `max_wait_s`."""
+    waits twice as long as the last, from `first_wait_s` up to `max_wait_s`. One failure is
+    forgiven every `forgive_s` seconds, so ordinary typos never add up over a study's life."""
 
     free: int
     first_wait_s: float
     max_wait_s: float
+    forgive_s: float
 
-    def wait_after(self, failures: int) -> float:
+    def wait_after(self, failures: float) -> float:
         if failures < self.free:
             return 0.0
         return min(self.max_wait_s, self.first_wait_s * 2.0 ** (failures - self.free))
 
 
-# One client (browser address): a person with typos tries again at once; a guesser gets ~300 tries a day.
-CLIENT_POLICY = ThrottlePolicy(free=FREE_ATTEMPTS, first_wait_s=FIRST_WAIT_S, max_wait_s=MAX_WAIT_S)
-# One account or one enrolment code, all clients together: bounds guessing spread over many
-# addresses, and caps how long anyone else's failures can keep the researcher out (one minute).
-SHARED_POLICY = ThrottlePolicy(free=20, first_wait_s=5.0, max_wait_s=60.0)
+# One client (browser address): a person with typos tries again at once; a guesser gets ~300 tries a
+# day (at the 5-minute wait, one failure forgiven per 10 minutes still leaves the count growing).
+CLIENT_POLICY = ThrottlePolicy(free=FREE_ATTEMPTS, first_wait_s=FIRST_WAIT_S, max_wait_s=MAX_WAIT_S, forgive_s=600.0)
+# One account or one enrolment code, all clients together: this many failures within the window
+# means someone is guessing (typos come one every few minutes), and a client's wrong guess then costs
+# it its free attempts. Never a wait of its own, and over once the window has passed without them.
+ATTACK_FAILURES = 20
+ATTACK_WINDOW_S = 300.0
+
+
+@dataclass(frozen=True)
+class _Failures:
+    count: float  # failures, less those forgiven, at the time of the last one
+    last: float
 
 
 class Throttle:
@@ -117,28 +134,40 @@ class Throttle:
 
     def __init__(self, policy: ThrottlePolicy = CLIENT_POLICY, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
-        self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last one)
+        self._failures: dict[str, _Failures] = {}
         self._lock = threading.Lock()
         self._clock = clock
+
+    def failures(self, key: str) -> float:
+        """Failures still counted now (each forgiven after `policy.forgive_s`)."""
+        with self._lock:
+            return self._forgiven(self._failures.get(key), self._clock())
 
     def wait_seconds(self, key: str) -> float:
         """How long this key must still wait before the next attempt (0 = may try now)."""
         with self._lock:
-            failures, last = self._failures.get(key, (0, 0.0))
-        return max(0.0, last + self.policy.wait_after(failures) - self._clock()) if failures else 0.0
+            record = self._failures.get(key)
+        if record is None:
+            return 0.0
+        return max(0.0, record.last + self.policy.wait_after(record.count) - self._clock())
 
-    def failed(self, key: str) -> None:
+    def failed(self, key: str, at_least: float = 0.0) -> None:
+        """Count a failure; `at_least` raises the count to that many (free attempts taken away)."""
         with self._lock:
             now = self._clock()
-            if len(self._failures) > MAX_TRACKED:  # forget keys idle past the longest wait: bounded memory
-                self._failures = {k: v for k, v in self._failures.items()
-                                  if now - v[1] < self.policy.max_wait_s}
-            failures, _ = self._failures.get(key, (0, 0.0))
-            self._failures[key] = (failures + 1, now)
+            if len(self._failures) > MAX_TRACKED:  # forget keys whose failures are all forgiven: bounded memory
+                self._failures = {k: v for k, v in self._failures.items() if self._forgiven(v, now) > 0}
+            count = self._forgiven(self._failures.get(key), now) + 1
+            self._failures[key] = _Failures(max(count, at_least), now)
 
     def succeeded(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+    def _forgiven(self, record: _Failures | None, now: float) -> float:
+        if record is None:
+            return 0.0
+        return max(0.0, record.count - (now - record.last) / self.policy.forgive_s)
 
 
 class RateWindow:
@@ -146,7 +175,7 @@ class RateWindow:
 
     def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window_s, self._clock = limit, window_s, clock
-        self._events: dict[str, deque[float]] = {}
+        self._events: dict[str, deque[float]] = {}  # the last `limit` events per key: all the rule needs
         self._lock = threading.Lock()
 
     def wait_seconds(self, key: str) -> float:
@@ -162,7 +191,7 @@ class RateWindow:
             self._recent(key).append(self._clock())
 
     def _recent(self, key: str) -> deque[float]:
-        events = self._events.setdefault(key, deque())
+        events = self._events.setdefault(key, deque(maxlen=self.limit))
         while events and events[0] <= self._clock() - self.window_s:
             events.popleft()
         return events
@@ -178,34 +207,43 @@ class AccessGuard:
     """Every throttle of a served app: password and enrolment-code guessing, and enrolments per client.
 
     A *scope* is what is guarded: ``"researcher"`` (the one account) or ``"code:<study id>"``
-    (one enrolment code). Each failure counts against the client (strict) and against the scope
-    from all clients together (lenient, at most a minute's wait), so neither a single guesser nor
-    one spread over many addresses gets far, and nobody else's failures lock a researcher out
-    for more than `SHARED_POLICY.max_wait_s`. Lives in a process-level registry, never in
-    Streamlit's caches, so a client's ``clear_cache`` message cannot reset it.
+    (one enrolment code). A client waits only for its own failures in that scope, so a correct
+    secret is never refused because others guessed wrong, and wrong codes never touch the
+    researcher's account. Each failure also counts against the scope from all clients together:
+    while `ATTACK_FAILURES` came within `ATTACK_WINDOW_S`, a client's first wrong guess already makes it
+    wait, which slows a guesser spread over many addresses and no one who types the right secret.
+    Lives in a process-level registry, never in Streamlit's caches, so a client's ``clear_cache``
+    message cannot reset it.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  enrolments_per_client: int = ENROLMENTS_PER_CLIENT, window_s: float = ENROLMENT_WINDOW_S) -> None:
         self.clients = Throttle(CLIENT_POLICY, clock)
-        self.scopes = Throttle(SHARED_POLICY, clock)
+        self.scope_failures = RateWindow(ATTACK_FAILURES, ATTACK_WINDOW_S, clock)
         self.enrolments = RateWindow(enrolments_per_client, window_s, clock)
 
     def wait_seconds(self, scope: str, client: str) -> float:
-        return max(self.clients.wait_seconds(f"{scope}|{client}"), self.scopes.wait_seconds(scope))
+        return self.clients.wait_seconds(f"{scope}|{client}")
+
+    def under_attack(self, scope: str) -> bool:
+        """More recent failures in this scope, from all clients together, than typos explain."""
+        return self.scope_failures.wait_seconds(scope) > 0
 
     def failed(self, scope: str, client: str) -> None:
-        self.clients.failed(f"{scope}|{client}")
-        self.scopes.failed(scope)
+        attacked = self.under_attack(scope)
+        self.clients.failed(f"{scope}|{client}", at_least=CLIENT_POLICY.free if attacked else 0.0)
+        self.scope_failures.record(scope)
+        if not attacked and self.under_attack(scope):  # once per attack: the researcher should know
+            logger.warning("%d wrong attempts at %s within %.0f minutes: someone may be guessing; each address "
+                           "now waits after its first wrong attempt", ATTACK_FAILURES, scope, ATTACK_WINDOW_S / 60)
 
     def succeeded(self, scope: str, client: str) -> None:
         self.clients.succeeded(f"{scope}|{client}")
 
     def try_secret(self, scope: str, client: str, matches: Callable[[], bool], enrolling: bool = False) -> Attempt:
         """One guarded attempt at a secret (a password, an enrolment code), the only way the pages
-        check one: refused unchecked while the client (or the scope) is throttled; otherwise
-        checked, with the failure or success counted. `enrolling` also applies the per-client
-        enrolment rate."""
+        check one: refused unchecked while this client is throttled; otherwise checked, with the
+        failure or success counted. `enrolling` also applies the per-client enrolment rate."""
         wait = self.wait_seconds(scope, client)
         if enrolling:
             wait = max(wait, self.enrolment_wait(scope, client))
