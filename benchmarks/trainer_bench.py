@@ -70,8 +70,9 @@ def interactions(home: Path, repeats: int) -> list[dict]:
 
     sys.path.insert(0, str(REPO / "tests"))  # the served app and the guide's walk are test helpers
     from playwright.sync_api import sync_playwright
+    from support.chromium import CHROMIUM_FLAGS, VIEWPORT
     from support.local_server import served_app
-    from support.trainer_walk import CHROMIUM_FLAGS, VIEWPORT, Walk, radiograph_png
+    from support.trainer_walk import Walk, radiograph_png
 
     rows = []
     with served_app(REPO / "studies" / "demo.toml", home) as port, sync_playwright() as driver:

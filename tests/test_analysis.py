@@ -6,6 +6,7 @@ import html
 import json
 import math
 import re
+import stat
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -274,6 +275,22 @@ def test_a_design_without_peer_rating_needs_no_ratings_file(tmp_path):
     result = run_cli("analyze", export, "--out", tmp_path / "out", "--resamples", "200")
     assert result.code == 0, result.err
     assert "warning" not in result.err
+
+
+def test_analysis_outputs_are_private_and_spreadsheet_safe(tmp_path):
+    export = write_fixture(tmp_path / "export")
+    ratings = pd.read_csv(export / "ratings.csv")
+    ratings["item"] = " =HYPERLINK(\"http://x\")"  # an item named in a design file, reaching the tables verbatim
+    ratings.to_csv(export / "ratings.csv", index=False)
+    result = run_cli("analyze", export, "--out", tmp_path / "out", "--resamples", "200")
+    assert result.code == 0, result.err
+    written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert written and all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in written), \
+        [(path.name, oct(path.stat().st_mode)) for path in written]
+    cells = "".join(path.read_text() for path in written if path.suffix == ".csv")
+    # the item name (the loader trims its space), neutralised wherever a table shows it
+    assert "'=HYPERLINK" in cells and all(not cell.strip(' "').startswith("=") for cell in cells.replace("\n", ",")
+                                          .split(","))
 
 
 def test_nothing_usable_is_one_line_and_exit_2(tmp_path):

@@ -1,9 +1,7 @@
 """End to end in real headless Chromium: a verify and a rely session against a served app, then the export.
 
-Needs Debian's chromium (``apt-get install chromium chromium-driver``; `.ci/run` installs it) and
-Python Playwright, which drives it through `executable_path` (its own browser download is not
-used). Skipped when Chromium is absent, unless XAI_LAB_REQUIRE_BROWSER=1 (CI sets it), which
-turns the absence into a failure. Screenshots of every screen go to test-artifacts/browser/.
+Needs Debian's chromium (`support.chromium`; the `browser` fixture is in conftest.py). Screenshots
+of every screen go to test-artifacts/browser/.
 
 The verify session is answered with the keyboard only (focus, arrow keys, Enter/Space); the
 rely session with the mouse.
@@ -14,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -26,6 +23,7 @@ from conftest import REPO_ROOT, run_cli, served_app, use_lab, write_study
 from PIL import Image
 from playwright.sync_api import expect
 from scipy.ndimage import binary_erosion
+from support.chromium import VIEWPORT, idle, stored_cookie
 
 from xai_lab.store.database import open_database
 from xai_lab.study.access import enrolment_code
@@ -35,25 +33,7 @@ from xai_lab.study.service import StudyService
 
 pytestmark = [pytest.mark.browser, pytest.mark.served]
 
-CHROMIUM = Path(os.environ.get("XAI_LAB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
-VIEWPORT = {"width": 1366, "height": 768}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        if os.environ.get("XAI_LAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing but XAI_LAB_REQUIRE_BROWSER=1: apt-get install chromium")
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    sync_api.expect.set_options(timeout=30_000)
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +89,6 @@ class Participant:
 
     def button(self, name: str):
         return self.page.get_by_role("button", name=name, exact=True)
-
-
-def idle(page) -> None:
-    """The script run finished and no element of the previous screen is left (Streamlit marks them stale)."""
-    page.wait_for_selector('[data-test-script-state="notRunning"]', timeout=30_000)
-    page.wait_for_function("() => !document.querySelector('[data-stale=\"true\"]')", timeout=30_000)
 
 
 def take_part(participant: Participant, keyboard: bool) -> str:
@@ -344,17 +318,6 @@ def participants_in(study_id: str) -> int:
     with open_database().connect() as connection:
         return connection.execute(select(func.count()).select_from(participants)
                                   .where(participants.c.study_id == study_id)).scalar_one()
-
-
-def stored_cookie(context, name: str, timeout_s: float = 30.0) -> dict:
-    """The cookie once the page's request to store it has come back (the address bar changes first)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = [c for c in context.cookies() if c["name"] == name]
-        if found:
-            return found[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no cookie {name} after {timeout_s:.0f} s")
 
 
 def test_one_browser_is_one_participant_through_back_reload_and_the_code_link(browser, served):

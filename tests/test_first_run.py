@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, served_app
-from support.trainer_walk import CHROMIUM_FLAGS, VIEWPORT, Walk, radiograph_png
+from support.chromium import CHROMIUM_FLAGS, VIEWPORT, chromium_or_skip
+from support.trainer_walk import Walk, radiograph_png
 
 pytestmark = [pytest.mark.slow, pytest.mark.served, pytest.mark.browser]
 
-CHROMIUM = Path(os.environ.get("XAI_LAB_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 GUIDE = (REPO_ROOT / "docs" / "trainer-guide.md").read_text()
 
@@ -86,13 +86,10 @@ def test_the_default_model_is_the_same_on_an_idle_and_a_busy_machine(demo_home, 
 
 
 def test_trainer_guide_steps_1_to_4_in_chromium(demo_home):
-    if not CHROMIUM.exists():
-        if os.environ.get("XAI_LAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing but XAI_LAB_REQUIRE_BROWSER=1: apt-get install chromium")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    chromium = chromium_or_skip()
     sync_api = pytest.importorskip("playwright.sync_api")
     with served_app(REPO_ROOT / "studies" / "demo.toml", demo_home) as port, sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        browser = driver.chromium.launch(executable_path=str(chromium), args=CHROMIUM_FLAGS)
         walk = Walk(browser.new_context(viewport=VIEWPORT).new_page(), shots=ARTIFACTS)
         page = walk.page
         walk.open(f"http://127.0.0.1:{port}/trainer")

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from dataclasses import replace
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +20,7 @@ import pytest
 import streamlit as st
 from conftest import REPO_ROOT, run_cli, use_lab, write_study
 from sqlalchemy import create_engine, event, select
+from starlette.requests import Request
 from streamlit.testing.v1 import AppTest
 
 from xai_lab.store.database import create_database_engine, open_database, write_problem
@@ -24,11 +31,14 @@ from xai_lab.study.access import (
     AccessGuard,
     Attempt,
     ConfigError,
+    OneEnrolmentPerBrowser,
     RateWindow,
     client_identity,
+    legacy_participant_cookie,
     participant_cookie,
     trusted_proxies,
 )
+from xai_lab.study.catalogue import register_design_files
 from xai_lab.study.design import MAX_BLOCK_SIZE
 from xai_lab.study.design_file import load_design
 from xai_lab.study.export import export_study, neutralise_formulas
@@ -37,6 +47,7 @@ from xai_lab.study.registration import rebuild_derived
 from xai_lab.study.service import EnrolmentClosed, StudyService
 from xai_lab.study.simulate import SimulationConfig, simulate, tokens_path
 from xai_lab.ui import registry
+from xai_lab.ui.web import same_site
 
 
 @pytest.fixture
@@ -158,9 +169,51 @@ def test_enrolments_per_client_are_limited_in_a_sliding_window():
     assert window.wait_seconds("x") == 0
 
 
-def test_cookie_names_are_safe_for_every_study_id():
+def test_every_study_has_its_own_cookie_and_old_names_are_still_read():
     assert participant_cookie("demo") == "xai_lab_demo"
-    assert participant_cookie("site-a.v2") == "xai_lab_site_a_v2"
+    assert participant_cookie("demo-x") != participant_cookie("demo_x") != participant_cookie("demo.x")
+    names = {participant_cookie(study) for study in ("demo-x", "demo_x", "demo.x", "Demo-x")}
+    assert len(names) == 4 and all(SimpleCookie(f"{name}=v").get(name).value == "v" for name in names)
+    assert legacy_participant_cookie("site-a.v2") == "xai_lab_site_a_v2"  # what releases before 2026-12 set
+    assert legacy_participant_cookie("demo") is None
+
+
+def test_one_browser_enrols_once_however_many_sessions_ask_at_once():
+    now = [0.0]
+    once = OneEnrolmentPerBrowser(window_s=600, clock=lambda: now[0])
+    made: list[str] = []
+
+    def enrol() -> str:
+        time.sleep(0.05)  # the database's time: every other session asks meanwhile
+        made.append(f"token{len(made)}")
+        return made[-1]
+
+    results: list[str] = []
+    sessions = [threading.Thread(target=lambda: results.append(once.enrol("s|browser-1", enrol))) for _ in range(5)]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join()
+    assert results == ["token0"] * 5 and made == ["token0"]
+    assert once.enrol("s|browser-2", enrol) == "token1"  # another browser: another participant
+    assert once.enrol("t|browser-1", enrol) == "token2"  # the same browser in another study
+    now[0] += 601  # after the window the participant cookie does this job
+    assert once.enrol("s|browser-1", enrol) == "token3"
+
+
+@pytest.mark.parametrize("origin, host, same", [
+    ("http://127.0.0.1:8501", "127.0.0.1:8501", True),
+    ("http://127.0.0.1:8502", "127.0.0.1:8501", False),  # another app on the same host
+    ("http://evil.example", "127.0.0.1:8501", False),
+    ("https://study.example", "study.example", True),  # a proxy on 443 passing Host without the port
+    ("https://study.example:8443", "study.example:8443", True),
+    ("https://study.example:8443", "study.example", False),  # the proxy dropped the port: docs/deploy.md
+    ("http://127.0.0.1:x", "127.0.0.1:8501", False),
+])
+def test_the_remember_route_takes_requests_from_its_own_host_and_port_only(origin, host, same):
+    request = Request({"type": "http", "method": "POST", "path": "/", "scheme": "http",
+                       "headers": [(b"origin", origin.encode()), (b"host", host.encode())]})
+    assert same_site(request) is same
 
 
 # ---------------------------------------------------------------- enrolment
@@ -265,11 +318,13 @@ def test_files_with_tokens_or_data_are_private(home, tmp_path):
 
 
 def test_csv_cells_that_spreadsheets_would_run_are_neutralised(home, tmp_path):
-    frame = pd.DataFrame({"role": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\t=1", "nurse", None],
-                          "score": [1, -2, 3, 4, 5, 6, 7]})
+    frame = pd.DataFrame({"role": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\t=1", " =1+1", "\n=cmd",
+                                   "nurse", " nurse", None],
+                          "score": [1, -2, 3, 4, 5, 6, 7, 8, 9, 10]})
     safe = neutralise_formulas(frame)
-    assert safe["role"].tolist()[:6] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\t=1", "nurse"]
-    assert safe["score"].tolist() == [1, -2, 3, 4, 5, 6, 7]  # numbers are never touched
+    assert safe["role"].tolist()[:9] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\t=1", "' =1+1",
+                                         "'\n=cmd", "nurse", " nurse"]
+    assert safe["score"].tolist() == [1, -2, 3, 4, 5, 6, 7, 8, 9, 10]  # numbers are never touched
     path = write_study(tmp_path, study_id="formula")
     path.write_text(path.read_text() + '\n[profile]\nrole = ["=cmd|\' /C calc\'!A0", "nurse"]\n')
     assert run_cli("study", "prepare", str(path)).code == 0
@@ -407,3 +462,40 @@ def test_training_saves_the_familiarity_check_beside_the_weights(home):
     (home / "models" / "tiny" / "broken.npz").write_bytes(b"not numpy")
     assert FamiliarityCheck.load(home / "models" / "tiny" / "broken.npz", model) is None
     assert FamiliarityCheck.load(home / "models" / "tiny" / "absent.npz", model) is None
+
+
+def test_prepare_for_another_database_never_replaces_the_case_set_a_registration_uses(home, tmp_path, monkeypatch):
+    path = write_study(tmp_path, study_id="twodb")
+    first, second = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    assert run_cli("study", "prepare", str(path), "--database", first).code == 0
+    case_file = prepared_path("twodb")
+    written = case_file.read_bytes()
+    assert stat.S_IMODE(case_file.stat().st_mode) == 0o600  # it names the cases the AI gets wrong
+    service = StudyService.open(load_design(path), load_case_set(load_design(path)), url=first)
+    service.enrol()  # the first database's study is running
+
+    import xai_lab.study.prepare as preparing
+
+    chosen = preparing.select_cases  # the model or data changed since: a new preparation picks other cases
+    monkeypatch.setattr(preparing, "select_cases",
+                        lambda *args, **kwargs: replace(chosen(*args, **kwargs),
+                                                        cases=tuple(reversed(chosen(*args, **kwargs).cases))))
+    refused = run_cli("study", "prepare", str(path), "--database", second)
+    assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
+    assert "registered in sqlite:///" in refused.err and "new id" in refused.err
+    assert case_file.read_bytes() == written
+    assert register_design_files(open_database(first), [path], say=lambda _: None) == ["twodb"]  # still served
+
+    monkeypatch.setattr(preparing, "select_cases", chosen)  # the same cases: both databases may use the file
+    assert run_cli("study", "prepare", str(path), "--database", second).code == 0
+    assert case_file.read_bytes() == written
+
+
+def test_a_wrong_path_is_refused_before_the_heavy_imports():
+    """`study prepare nope.toml` and `data import /nope` answer at once (12 s and 9 s on a busy
+    machine before): their one line comes before torch is imported."""
+    probe = ("import sys; from xai_lab.cli import main; codes = [main(['study', 'prepare', 'nope.toml']), "
+             "main(['data', 'import', '/nope', '--name', 'x'])]; print(codes, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[2, 2] False", done.stdout + done.stderr
+    assert "no study design at nope.toml" in done.stderr and "no such file or folder: /nope" in done.stderr

@@ -5,7 +5,8 @@
   right-most untrusted ``X-Forwarded-For`` address), per code and per account; an attack from
   many addresses keeps neither participants nor the researcher out.
 - Four trainer sessions rendering at once: no failed render.
-- ``/_stcore/health`` follows the database's writability; uploads above 8 MB are refused by the server.
+- ``/_stcore/health`` follows the database's writability; uploads above 8 MB are refused by the server,
+  and uploads held in memory are bounded per session and in all, and released when sessions close.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from xai_lab.study.access import ATTACK_FAILURES, enrolment_code
 from xai_lab.study.design_file import load_design
 from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
+from xai_lab.ui.upload_budget import UPLOAD_BYTES_IN_MEMORY, UPLOADS_PER_SESSION
 
 pytestmark = [pytest.mark.postgres, pytest.mark.served]
 PASSWORD = "researcher-pass"
@@ -221,12 +223,31 @@ def test_health_follows_database_writability(behind_proxy):
     assert urllib.request.urlopen(health, timeout=10).status == 200
 
 
-def test_uploads_above_the_app_limit_are_refused_by_the_server(behind_proxy):
-    port = behind_proxy[0]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as response:  # sets it
+def xsrf_cookie(port: int) -> tuple[str, str]:
+    """Streamlit's XSRF cookie (set on any response) and its token, which an upload must echo."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as response:
         cookie = next(value.split(";")[0] for key, value in response.headers.items()
                       if key.lower() == "set-cookie" and value.startswith("_streamlit_xsrf="))
-    xsrf = cookie.split("=", 1)[1]
+    return cookie, cookie.split("=", 1)[1]
+
+
+def put_upload(port: int, session_id: str, file_id: str, size: int, cookie: str, xsrf: str) -> int:
+    """PUT one file of `size` bytes to Streamlit's upload route for a session; the HTTP status."""
+    body = (b"--xailab\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + b"\0" * size + b"\r\n--xailab--\r\n")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/_stcore/upload_file/{session_id}/{file_id}", data=body, method="PUT",
+        headers={"X-Xsrftoken": xsrf, "Cookie": cookie, "Content-Type": "multipart/form-data; boundary=xailab"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_uploads_above_the_app_limit_are_refused_by_the_server(behind_proxy):
+    port = behind_proxy[0]
+    cookie, xsrf = xsrf_cookie(port)
     with ProtocolClient("127.0.0.1", port, "", page_name="trainer", headers={"Cookie": cookie}) as trainer:
         def announce(size: int) -> int:
             """Send an upload's headers only (Content-Length = size) and read the server's answer."""
@@ -241,18 +262,52 @@ def test_uploads_above_the_app_limit_are_refused_by_the_server(behind_proxy):
             finally:
                 connection.close()
 
-        def upload(size: int) -> int:
-            body = (b"--xailab\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
-                    b"Content-Type: image/png\r\n\r\n" + b"\0" * size + b"\r\n--xailab--\r\n")
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/_stcore/upload_file/{trainer.session_id}/upload-{size}", data=body,
-                method="PUT", headers={"X-Xsrftoken": xsrf, "Cookie": cookie,
-                                       "Content-Type": "multipart/form-data; boundary=xailab"})
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status
-
-        assert upload(1024 * 1024) in (200, 204)  # the route works for this session
+        assert put_upload(port, trainer.session_id, "upload-1", 1024 * 1024, cookie, xsrf) in (200, 204)
         assert announce(9 * 1024 * 1024) == 413  # refused from its headers, before any of it is held in memory
+
+
+def server_rss_mb(port: int) -> float:
+    """Resident memory of the Streamlit process serving `port` (the child `xai-lab serve` starts)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            arguments = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in b" ".join(arguments) and str(port).encode() in arguments:
+            status = (proc / "status").read_text()
+            return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+    raise AssertionError(f"no Streamlit process serving port {port}")
+
+
+def test_uploads_are_bounded_and_released_after_the_sessions_close(behind_proxy):
+    """4 trainer sessions each trying 40 files of 7 MB: 2 kept per session, the rest refused from their
+    headers; the server grows by at most the stored files and one request's buffers, and gives the
+    memory back once the sessions have closed (docs/deploy.md quotes the numbers printed here)."""
+    port = behind_proxy[0]
+    cookie, xsrf = xsrf_cookie(port)
+    before, statuses, peak = server_rss_mb(port), [], 0.0
+    sessions = [open_page(port, "", f"10.5.0.{n}", page="trainer") for n in range(4)]
+    for session in sessions:
+        session.__enter__()
+    try:
+        for index in range(40):
+            for session in sessions:
+                statuses.append(put_upload(port, session.session_id, f"file-{index}", 7 * 2**20, cookie, xsrf))
+                peak = max(peak, server_rss_mb(port))
+    finally:
+        for session in sessions:
+            session.__exit__(None, None, None)
+    kept = sum(status in (200, 204) for status in statuses)
+    assert kept == 4 * UPLOADS_PER_SESSION and statuses.count(413) == 160 - kept, sorted(set(statuses))
+    grown = peak - before
+    deadline, after = time.monotonic() + 60, server_rss_mb(port)
+    while after - before > 32 and time.monotonic() < deadline:  # released by the sweep after the close
+        time.sleep(2)
+        after = server_rss_mb(port)
+    print(f"server RSS: before {before:.0f} MB, peak {peak:.0f} MB (+{grown:.0f}), "
+          f"{after:.0f} MB after the sessions closed")
+    assert grown <= UPLOAD_BYTES_IN_MEMORY / 2**20 + 48, grown  # stored files plus one request's buffers
+    assert after - before <= 32, (before, after)
 
 
 def test_the_remember_route_stores_only_this_studys_tokens_from_this_site(behind_proxy, study_home, monkeypatch):
@@ -273,6 +328,7 @@ def test_the_remember_route_stores_only_this_studys_tokens_from_this_site(behind
 
     same = f"http://127.0.0.1:{port}"
     assert remember({"study": "h", "token": token}, "http://evil.example")[0] == 403
+    assert remember({"study": "h", "token": token}, f"http://127.0.0.1:{port + 1}")[0] == 403  # another port
     assert remember({"study": "h", "token": "forged"}, same)[0] == 404
     assert remember({"study": "other", "token": token}, same)[0] == 404
     assert remember({"token": token}, same)[0] == 400

@@ -1,4 +1,5 @@
-"""Files that hold tokens, secrets or participants' data: created readable by their owner only.
+"""Files that hold tokens, secrets or participants' data: created readable by their owner only,
+and CSV files of such data written so that no spreadsheet runs a cell as a formula.
 
 A file created the usual way gets the umask's mode (typically 0644: readable by every account
 on the machine). Invitation links, simulation tokens, exports and the SQLite database are made
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PRIVATE_MODE = 0o600
 
@@ -37,4 +41,37 @@ def write_private_text(path: Path, text: str) -> None:
     """Replace `path` atomically with `text`, the new file 0600."""
     staging = private_staging(path)
     staging.write_text(text, encoding="utf-8")
+    staging.replace(path)
+
+
+# A cell whose first non-blank character is one of these is run as a formula by Excel, LibreOffice
+# or Google Sheets ("CSV injection"): leading spaces, tabs and line breaks are skipped by them, and a
+# cell starting with a tab or carriage return is suspect whatever follows (OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@")
+BLANKS = " \t\r\n"
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe (design option
+    strings, ids and free text reach exports and reports verbatim). Numbers are never touched;
+    Parquet keeps types and needs no such guard."""
+    import pandas as pd
+
+    result = frame.copy()
+    for column in result.columns:
+        if result[column].dtype == object or pd.api.types.is_string_dtype(result[column]):
+            result[column] = result[column].map(_neutralise_cell)
+    return result
+
+
+def _neutralise_cell(value):
+    if isinstance(value, str) and (value[:1] in ("\t", "\r") or value.lstrip(BLANKS)[:1] in FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_private_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Replace `path` atomically with `frame` as CSV, formulas neutralised, the new file 0600."""
+    staging = private_staging(path)
+    neutralise_formulas(frame).to_csv(staging, index=False)
     staging.replace(path)

@@ -27,12 +27,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served_app(design: Path, home: Path, database: str | None = None, password: str = "researcher-pass",
+def served_app(design: Path | list[Path], home: Path, database: str | None = None, password: str = "researcher-pass",
                port: int | None = None) -> Iterator[int]:
-    """`xai-lab serve --study DESIGN` in a child process on a free loopback port; yields the port."""
+    """`xai-lab serve --study DESIGN ...` in a child process on a free loopback port; yields the port."""
     port = port or free_port()
     env = {**os.environ, "XAI_LAB_HOME": str(home), "XAI_LAB_ADMIN_PASSWORD": password}
-    command = [sys.executable, "-m", "xai_lab.cli", "serve", "--study", str(design), "--port", str(port)]
+    studies = [arg for path in (design if isinstance(design, list) else [design]) for arg in ("--study", str(path))]
+    command = [sys.executable, "-m", "xai_lab.cli", "serve", *studies, "--port", str(port)]
     if database:
         command += ["--database", database]
     log = (home / f"serve-{port}.log").open("w")

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-VIEWPORT = {"width": 1366, "height": 768}
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
+from support.chromium import VIEWPORT
+
 TIMEOUT_MS = 120_000
 
 

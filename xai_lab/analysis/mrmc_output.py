@@ -16,6 +16,7 @@ from xai_lab.analysis.mrmc import MRMCResult  # noqa: E402
 from xai_lab.analysis.reader_study import ReaderStudy, ReaderStudyError  # noqa: E402
 from xai_lab.analysis.results import json_safe  # noqa: E402
 from xai_lab.analysis.study_mrmc import FPR_GRID, roc_curves  # noqa: E402
+from xai_lab.private_files import private_staging, write_private_csv, write_private_text  # noqa: E402
 
 GENERALISATION_WORDS = {"random": "readers and cases random", "fixed_readers": "readers fixed, cases random",
                         "fixed_cases": "readers random, cases fixed"}
@@ -57,11 +58,13 @@ def describe(result: MRMCResult) -> str:
 def write_mrmc_outputs(result: MRMCResult, study: ReaderStudy, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = {"json": out / "mrmc.json", "readers": out / "reader_foms.csv", "contrasts": out / "contrasts.csv"}
-    written["json"].write_text(json.dumps(json_safe(result.to_json()), indent=2) + "\n")
-    pd.DataFrame([{"modality": m, "reader": r, result.fom: v} for m, by_reader in result.reader_foms().items()
-                  for r, v in by_reader.items()]).to_csv(written["readers"], index=False)
-    pd.DataFrame([{"generalisation": name, **vars(c)} for name in ("random", "fixed_readers", "fixed_cases")
-                  for c in getattr(result, name).contrasts]).to_csv(written["contrasts"], index=False)
+    write_private_text(written["json"], json.dumps(json_safe(result.to_json()), indent=2) + "\n")
+    write_private_csv(written["readers"], pd.DataFrame([{"modality": m, "reader": r, result.fom: v}
+                                                        for m, by_reader in result.reader_foms().items()
+                                                        for r, v in by_reader.items()]))
+    write_private_csv(written["contrasts"], pd.DataFrame([{"generalisation": name, **vars(c)}
+                                                          for name in ("random", "fixed_readers", "fixed_cases")
+                                                          for c in getattr(result, name).contrasts]))
     if result.fom == "auc":
         written["roc"] = out / "roc.png"
         _roc_plot(study, written["roc"])
@@ -85,5 +88,7 @@ def _roc_plot(study: ReaderStudy, path: Path) -> None:
     ax.set_aspect("equal")
     ax.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    staging = private_staging(path)  # aggregated participants' readings: 0600 like the tables
+    figure.savefig(staging, dpi=120, format="png")
+    staging.replace(path)
     plt.close(figure)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from xai_lab.analysis.report import render_report
 from xai_lab.analysis.results import Analysis, metrics_table, mrmc_tables, summary
+from xai_lab.private_files import write_private_csv, write_private_text
 
 
 def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
@@ -42,9 +43,9 @@ def write_outputs(analysis: Analysis, out_dir: Path) -> dict[str, Path]:
         tables["risk_differences"] = pd.DataFrame([r.to_json() for r in analysis.estimands.differences])
     for name, frame in tables.items():
         written[name] = out_dir / f"{name}.csv"
-        frame.to_csv(written[name], index=False)
+        write_private_csv(written[name], frame)  # participants' results: 0600, no cell runs as a formula
     written["summary"] = out_dir / "summary.json"
-    written["summary"].write_text(json.dumps(summary(analysis), indent=2, allow_nan=False) + "\n")
+    write_private_text(written["summary"], json.dumps(summary(analysis), indent=2, allow_nan=False) + "\n")
     written["report"] = out_dir / "report.html"
-    written["report"].write_text(render_report(analysis))
+    write_private_text(written["report"], render_report(analysis))
     return written

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from xai_lab.cli.common import check_size, comma_list, dataset_name, usage
+from xai_lab.errors import DataError
 
 
 def add_data_commands(commands: argparse._SubParsersAction) -> None:
@@ -69,9 +71,11 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    check_size(args.size)
+    if not Path(args.path).exists():  # before the heavy imports below (torch: seconds on a busy machine)
+        raise DataError(f"no such file or folder: {args.path}; check the path")
     from xai_lab.data.importers import import_dataset
 
-    check_size(args.size)
     card = import_dataset(args.path, dataset_name(args.name), classes=args.classes, size=args.size, seed=args.seed,
                           channels=args.channels, overwrite=args.overwrite,
                           allow_identifiable=args.allow_identifiable)

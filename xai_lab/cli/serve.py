@@ -36,6 +36,9 @@ STREAMLIT_SETTINGS = {
     "runner.postScriptGC": "false",
     # calm blue instead of Streamlit's red for buttons and sliders (red reads as "danger")
     "theme.primaryColor": "#1f5fa8",
+    # Websocket messages, in MB (Streamlit's default 200 buffers 4 x 150 MB frames: +426 MB). The
+    # pages send clicks and small JSON; what they receive is text, tables and media URLs.
+    "server.maxMessageSize": "16",
 }
 
 

@@ -72,11 +72,13 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    from xai_lab.store.database import open_database
     from xai_lab.study.design_file import load_design
+
+    design = load_design(args.file)  # a wrong path or design is refused before the heavy imports below
+
+    from xai_lab.store.database import open_database
     from xai_lab.study.prepare import prepare_study, prepared_path
 
-    design = load_design(args.file)
     engine = open_database(args.database)
     case_set = prepare_study(design, engine)
     wrong = sum(not case.ai_correct for case in case_set.cases)

@@ -197,6 +197,43 @@ class RateWindow:
         return events
 
 
+# A random id per browser (set by the served app's web layer on its first response), so one browser
+# opening the shared code link in two tabs at once enrols one participant. Dashes: never a study's cookie.
+BROWSER_COOKIE = "xai-lab-browser"
+ONE_ENROLMENT_WINDOW_S = 600.0
+
+
+class OneEnrolmentPerBrowser:
+    """Enrolments through a shared code, at most one per browser and study within `window_s`: the
+    first session of a browser enrols, any other session of it that asks meanwhile (a second tab
+    opened at the same moment, before the participant cookie exists) gets the same participant.
+    After the window the participant cookie does this job. Thread-safe; bounded memory."""
+
+    def __init__(self, window_s: float = ONE_ENROLMENT_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s, self._clock = window_s, clock
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def enrol(self, key: str, enrol: Callable[[], str]) -> str:
+        """The token this key enrolled within the window, else a new one from `enrol()`."""
+        with self._lock:
+            if len(self._tokens) > MAX_TRACKED:
+                now = self._clock()
+                self._tokens = {k: v for k, v in self._tokens.items() if now - v[1] < self.window_s}
+                self._locks = {k: v for k, v in self._locks.items() if k in self._tokens}
+            key_lock = self._locks.setdefault(key, threading.Lock())
+        with key_lock:  # a second tab waits here while the first enrols
+            with self._lock:
+                found = self._tokens.get(key)
+            if found is not None and self._clock() - found[1] < self.window_s:
+                return found[0]
+            token = enrol()
+            with self._lock:
+                self._tokens[key] = (token, self._clock())
+            return token
+
+
 @dataclass(frozen=True)
 class Attempt:
     matched: bool
@@ -221,6 +258,7 @@ class AccessGuard:
         self.clients = Throttle(CLIENT_POLICY, clock)
         self.scope_failures = RateWindow(ATTACK_FAILURES, ATTACK_WINDOW_S, clock)
         self.enrolments = RateWindow(enrolments_per_client, window_s, clock)
+        self.browser_enrolments = OneEnrolmentPerBrowser(clock=clock)
 
     def wait_seconds(self, scope: str, client: str) -> float:
         return self.clients.wait_seconds(f"{scope}|{client}")
@@ -304,8 +342,18 @@ def trusted_proxies() -> tuple[str, ...]:
 
 
 def participant_cookie(study_id: str) -> str:
-    """The cookie that lets a browser that enrolled in a study resume it from the shared code link."""
-    return f"xai_lab_{study_id.replace('-', '_').replace('.', '_')}"
+    """The cookie that lets a browser that enrolled in a study resume it from the shared code link.
+    Study ids use only letters, digits, ``_``, ``.`` and ``-``, all allowed in a cookie name, so
+    every study has its own cookie (``demo-x`` and ``demo_x`` never share one)."""
+    return f"xai_lab_{study_id}"
+
+
+def legacy_participant_cookie(study_id: str) -> str | None:
+    """The name releases before 2026-12 gave the cookie (``-`` and ``.`` written as ``_``), read so that
+    browsers which enrolled then still resume; None when it is the current name. A token found under
+    it counts only if it belongs to the study, since two studies could share that name."""
+    old = f"xai_lab_{study_id.replace('-', '_').replace('.', '_')}"
+    return None if old == participant_cookie(study_id) else old
 
 
 def enrolment_code(engine: Engine, study_id: str) -> str:

@@ -20,7 +20,6 @@ the most probable label shown.
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from scipy.special import expit, logit
 from xai_lab.errors import ConfigError
 from xai_lab.explain.cache import CachedPrediction
 from xai_lab.explain.request import ExplanationRequest
+from xai_lab.private_files import write_private_text
 from xai_lab.study.design import StudyDesign
 
 
@@ -88,10 +88,8 @@ class CaseSet:
                       "practice": rows("practice"), "attention": rows("attention")})
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: a reader sees old or new
-        staging.write_text(json.dumps(self.to_json(), indent=1))
-        staging.replace(path)
+        # atomic (a reader sees old or new) and 0600: the case set names which cases the AI gets wrong
+        write_private_text(path, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: Path, design_file: str = "FILE") -> CaseSet:

@@ -18,7 +18,12 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
-from xai_lab.private_files import private_staging, write_private_text
+from xai_lab.private_files import (  # noqa: F401  (neutralise_formulas: the export's rule, tested there)
+    neutralise_formulas,
+    private_staging,
+    write_private_csv,
+    write_private_text,
+)
 from xai_lab.store.schema import participants, questionnaire_answers, ratings, studies, trials
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -99,7 +104,6 @@ CONTRACT: dict[str, tuple[str, ...]] = {
 }
 
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv") -> dict[str, int]:
@@ -130,12 +134,13 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
     for name, frame in tables.items():
         frame = frame[list(COLUMNS[name]) + [c for c in frame.columns if c not in COLUMNS[name]]]
         path = out_dir / f"{name}.{fmt}"
-        staging = private_staging(path)  # participants' data: owner-only (0600), replaced atomically
+        # participants' data: owner-only (0600), replaced atomically; CSV cells never run as formulas
         if fmt == "csv":
-            neutralise_formulas(frame).to_csv(staging, index=False)
+            write_private_csv(path, frame)
         else:
+            staging = private_staging(path)
             frame.to_parquet(staging, index=False)
-        staging.replace(path)
+            staging.replace(path)
         counts[name] = len(frame)
     write_private_text(out_dir / "flow.json", json.dumps(flow, indent=2) + "\n")
     # the registered design: `xai-lab analyze` reads the declared estimand ([analysis]) and allocation from it
@@ -153,27 +158,6 @@ def export_zip(engine: Engine, study_id: str, fmt: str = "csv") -> bytes:
             for path in sorted(Path(folder).iterdir()):
                 archive.write(path, path.name)
     return buffer.getvalue()
-
-
-def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe.
-
-    Excel, LibreOffice and Google Sheets evaluate a CSV cell starting with ``= + - @`` (or a tab
-    or carriage return before one) as a formula - "CSV injection" - and design option strings
-    (profile choices, ids, texts) reach the export verbatim. Numbers are never touched; Parquet
-    keeps types and needs no such guard.
-    """
-    result = frame.copy()
-    for column in result.columns:
-        if result[column].dtype == object or pd.api.types.is_string_dtype(result[column]):
-            result[column] = result[column].map(_neutralise_cell)
-    return result
-
-
-def _neutralise_cell(value):
-    if isinstance(value, str) and value[:1] in FORMULA_PREFIXES:
-        return "'" + value
-    return value
 
 
 def _score_settings(design: dict | None, case_set: dict | None) -> tuple[str, str]:

@@ -9,6 +9,8 @@ into the model's explanation cache, and writes the case set to
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from xai_lab.model.calibration import calibration_claim
 from xai_lab.model.quality import QualityVerdict, quality_verdict
 from xai_lab.model.storage import check_model_fits, load_model, read_model_card, resolve_model_dir
 from xai_lab.paths import explanation_cache_dir, lab_home, model_dir
+from xai_lab.private_files import write_private_text
 from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.registration import check_registration, register_study
@@ -85,10 +88,51 @@ def _calibration_claim(card: dict) -> bool:
 def _save_and_register(design: StudyDesign, case_set: CaseSet, engine: Engine | None) -> CaseSet:
     if engine is not None:
         check_registration(engine, design, case_set)
+        _refuse_to_replace_another_databases(design, case_set, engine)
     case_set.save(prepared_path(design.id))
     if engine is not None:
         register_study(engine, design, case_set)
+        _note_registration(design.id, case_set, engine)
     return case_set
+
+
+def _registrations_path(study_id: str) -> Path:
+    return prepared_path(study_id).with_name("registered_in.json")
+
+
+def _database_name(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _registrations(study_id: str) -> dict:
+    """Which databases registered the case set now in the prepared file: {"case_set_sha256", "databases"}."""
+    try:
+        return json.loads(_registrations_path(study_id).read_text())
+    except (FileNotFoundError, ValueError):
+        return {"case_set_sha256": "", "databases": []}
+
+
+def _case_set_sha256(case_set: CaseSet) -> str:
+    return hashlib.sha256(json.dumps(case_set.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def _refuse_to_replace_another_databases(design: StudyDesign, case_set: CaseSet, engine: Engine) -> None:
+    """The prepared file is what `serve` checks a registration against: a preparation for one database
+    never replaces the file another database registered (its `serve` would then refuse it)."""
+    known = _registrations(design.id)
+    others = [name for name in known["databases"] if name != _database_name(engine)]
+    if others and known["case_set_sha256"] != _case_set_sha256(case_set):
+        raise ConfigError(f"{prepared_path(design.id)} holds the cases study {design.id!r} registered in {others[0]}, "
+                          f"and this preparation for {_database_name(engine)} selected different ones (the data or "
+                          "model changed since); give this study a new id, or prepare it for that database again")
+
+
+def _note_registration(study_id: str, case_set: CaseSet, engine: Engine) -> None:
+    known, digest = _registrations(study_id), _case_set_sha256(case_set)
+    databases = known["databases"] if known["case_set_sha256"] == digest else []
+    names = sorted({*databases, _database_name(engine)})
+    write_private_text(_registrations_path(study_id), json.dumps({"case_set_sha256": digest, "databases": names},
+                                                                 indent=1) + "\n")
 
 
 def _ensure_dataset(design: StudyDesign, say: Callable[[str], None]) -> ImageDataset:

@@ -25,7 +25,13 @@ import streamlit as st
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from xai_lab.errors import ConfigError, XaiLabError
-from xai_lab.study.access import REMEMBER_PATH, code_matches, participant_cookie
+from xai_lab.study.access import (
+    BROWSER_COOKIE,
+    REMEMBER_PATH,
+    code_matches,
+    legacy_participant_cookie,
+    participant_cookie,
+)
 from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.service import EnrolmentClosed, NotCurrentStep, Step, UnknownToken
 from xai_lab.ui import resources
@@ -63,6 +69,7 @@ def _render() -> None:
         st.error(sentence(str(error)))
         return
     notices()
+    _someone_new(served, step)
     SCREENS.get(step.kind, _ended)(served, token, step)
     if step.status == "in_progress" and step.kind not in ("consent",):
         _continue_later(served, token)
@@ -113,37 +120,95 @@ def _token_key(served: ServedStudy) -> str:
 
 
 def _token(served: ServedStudy) -> str | None:
-    """This session's participant: kept in the session; else a personal link's token; else the
-    token this browser stored when it enrolled (so reopening the shared code link resumes);
-    else a new enrolment through the code in the link or typed into the box."""
+    """This session's participant: kept in the session; else a personal link's token (asking first
+    if this browser already holds another participant of the study); else the token this browser
+    stored when it enrolled (so reopening the shared code link resumes, with a way to start as
+    someone new); else a new enrolment through the code in the link or typed into the box."""
     key = _token_key(served)
     if key in st.session_state:
         return st.session_state[key]
-    token = st.query_params.get("token") or _remembered_token(served)
+    starting_anew = st.session_state.get(_anew_key(served), False)
+    linked = st.query_params.get("token")
+    remembered = None if starting_anew else _remembered_token(served)
+    if linked and remembered and linked != remembered and served.service.knows(linked):
+        return _ask_which_participant(served, linked, remembered)
+    token = linked or remembered
     if token:
         st.session_state[key] = token  # read once; the session keeps it
+        if not linked:
+            st.session_state[_resumed_key(served)] = None  # resumed from the cookie: offer "someone new"
         return token
     st.title(served.design.title)
     code, tried = st.query_params.get("code"), f"code-tried:{served.design.id}"
     if code is not None and not st.session_state.get(tried):
         st.session_state[tried] = True  # a wrong code in the link counts once, not on every rerun
-        if _enrol(served, code):
+        if _enrol(served, code, once_per_browser=not starting_anew):
             st.rerun()  # draw the first step afresh: this run already drew the enrolment screen's title
     with st.form("enrol"):
         typed = st.text_input("Enrolment code from your invitation", max_chars=32)
         started = st.form_submit_button("Start", type="primary")
-    if started and _enrol(served, typed):
+    if started and _enrol(served, typed, once_per_browser=False):
         st.rerun()
     return None
 
 
+def _anew_key(served: ServedStudy) -> str:
+    return f"anew:{served.design.id}"
+
+
+def _resumed_key(served: ServedStudy) -> str:
+    return f"resumed:{served.design.id}"
+
+
+def _ask_which_participant(served: ServedStudy, linked: str, remembered: str) -> None:
+    """A personal link of another participant, in a browser that already takes part: never switch
+    silently (a link sent by someone else would otherwise take this browser's place)."""
+    st.title(served.design.title)
+    st.warning("This browser is already taking part in this study, as a different participant from the one "
+               "in the link you opened. Which participation do you want to continue?")
+    own, other = st.columns(2)
+    if own.button("Continue my own participation", type="primary", key="which:own"):
+        st.session_state[_token_key(served)] = remembered
+        st.rerun()
+    if other.button("Continue the participation in this link", key="which:link"):
+        st.session_state[_token_key(served)] = linked
+        st.rerun()
+    st.caption("Choose the link's participation only if it is yours, for example a link you saved on "
+               "another device. This browser then continues that one.")
+
+
+def _someone_new(served: ServedStudy, step: Step) -> None:
+    """On a page resumed from this browser's cookie (a shared ward computer, say): the person at the
+    screen may not be the one who started. Offered on the first screen after resuming."""
+    key = _resumed_key(served)
+    if key not in st.session_state:
+        return
+    if st.session_state[key] is None:
+        st.session_state[key] = step.key
+    if st.session_state[key] != step.key:  # offered until the person answers (or finished, declined ...)
+        return
+    left, right = st.columns([3, 2], vertical_alignment="center")
+    left.caption("This browser is continuing the participation it started earlier.")
+    if right.button("I am someone else: start as a new participant", key="someone-new", type="tertiary"):
+        for stale in (_token_key(served), key, f"code-tried:{served.design.id}", f"remembered:{served.design.id}"):
+            st.session_state.pop(stale, None)
+        st.session_state[_anew_key(served)] = True
+        st.rerun()
+
+
 def _remembered_token(served: ServedStudy) -> str | None:
-    """The token this browser's cookie holds for the study, if it still belongs to the study."""
-    token = st.context.cookies.get(participant_cookie(served.design.id))
-    return token if token and served.service.knows(token) else None
+    """The token this browser's cookie holds for the study, if it still belongs to the study (also
+    under the cookie's name before 2026-12, `legacy_participant_cookie`)."""
+    for name in (participant_cookie(served.design.id), legacy_participant_cookie(served.design.id)):
+        token = st.context.cookies.get(name) if name else None
+        if token and served.service.knows(token):
+            return token
+    return None
 
 
-def _enrol(served: ServedStudy, code: str) -> str | None:
+def _enrol(served: ServedStudy, code: str, once_per_browser: bool) -> str | None:
+    """Enrol through the study's code. `once_per_browser`: a browser opening the code link in two tabs
+    at once is one participant (the served app gives every browser an id cookie)."""
     guard, client, scope = resources.access_guard(), resources.client_address(), f"code:{served.design.id}"
     attempt = guard.try_secret(scope, client, lambda: code_matches(served.service.engine, served.design.id, code),
                                enrolling=True)
@@ -154,13 +219,19 @@ def _enrol(served: ServedStudy, code: str) -> str | None:
         st.error("That enrolment code is not right for this study. Check your invitation and type the code "
                  "in the box below.")
         return None
+    browser = st.context.cookies.get(BROWSER_COOKIE)
     try:
-        token = served.service.enrol(via="code")
+        if once_per_browser and browser:
+            token = guard.browser_enrolments.enrol(f"{served.design.id}|{browser}",
+                                                   lambda: served.service.enrol(via="code"))
+        else:
+            token = served.service.enrol(via="code")
     except EnrolmentClosed as error:
         st.info(sentence(str(error)))
         return None
     guard.enrolled(scope, client)
     st.session_state[_token_key(served)] = token
+    st.session_state.pop(_anew_key(served), None)
     return token
 
 

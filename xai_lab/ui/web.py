@@ -12,6 +12,8 @@
   study (after checking it belongs to that study and that the request comes from this site), so
   the same browser reopening the study's shared code link resumes instead of enrolling again.
   HttpOnly keeps the token away from page scripts; SameSite=Lax sends it when a link is opened.
+- `BrowserId`: a random id cookie per browser, so one browser opening the code link in two tabs at
+  once enrols one participant.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,8 +34,9 @@ from starlette.routing import Route
 from streamlit.proto.BackMsg_pb2 import BackMsg
 
 from xai_lab.store.database import write_problem
-from xai_lab.study.access import REMEMBER_PATH, participant_cookie
+from xai_lab.study.access import BROWSER_COOKIE, REMEMBER_PATH, participant_cookie
 from xai_lab.ui import registry
+from xai_lab.ui.upload_budget import sweeping
 
 LOG = logging.getLogger("xai_lab.web")
 ENTRY = Path(__file__).resolve().parent / "entry.py"  # the Streamlit script (the pages)
@@ -102,7 +106,7 @@ async def _database_problem() -> str | None:
 
 async def remember_participant(request: Request) -> Response:
     """Store ``{"study", "token"}`` in the study's participant cookie, if the token is that study's."""
-    if not _same_site(request):
+    if not same_site(request):
         return PlainTextResponse("refused: not from this site", status_code=403)
     body = await request.body()
     try:
@@ -123,18 +127,58 @@ def _token_belongs(study_id: str, token: str) -> bool:
     return served is not None and served.service.knows(token)
 
 
-def _same_site(request: Request) -> bool:
-    """The request was sent by a page of this site: its Origin names the host it was sent to (ports
-    aside, as for cookies; a proxy's ``Host $host`` drops the port)."""
+def same_site(request: Request) -> bool:
+    """The request was sent by a page of this site: its Origin names the host and port it was sent to
+    (a page served on another port of the same host is another site here; behind a proxy, pass the
+    port on with ``proxy_set_header Host $http_host``, see docs/deploy.md)."""
     origin, host = request.headers.get("origin"), request.headers.get("host")
     if not origin or not host:
         return False
-    return urlsplit(origin).hostname == urlsplit(f"//{host}").hostname
+    sent_from, sent_to = urlsplit(origin), urlsplit(f"//{host}")
+    try:
+        return (sent_from.hostname, _port(sent_from.port, sent_from.scheme)) == \
+            (sent_to.hostname, _port(sent_to.port, sent_from.scheme))
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def _port(port: int | None, scheme: str) -> int | None:
+    return port if port is not None else {"http": 80, "https": 443}.get(scheme)
+
+
+class BrowserId:
+    """ASGI middleware: a random id cookie for every browser that has none (`BROWSER_COOKIE`), set
+    on the first response it gets. Two tabs opened at once each receive one, the second replacing
+    the first before either page opens its websocket, so both sessions see the same id and the
+    shared code link enrols one participant (`xai_lab.study.access.OneEnrolmentPerBrowser`)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or _has_cookie(scope, BROWSER_COOKIE):
+            await self.app(scope, receive, send)
+            return
+        cookie = (f"{BROWSER_COOKIE}={secrets.token_urlsafe(16)}; Max-Age={COOKIE_MAX_AGE_S}; Path=/; HttpOnly; "
+                  f"SameSite=Lax{'; Secure' if scope.get('scheme') == 'https' else ''}")
+
+        async def send_with_cookie(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def _has_cookie(scope, name: str) -> bool:
+    header = b"; ".join(value for key, value in scope.get("headers", []) if key == b"cookie")
+    return any(part.strip().startswith(f"{name}=".encode()) for part in header.split(b";"))
 
 
 @asynccontextmanager
 async def lifespan(_app) -> AsyncIterator[None]:
-    yield
+    async with sweeping():  # closed sessions' uploads released while the app runs
+        yield
     registry.close_all()  # return every pooled database connection on shutdown
 
 
