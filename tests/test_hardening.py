@@ -21,10 +21,12 @@ import streamlit as st
 from conftest import REPO_ROOT, run_cli, use_lab, write_study
 from sqlalchemy import create_engine, event, select
 from starlette.requests import Request
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.testing.v1 import AppTest
 
 from xai_lab.store.database import create_database_engine, open_database, write_problem
-from xai_lab.store.schema import participants
+from xai_lab.store.schema import events, participants
 from xai_lab.study.access import (
     ATTACK_FAILURES,
     CLIENT_POLICY,
@@ -44,9 +46,10 @@ from xai_lab.study.design_file import load_design
 from xai_lab.study.export import export_study, neutralise_formulas
 from xai_lab.study.prepare import load_case_set, prepared_path
 from xai_lab.study.registration import rebuild_derived
-from xai_lab.study.service import EnrolmentClosed, StudyService
+from xai_lab.study.service import MAX_READING_EVENTS_PER_STEP, EnrolmentClosed, StudyService
 from xai_lab.study.simulate import SimulationConfig, simulate, tokens_path
 from xai_lab.ui import registry
+from xai_lab.ui.message_filter import ConnectionWidgets, json_problem
 from xai_lab.ui.web import same_site
 
 
@@ -499,3 +502,43 @@ def test_a_wrong_path_is_refused_before_the_heavy_imports():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[2, 2] False", done.stdout + done.stderr
     assert "no study design at nope.toml" in done.stderr and "no such file or folder: /nope" in done.stderr
+
+
+def test_widget_states_of_the_wrong_kind_or_bad_json_are_dropped():
+    shown = ForwardMsg()
+    shown.delta.new_element.slider.id = "slider-1"
+    widgets = ConnectionWidgets()
+    widgets.learn(shown.SerializeToString())
+    message = BackMsg()
+    states = message.rerun_script.widget_states.widgets
+    for widget_id, field, value in (("slider-1", "int_value", 7), ("viewer-1", "json_value", "{not json"),
+                                    ("viewer-1", "json_value", "[" * 5000 + "]" * 5000),
+                                    ("viewer-1", "json_value", '"a string"'), ("viewer-1", "json_value", '{"ok": 1}'),
+                                    ("other-1", "string_value", "kept")):
+        state = states.add()
+        state.id = widget_id
+        setattr(state, field, value)
+    slider_state = states.add()
+    slider_state.id = "slider-1"
+    slider_state.double_array_value.data.extend([70.0])
+    cleaned = BackMsg()
+    cleaned.ParseFromString(widgets.clean(message.SerializeToString()))
+    kept = [(s.id, s.WhichOneof("value")) for s in cleaned.rerun_script.widget_states.widgets]
+    assert kept == [("viewer-1", "json_value"), ("other-1", "string_value"), ("slider-1", "double_array_value")]
+    assert widgets.dropped == 4
+    assert json_problem("[" * 40_000 + "]" * 40_000, object_only=False) == "component JSON of 80000 characters"
+    assert widgets.clean(b"\xff\xfe not a protobuf") == b"\xff\xfe not a protobuf"  # Streamlit refuses it itself
+
+
+def test_map_toggles_and_viewer_reports_are_bounded_per_step(home):
+    service = fresh_service(home, study_id="flood", arms='["rely"]', n=3, blocks="[1]")
+    token = service.enrol()
+    step = service.submit(token, service.resume(token).key, {"agree": True}, "a")
+    step = service.submit(token, step.key, {name: options[0] for name, options in step.content["fields"].items()}, "b")
+    step = service.submit(token, step.key, {}, "c")
+    for index in range(MAX_READING_EVENTS_PER_STEP + 50):
+        service.record_toggle(token, step.key, index % 2 == 0, f"t{index}")
+        service.record_viewer(token, step.key, {"max_zoom": 2.0}, f"v{index}")
+    with service.engine.connect() as connection:
+        kinds = connection.execute(select(events.c.kind).where(events.c.step_key == step.key)).scalars().all()
+    assert kinds.count("overlay_toggle") == kinds.count("viewer") == MAX_READING_EVENTS_PER_STEP

@@ -41,6 +41,12 @@ def has_event(connection: Connection, participant_id: str, idempotency_key: str)
     return connection.execute(query).first() is not None
 
 
+def count_step_events(connection: Connection, participant_id: str, step_key: str, kind: str) -> int:
+    """Events of one kind a participant has on one step (served by the participant index)."""
+    return connection.execute(select(func.count()).select_from(events).where(
+        events.c.participant_id == participant_id, events.c.step_key == step_key, events.c.kind == kind)).scalar_one()
+
+
 def lock_participant(connection: Connection, token_sha256: str):
     query = select(participants).where(participants.c.token_sha256 == token_sha256).with_for_update()
     return connection.execute(query).mappings().first()

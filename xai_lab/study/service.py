@@ -40,6 +40,10 @@ from xai_lab.study.steps.trial import check_viewer_activity
 
 TOKEN_BYTES = 24  # 192 bits, above the 128 the design requires
 ENROLMENT_ROUTES = ("code", "invite", "simulation", "api")
+# Map toggles and viewer reports kept per step and kind: far above what a reader does in one trial
+# (viewer reports are cumulative, so the last kept one holds everything up to it); a scripted
+# client sending hundreds in seconds stops adding rows here.
+MAX_READING_EVENTS_PER_STEP = 100
 
 
 class UnknownToken(StudyError):
@@ -163,6 +167,8 @@ class StudyService:
             self._check_current(connection, row, step_key, idempotency_key)
             if StepKey.parse(step_key).kind not in ("trial", "practice"):
                 raise NotCurrentStep(f"{kind} is logged on trial steps only, not {step_key!r}")
+            if repo.count_step_events(connection, row["participant_id"], step_key, kind) >= MAX_READING_EVENTS_PER_STEP:
+                return  # a flood from a scripted client: the trial keeps what came before (docs/studies.md)
             event = repo.append_event(connection, self.design.id, row["participant_id"], kind, payload,
                                       step_key=step_key, idempotency_key=idempotency_key)
             apply_event(connection, event)

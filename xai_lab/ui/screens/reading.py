@@ -4,6 +4,7 @@ decision) and an attention check laid out like a trial."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
@@ -65,7 +66,7 @@ def trial(served: ServedStudy, token: str, step: Step) -> None:
 def _log_viewer(served: ServedStudy, token: str, step_key: str, viewer_key: str) -> None:
     state = st.session_state.get(viewer_key) or {}
     activity = state.get("activity") if hasattr(state, "get") else getattr(state, "activity", None)
-    if not activity:
+    if not activity or not isinstance(activity, Mapping):  # a browser may send anything: only a report counts
         return
     try:
         served.service.record_viewer(token, step_key, dict(activity), uuid.uuid4().hex)
