@@ -6,7 +6,7 @@ import contextlib
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +183,21 @@ def write_study(folder: Path, study_id: str = "t", arms: str = '["verify", "rely
                         for arm in ("verify", "rely", "control"))]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def serving(home: Path, study_id: str, edit: Callable[[str], str] | None = None, **study) -> Iterator[tuple[Path, int]]:
+    """Study `study_id` written (`write_study(**study)`, then `edit` of its text), prepared and served
+    by `xai-lab serve` from `home` on SQLite; yields (design file, port). XAI_LAB_HOME stays set meanwhile."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_lab(home, patch)
+        patch.delenv("XAI_LAB_DATABASE_URL", raising=False)
+        design = write_study(home, study_id=study_id, **study)
+        if edit is not None:
+            design.write_text(edit(design.read_text()))
+        assert run_cli("study", "prepare", str(design)).code == 0
+        with served_app(design, home) as port:
+            yield design, port
 
 
 @pytest.fixture(scope="session")

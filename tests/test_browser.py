@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, run_cli, served_app, use_lab, write_study
+from conftest import REPO_ROOT, run_cli, serving
 from PIL import Image
 from playwright.sync_api import expect
 from scipy.ndimage import binary_erosion
@@ -39,18 +39,15 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 @pytest.fixture(scope="module")
 def served(study_home: Path):
     """A two-arm, three-trial study `b` in the module's lab, served by `xai-lab serve`."""
-    with pytest.MonkeyPatch.context() as patch:
-        use_lab(study_home, patch)
-        patch.delenv("XAI_LAB_DATABASE_URL", raising=False)
-        design = write_study(study_home, study_id="b", arms='["verify", "rely"]', n=3, blocks="[2]")
-        # every AI trial shows a map (normal suggestions too), so each session meets the viewer's map;
-        # verify reads the contour look, rely the side-by-side one
-        design.write_text(design.read_text().replace('method = "gradcam"', 'method = "gradcam"\n'
-                                                     'normal_advice = "explain"\n[explanation.look]\n'
-                                                     'rely = "side_by_side"'))
-        assert run_cli("study", "prepare", str(design)).code == 0
-        with served_app(design, study_home) as port:
-            yield study_home, design, port
+    # every AI trial shows a map (normal suggestions too), so each session meets the viewer's map;
+    # verify reads the contour look, rely the side-by-side one
+    def every_trial_a_map(text: str) -> str:
+        return text.replace('method = "gradcam"', 'method = "gradcam"\nnormal_advice = "explain"\n'
+                            '[explanation.look]\nrely = "side_by_side"')
+
+    with serving(study_home, "b", edit=every_trial_a_map, arms='["verify", "rely"]', n=3, blocks="[2]") as (design,
+                                                                                                          port):
+        yield study_home, design, port
 
 
 class Participant:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, served_app, use_lab, write_study
+from conftest import serving
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from support.protocol_client import ProtocolClient
 
@@ -23,11 +23,7 @@ pytestmark = pytest.mark.served
 @pytest.fixture(scope="module")
 def at_first_trial(study_home: Path):
     """Study `m` served, and a participant whose current step is the first reading (viewer on screen)."""
-    with pytest.MonkeyPatch.context() as patch:
-        use_lab(study_home, patch)
-        patch.delenv("XAI_LAB_DATABASE_URL", raising=False)
-        design_path = write_study(study_home, study_id="m", arms='["verify", "rely"]', n=3, blocks="[2]")
-        assert run_cli("study", "prepare", str(design_path)).code == 0
+    with serving(study_home, "m", arms='["verify", "rely"]', n=3, blocks="[2]") as (design_path, port):
         design = load_design(design_path)
         service = StudyService(open_database(), design, load_case_set(design))
         token = service.enrol(via="invite")
@@ -35,8 +31,7 @@ def at_first_trial(study_home: Path):
         step = service.submit(token, step.key, {name: options[0] for name, options in step.content["fields"].items()},
                               "profile")
         service.submit(token, step.key, {}, "instructions")
-        with served_app(design_path, study_home) as port:
-            yield study_home, port, service, token
+        yield study_home, port, service, token
 
 
 def hostile(client: ProtocolClient, index: int) -> BackMsg:

@@ -215,8 +215,8 @@ class OneEnrolmentPerBrowser:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def enrol(self, key: str, enrol: Callable[[], str]) -> str:
-        """The token this key enrolled within the window, else a new one from `enrol()`."""
+    def enrol(self, key: str, enrol: Callable[[], str]) -> tuple[str, bool]:
+        """The token this key enrolled within the window, else a new one from `enrol()`; and whether it is new."""
         with self._lock:
             if len(self._tokens) > MAX_TRACKED:
                 now = self._clock()
@@ -227,11 +227,11 @@ class OneEnrolmentPerBrowser:
             with self._lock:
                 found = self._tokens.get(key)
             if found is not None and self._clock() - found[1] < self.window_s:
-                return found[0]
+                return found[0], False
             token = enrol()
             with self._lock:
                 self._tokens[key] = (token, self._clock())
-            return token
+            return token, True
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,12 @@
-"""Widget states from the browser, checked before Streamlit reads them (ASGI middleware).
+"""What browsers send over Streamlit's websocket, checked before Streamlit reads it (ASGI middleware
+`ClientMessageFilter`). Any client can write these messages itself.
 
-Any client can write Streamlit's websocket messages itself. A widget state of the wrong kind (a
+``clear_cache`` messages are dropped (and logged): Streamlit lets any browser send one, and it empties
+every session's `st.cache_data`/`st.cache_resource` on the server. Participants have no reason to; an
+attacker would use it to make the server redo work. Shared state does not rely on this alone: it
+lives in a process-level registry (`xai_lab.ui.registry`).
+
+A widget state of the wrong kind (a
 slider sent a number instead of a list) or component JSON that does not parse, or nests 100,000
 levels deep, made Streamlit raise while it restored the session's widgets, before the page script
 ran: every later run of that session raised again (its stored state stays), and each wrote a
@@ -71,13 +77,17 @@ class ConnectionWidgets:
             if widget_id:
                 self.kinds[widget_id] = VALUE_KINDS[kind]
 
-    def clean(self, data: bytes) -> bytes:
-        """The message with unacceptable widget states left out (unchanged when all are fine)."""
+    def clean(self, data: bytes) -> bytes | None:
+        """The message with unacceptable widget states left out (unchanged when all are fine); None
+        for a message to drop whole (``clear_cache``)."""
         message = BackMsg()
         try:
             message.ParseFromString(data)
         except Exception:  # noqa: BLE001 - Streamlit refuses what it cannot parse, quietly
             return data
+        if message.WhichOneof("type") == "clear_cache":
+            LOG.warning("ignored a client's clear_cache message (clients may not clear the server's caches)")
+            return None
         if message.WhichOneof("type") != "rerun_script":
             return data
         widgets = message.rerun_script.widget_states.widgets
@@ -129,7 +139,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-class WidgetStateFilter:
+class ClientMessageFilter:
     """ASGI middleware: `ConnectionWidgets` for every websocket connection to the app."""
 
     def __init__(self, app) -> None:
@@ -142,10 +152,13 @@ class WidgetStateFilter:
         widgets = ConnectionWidgets()
 
         async def receive_checked() -> dict[str, Any]:
-            message = await receive()
-            if message["type"] == "websocket.receive" and message.get("bytes"):
-                message = {**message, "bytes": widgets.clean(message["bytes"])}
-            return message
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive" or not message.get("bytes"):
+                    return message
+                cleaned = widgets.clean(message["bytes"])
+                if cleaned is not None:
+                    return {**message, "bytes": cleaned}
 
         async def send_noted(message: dict[str, Any]) -> None:
             if message["type"] == "websocket.send" and message.get("bytes"):

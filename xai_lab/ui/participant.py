@@ -222,14 +222,17 @@ def _enrol(served: ServedStudy, code: str, once_per_browser: bool) -> str | None
     browser = st.context.cookies.get(BROWSER_COOKIE)
     try:
         if once_per_browser and browser:
-            token = guard.browser_enrolments.enrol(f"{served.design.id}|{browser}",
-                                                   lambda: served.service.enrol(via="code"))
+            token, new = guard.browser_enrolments.enrol(f"{served.design.id}|{browser}",
+                                                        lambda: served.service.enrol(via="code"))
         else:
-            token = served.service.enrol(via="code")
+            token, new = served.service.enrol(via="code"), True
     except EnrolmentClosed as error:
         st.info(sentence(str(error)))
         return None
-    guard.enrolled(scope, client)
+    if new:
+        guard.enrolled(scope, client)
+    else:  # this browser's participant from minutes ago: the person may not be the same one
+        st.session_state[_resumed_key(served)] = None
     st.session_state[_token_key(served)] = token
     st.session_state.pop(_anew_key(served), None)
     return token

@@ -2,16 +2,16 @@
 
 Streamlit finds the ``app = App(...)`` assignment below and serves it with uvicorn; the pages
 themselves are the script `xai_lab/ui/entry.py`. The web layers around them: `xai_lab.ui.web`
-(cache-clear filter, database-aware health check, participant cookie route, browser id),
-`xai_lab.ui.message_filter` (widget states checked) and `xai_lab.ui.upload_budget` (bounded uploads).
+(database-aware health check, participant cookie route, browser id), `xai_lab.ui.message_filter`
+(cache-clear messages dropped, widget states checked) and `xai_lab.ui.upload_budget` (bounded uploads).
 """
 
 from starlette.middleware import Middleware
 from streamlit.starlette import App
 
-from xai_lab.ui.message_filter import WidgetStateFilter
+from xai_lab.ui.message_filter import ClientMessageFilter
 from xai_lab.ui.upload_budget import UploadBudget
-from xai_lab.ui.web import ENTRY, BrowserId, HealthIncludesDatabase, IgnoreClientCacheClears, lifespan, routes
+from xai_lab.ui.web import ENTRY, BrowserId, HealthIncludesDatabase, lifespan, routes
 
-LAYERS = (IgnoreClientCacheClears, WidgetStateFilter, HealthIncludesDatabase, BrowserId, UploadBudget)
+LAYERS = (ClientMessageFilter, HealthIncludesDatabase, BrowserId, UploadBudget)
 app = App(ENTRY, routes=routes(), lifespan=lifespan, middleware=[Middleware(layer) for layer in LAYERS])

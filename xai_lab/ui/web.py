@@ -1,10 +1,7 @@
 """The served app's web layer: what `xai-lab serve` adds around Streamlit (an ASGI `st.App`).
 
-- `IgnoreClientCacheClears`: Streamlit lets any browser send a ``clear_cache`` message, which
-  empties every session's `st.cache_data`/`st.cache_resource` on the server. Participants have
-  no reason to; an attacker would use it to make the server redo work. The message is dropped
-  (and logged) before Streamlit sees it. Shared state does not rely on this alone: it lives in
-  a process-level registry (`xai_lab.ui.resources`).
+- What browsers send over the websocket (``clear_cache`` messages, widget states) is filtered in
+  `xai_lab.ui.message_filter`; bounded uploads are `xai_lab.ui.upload_budget`.
 - `HealthIncludesDatabase`: ``/_stcore/health`` answers 200 only when the study database takes
   a write (`xai_lab.store.database.write_problem`), else 503 with the reason, so a load balancer
   or supervisor stops sending participants to a replica that would lose their answers.
@@ -31,7 +28,6 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from streamlit.proto.BackMsg_pb2 import BackMsg
 
 from xai_lab.store.database import write_problem
 from xai_lab.study.access import BROWSER_COOKIE, REMEMBER_PATH, participant_cookie
@@ -43,39 +39,6 @@ ENTRY = Path(__file__).resolve().parent / "entry.py"  # the Streamlit script (th
 COOKIE_MAX_AGE_S = 60 * 60 * 24 * 60  # two months: a study's recruitment window, not longer
 HEALTH_TIMEOUT_S = 5.0
 MAX_REMEMBER_BYTES = 2048
-
-
-class IgnoreClientCacheClears:
-    """ASGI middleware: drop ``clear_cache`` messages arriving on Streamlit's websocket."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
-
-        async def receive_without_cache_clears() -> dict[str, Any]:
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.receive" and is_cache_clear(message.get("bytes")):
-                    LOG.warning("ignored a client's clear_cache message (clients may not clear the server's caches)")
-                    continue
-                return message
-
-        await self.app(scope, receive_without_cache_clears, send)
-
-
-def is_cache_clear(data: bytes | None) -> bool:
-    if not data:
-        return False
-    message = BackMsg()
-    try:
-        message.ParseFromString(data)
-    except Exception:  # noqa: BLE001 - not a BackMsg: Streamlit itself will refuse it
-        return False
-    return message.WhichOneof("type") == "clear_cache"
 
 
 class HealthIncludesDatabase:
