@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -232,17 +233,24 @@ def xsrf_cookie(port: int) -> tuple[str, str]:
 
 
 def put_upload(port: int, session_id: str, file_id: str, size: int, cookie: str, xsrf: str) -> int:
-    """PUT one file of `size` bytes to Streamlit's upload route for a session; the HTTP status."""
+    """PUT one file of `size` bytes to Streamlit's upload route for a session, as browsers may:
+    ``Expect: 100-continue``, so a refusal from the headers comes back before the body is sent (a
+    body sent anyway meets a closed connection). The final HTTP status."""
     body = (b"--xailab\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
             b"Content-Type: image/png\r\n\r\n" + b"\0" * size + b"\r\n--xailab--\r\n")
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/_stcore/upload_file/{session_id}/{file_id}", data=body, method="PUT",
-        headers={"X-Xsrftoken": xsrf, "Cookie": cookie, "Content-Type": "multipart/form-data; boundary=xailab"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    head = (f"PUT /_stcore/upload_file/{session_id}/{file_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"X-Xsrftoken: {xsrf}\r\nCookie: {cookie}\r\nContent-Type: multipart/form-data; boundary=xailab\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        connection.sendall(head.encode())
+        answer = connection.makefile("rb")
+        status = int(answer.readline().split()[1])
+        if status == 100:
+            while answer.readline() not in (b"\r\n", b""):  # the rest of the interim response
+                pass
+            connection.sendall(body)
+            status = int(answer.readline().split()[1])
+        return status
 
 
 def test_uploads_above_the_app_limit_are_refused_by_the_server(behind_proxy):

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import threading
 import time
@@ -167,7 +168,8 @@ class Throttle:
     def _forgiven(self, record: _Failures | None, now: float) -> float:
         if record is None:
             return 0.0
-        return max(0.0, record.count - (now - record.last) / self.policy.forgive_s)
+        # whole failures only: a fraction forgiven between two quick tries must not make the third free
+        return max(0.0, record.count - math.floor((now - record.last) / self.policy.forgive_s))
 
 
 class RateWindow:
