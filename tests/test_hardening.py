@@ -25,6 +25,7 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.testing.v1 import AppTest
 
+from xai_lab.private_files import neutralise_formulas
 from xai_lab.store.database import create_database_engine, open_database, write_problem
 from xai_lab.store.schema import events, participants
 from xai_lab.study.access import (
@@ -43,7 +44,7 @@ from xai_lab.study.access import (
 from xai_lab.study.catalogue import register_design_files
 from xai_lab.study.design import MAX_BLOCK_SIZE
 from xai_lab.study.design_file import load_design
-from xai_lab.study.export import export_study, neutralise_formulas
+from xai_lab.study.export import export_study
 from xai_lab.study.prepare import load_case_set, prepared_path
 from xai_lab.study.registration import rebuild_derived
 from xai_lab.study.service import MAX_READING_EVENTS_PER_STEP, EnrolmentClosed, StudyService

@@ -18,12 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
-from xai_lab.private_files import (  # noqa: F401  (neutralise_formulas: the export's rule, tested there)
-    neutralise_formulas,
-    private_staging,
-    write_private_csv,
-    write_private_text,
-)
+from xai_lab.private_files import private_staging, write_private_csv, write_private_text
 from xai_lab.store.schema import participants, questionnaire_answers, ratings, studies, trials
 
 COLUMNS: dict[str, dict[str, str]] = {

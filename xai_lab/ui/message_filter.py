@@ -91,16 +91,17 @@ class ConnectionWidgets:
         if message.WhichOneof("type") != "rerun_script":
             return data
         widgets = message.rerun_script.widget_states.widgets
-        bad = [index for index, widget in enumerate(widgets) if self._problem(widget) is not None]
-        if not bad:
+        problems = [(index, problem) for index, widget in enumerate(widgets)
+                    if (problem := self._problem(widget)) is not None]
+        if not problems:
             return data
-        first = self._problem(widgets[bad[0]])
-        for index in reversed(bad):
+        first = problems[0][1]
+        for index, _ in reversed(problems):
             del widgets[index]
         if self.dropped == 0:
             LOG.warning("dropped a browser's malformed widget state (%s); further ones from this connection are "
                         "dropped without a log line", first)
-        self.dropped += len(bad)
+        self.dropped += len(problems)
         return message.SerializeToString()
 
     def _problem(self, widget: Any) -> str | None:

@@ -44,15 +44,6 @@ def _uploads():
     return Runtime.instance().uploaded_file_mgr if Runtime.exists() else None
 
 
-def held_bytes() -> dict[str, int]:
-    """Bytes of uploaded files held in memory, per session."""
-    manager = _uploads()
-    if manager is None:
-        return {}
-    with manager._lock:  # the manager's own lock: its table changes on other threads
-        return {session: sum(len(f.data) for f in files.values()) for session, files in manager.file_storage.items()}
-
-
 def release_closed_sessions() -> int:
     """Drop the files of sessions that are not connected; the number of sessions released."""
     from streamlit.runtime import Runtime

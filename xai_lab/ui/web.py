@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -119,7 +119,7 @@ class BrowserId:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or _has_cookie(scope, BROWSER_COOKIE):
+        if scope["type"] != "http" or BROWSER_COOKIE in HTTPConnection(scope).cookies:
             await self.app(scope, receive, send)
             return
         cookie = (f"{BROWSER_COOKIE}={secrets.token_urlsafe(16)}; Max-Age={COOKIE_MAX_AGE_S}; Path=/; HttpOnly; "
@@ -131,11 +131,6 @@ class BrowserId:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
-
-
-def _has_cookie(scope, name: str) -> bool:
-    header = b"; ".join(value for key, value in scope.get("headers", []) if key == b"cookie")
-    return any(part.strip().startswith(f"{name}=".encode()) for part in header.split(b";"))
 
 
 @asynccontextmanager
