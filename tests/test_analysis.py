@@ -368,7 +368,7 @@ def test_power_command_writes_table_and_plot(tmp_path):
     assert result.code == 0, result.err
     table = pd.read_csv(tmp_path / "power" / "power.csv")
     assert set(table["per_arm"]) == {8, 16} and table["power"].between(0, 1).all()
-    assert "over_reliance verify vs rely" in set(table["contrast"])
+    assert "primary: over_reliance rely - verify" in set(table["contrast"])
     assert (tmp_path / "power" / "power.png").stat().st_size > 1000
 
 

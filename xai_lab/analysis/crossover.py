@@ -1,18 +1,33 @@
 """Crossover (within-participant) designs: period and sequence, carryover, paired arm differences.
 
 With ``allocation = "within"`` every participant reads the first run of cases under one arm and
-the second under the other, in a counterbalanced order (the sequence, e.g. ``verify>rely``). Each
-participant's rate of a metric in each period is the unit:
+the second under the other, in a counterbalanced order (the sequence, e.g. ``verify>rely``). Which
+cases fall in which run is drawn afresh for each participant, so a case read under arm a by one
+participant is read under arm b by another. Each participant's rate of a metric in each period is
+the unit of the point estimate:
 
     m[p, period] = mu_p + period effect + arm effect (+ carryover of the first arm into the second)
 
 - **Arm difference a - b** (period-adjusted): least squares on the participant-period rates with
   participant, period and arm terms; with two arms and two sequences this is the Hills-Armitage
   estimator, half the difference between sequences of the within-participant period differences.
-  Its SE is a participant bootstrap (participants resampled within their sequence, B = 2,000); the
-  95% CI and p-value use t on n - (sequences) df with that SE (the percentile interval under-covered
-  with 30 participants).
-- **Period effect** (period 2 - period 1), estimated and bootstrapped the same way.
+- **Its variance treats participants and cases as random.** The estimate is a fixed linear
+  combination of the trial outcomes, sum_pk w_pk y_pk, with weights set by the design alone (the LS
+  coefficient spread over each period's trials). Its variance is estimated as in
+  `risk_difference` (the method of moments for crossed random factors):
+
+      V_P = sum over sequences of n_s / (n_s - 1) * sum_p (U_p - mean_s U)^2,  U_p = sum_k w_pk e_pk
+      V_C = K / (K - 1) * sum_k (T_k - mean T)^2,                             T_k = sum_p w_pk e_pk
+      V_E = MS(participant x case, within arms) * sum_pk w_pk^2            (counted in both above)
+      Var = V_P + V_C - V_E, floored at max(V_P, V_C); t on Satterthwaite df
+
+  where e_pk is the outcome minus its arm x period mean. Resampling participants only (the
+  earlier method) left the case-by-arm term out of the SE: 95% coverage 0.78 with case-by-arm
+  logit SD 1.0. Why not a two-way bootstrap over participants and cases: it counts the
+  participant x case term twice (Owen 2007), so it is conservative by design, and over the 2-6
+  cases that carry wrong advice it has too few distinct resamples to give a p-value. Measured in
+  tests/test_estimand.py (slow): type I error and coverage with case-by-arm SD 1.0.
+- **Period effect** (period 2 - period 1), estimated and tested the same way.
 - **Carryover check**: participants' mean over both periods compared between sequences (Grizzle
   1965); it has little power and is reported as a check, not used to choose the analysis.
 - **Flow per period**: participants with a rate in each period, per sequence.
@@ -29,9 +44,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xai_lab.analysis.risk_difference import combine_components, residual_mean_square
 from xai_lab.study.design import order_arms
-
-BOOTSTRAP = 2000
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ def _period(sequence: str, arm: str) -> float:
 
 
 def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: str, a: str, b: str,
-                       alpha: float = 0.05, seed: int = 0) -> CrossoverResult:
+                       alpha: float = 0.05) -> CrossoverResult:
     rates = period_rates(indicators, sequence, metric)
     flow = _flow(rates)
     both = rates.groupby("participant_id")["period"].transform("nunique") >= 2
@@ -90,11 +104,13 @@ def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: st
         result.notes.append(f"{metric}: a crossover estimate needs at least 4 participants with both periods in at "
                             f"least two sequences (got {len(people)})")
         return result
-    point = _fit(paired, a, b)
-    draws = _bootstrap(paired, a, b, seed)
-    df = float(len(people) - paired["sequence"].nunique())
-    result.arm_effect = _effect(f"{a} - {b}", point[0], draws[:, 0], df, alpha)
-    result.period_effect = _effect("period 2 - period 1", point[1], draws[:, 1], df, alpha)
+    trials = _paired_trials(indicators, sequence, metric, paired)
+    weights = trial_weights(trials, paired, a, b)
+    for index, name in enumerate((f"{a} - {b}", "period 2 - period 1")):
+        effect, note = _crossed_effect(name, trials, weights[:, index], alpha)
+        setattr(result, "arm_effect" if index == 0 else "period_effect", effect)
+        if note and index == 0:
+            result.notes.append(f"{metric}: {note}")
     result.carryover = _carryover(paired, alpha)
     dropped = rates["participant_id"].nunique() - len(people)
     if dropped:
@@ -103,61 +119,76 @@ def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: st
     return result
 
 
-def _blocks(rows: pd.DataFrame, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per participant, X'X and X'y of their demeaned rows (participant fixed effects absorbed), for
-    the design [period 2..P dummies, arm dummies with b as reference]; and each participant's sequence.
-
-    A least-squares fit is then solve(sum_p w_p X'X_p, sum_p w_p X'y_p), so a bootstrap draw is a
-    weighted sum of precomputed blocks (a resampled participant is a repeated block)."""
-    periods = sorted(rows["period"].unique())[1:]  # period 1 is the reference
-    others = [arm for arm in sorted(rows["arm"].unique()) if arm not in (a, b)]  # b is the reference
-    # arm a and period 2 first: their coefficients are the two effects reported
-    columns = [(rows["arm"] == a).to_numpy(float)] + [(rows["period"] == period).to_numpy(float)
-                                                       for period in periods] + \
-              [(rows["arm"] == arm).to_numpy(float) for arm in others]
-    design, outcome = np.column_stack(columns), rows["rate"].to_numpy(float)
-    codes, people = pd.factorize(rows["participant_id"])
-    xtx = np.zeros((len(people), design.shape[1], design.shape[1]))
-    xty = np.zeros((len(people), design.shape[1]))
-    for index in range(len(people)):
-        own = codes == index
-        x = design[own] - design[own].mean(axis=0)
-        y = outcome[own] - outcome[own].mean()
-        xtx[index], xty[index] = x.T @ x, x.T @ y
-    sequences = rows.groupby("participant_id", sort=False)["sequence"].first().reindex(people).to_numpy()
-    return xtx, xty, sequences
+def _paired_trials(indicators: pd.DataFrame, sequence: pd.Series, metric: str, paired: pd.DataFrame
+                   ) -> pd.DataFrame:
+    """The applicable trials behind the paired rates: participant, case, sequence, period, arm and `y`."""
+    keys = paired[["participant_id", "sequence", "period", "arm"]]
+    data = indicators.loc[indicators[metric].notna(), ["participant_id", "case_id", "arm", metric]]
+    data = data.rename(columns={metric: "y"})
+    data["sequence"] = data["participant_id"].map(sequence)
+    data["period"] = [_period(str(seq), arm) for seq, arm in zip(data["sequence"], data["arm"], strict=True)]
+    return data.merge(keys, on=["participant_id", "sequence", "period", "arm"]).reset_index(drop=True)
 
 
-def _solve(xtx: np.ndarray, xty: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-    """(arm a - arm b, period 2 - period 1) for participant weights."""
-    coefficients = np.linalg.lstsq(np.tensordot(weights, xtx, axes=1), weights @ xty, rcond=None)[0]
-    return float(coefficients[0]), float(coefficients[1] if len(coefficients) > 1 else math.nan)
+def trial_weights(trials: pd.DataFrame, paired: pd.DataFrame, a: str, b: str) -> np.ndarray:
+    """(trials, 2): each trial's weight in the least-squares arm (a - b) and period (2 - 1) coefficients.
+
+    The fit is on participant-period rates with participant fixed effects (rows demeaned within
+    participant) and columns [arm a, period 2..P, other arms], b and period 1 the references. A
+    coefficient is sum over rows of g_row * rate_row with g = (X'X)^-1 x_row; a rate is the mean of
+    its period's trials, so each trial carries g_row / (trials in its period)."""
+    rows = paired.reset_index(drop=True)
+    periods = sorted(rows["period"].unique())[1:]
+    others = [arm for arm in sorted(rows["arm"].unique()) if arm not in (a, b)]
+    design = np.column_stack([(rows["arm"] == a).to_numpy(float)]
+                             + [(rows["period"] == period).to_numpy(float) for period in periods]
+                             + [(rows["arm"] == arm).to_numpy(float) for arm in others])
+    design -= pd.DataFrame(design).groupby(rows["participant_id"].to_numpy()).transform("mean").to_numpy()
+    g = design @ np.linalg.pinv(design.T @ design)  # (rows, coefficients)
+    if g.shape[1] < 2:
+        g = np.column_stack([g, np.full(len(g), np.nan)])
+    keys = list(zip(rows["participant_id"], rows["period"], strict=True))
+    row_of = {key: index for index, key in enumerate(keys)}
+    index = np.array([row_of[key] for key in zip(trials["participant_id"], trials["period"], strict=True)])
+    counts = trials.groupby(["participant_id", "period"])["y"].transform("size").to_numpy(float)
+    return g[index, :2] / counts[:, None]
 
 
-def _fit(rows: pd.DataFrame, a: str, b: str) -> tuple[float, float]:
-    xtx, xty, _ = _blocks(rows, a, b)
-    return _solve(xtx, xty, np.ones(len(xtx)))
-
-
-def _bootstrap(rows: pd.DataFrame, a: str, b: str, seed: int) -> np.ndarray:
-    """Participants resampled within their sequence, B times."""
-    xtx, xty, sequences = _blocks(rows, a, b)
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(sequences == seq) for seq in pd.unique(sequences)]
-    draws = np.empty((BOOTSTRAP, 2))
-    for index in range(BOOTSTRAP):
-        weights = np.zeros(len(xtx))
-        for members in groups:
-            np.add.at(weights, rng.choice(members, len(members)), 1.0)
-        draws[index] = _solve(xtx, xty, weights)
-    return draws
-
-
-def _effect(name: str, point: float, draws: np.ndarray, df: float, alpha: float) -> CrossoverEffect:
-    se = float(np.std(draws, ddof=1))
+def _crossed_effect(name: str, trials: pd.DataFrame, weights: np.ndarray, alpha: float
+                    ) -> tuple[CrossoverEffect, str]:
+    """The estimate sum w y with participants and cases random (see the module docstring)."""
+    if np.isnan(weights).any():
+        return _none(name), ""
+    y = trials["y"].to_numpy(float)
+    estimate = float(weights @ y)
+    # outcomes minus their arm x period means: fixed effects carry no sampling variance
+    e = y - trials.groupby(["arm", "period"])["y"].transform("mean").to_numpy(float)
+    contribution = pd.DataFrame({"participant_id": trials["participant_id"], "sequence": trials["sequence"],
+                                 "case_id": trials["case_id"], "we": weights * e})
+    people = contribution.groupby(["sequence", "participant_id"])["we"].sum()
+    parts: dict[str, tuple[float, float]] = {}
+    for seq, values in people.groupby(level="sequence"):
+        n = len(values)
+        if n >= 2:
+            parts[f"participants {seq}"] = (n / (n - 1) * float(((values - values.mean()) ** 2).sum()), n - 1)
+    cases = contribution.groupby("case_id")["we"].sum()
+    note = ""
+    if len(cases) >= 2:
+        k = len(cases)
+        parts["cases"] = (k / (k - 1) * float(((cases - cases.mean()) ** 2).sum()), k - 1)
+        residual, df_residual = residual_mean_square(dict(tuple(trials.groupby("arm"))))
+        if df_residual > 0:
+            parts["trials"] = (-residual * float((weights ** 2).sum()), df_residual)
+    else:
+        note = f"only {len(cases)} case applies: case variability cannot be estimated and is left out"
+    variance, df = combine_components(parts)
+    if variance <= 0:
+        empty = CrossoverEffect(name, estimate, 0.0, None, None, None, None)
+        return empty, "no variation between participants or cases"
+    se = math.sqrt(variance)
     quantile = float(stats.t.ppf(1 - alpha / 2, df))
-    p_value = float(2 * stats.t.sf(abs(point) / se, df)) if se > 0 else None
-    return CrossoverEffect(name, point, se, point - quantile * se, point + quantile * se, p_value, df)
+    p_value = float(2 * stats.t.sf(abs(estimate) / se, df))
+    return CrossoverEffect(name, estimate, se, estimate - quantile * se, estimate + quantile * se, p_value, df), note
 
 
 def _carryover(rows: pd.DataFrame, alpha: float) -> CrossoverEffect:

@@ -37,7 +37,7 @@ class DBMTest:
 def pseudovalues(study: ReaderStudy, fom: str = "auc") -> np.ndarray:
     """Normalised pseudovalues (modalities, readers, cases); NaN where a reader did not read."""
     theta, deleted = figures_of_merit(study, fom)
-    c = study.n_cases
+    c = deleted.shape[2]  # the jackknifed cases: all for the AUC, one class for sensitivity/specificity
     raw = c * theta[:, :, None] - (c - 1) * deleted
     return raw + (theta - raw.mean(axis=2))[:, :, None]
 

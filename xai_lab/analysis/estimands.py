@@ -21,6 +21,7 @@ from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.crossover import CrossoverResult, crossover_analysis
 from xai_lab.analysis.load import ExportTables
 from xai_lab.analysis.risk_difference import (
+    MIN_CASE_DF_FOR_SIZING,
     RiskDifference,
     crossed_risk_difference,
     participants_needed,
@@ -68,7 +69,12 @@ class Estimands:
 
 
 def declared_estimand(tables: ExportTables, arms_present: list[str]) -> Declared:
-    spec = (tables.design or {}).get("analysis") or {}
+    return declared_in(tables.design or {}, arms_present)
+
+
+def declared_in(design: dict, arms_present: list[str]) -> Declared:
+    """The `[analysis]` of a design (as `design.json` holds it), or the defaults for these arms."""
+    spec = design.get("analysis") or {}
     if spec.get("primary"):
         a, b = spec["contrast"]
         return Declared(spec["primary"], a, b, tuple(spec.get("secondary") or ()), spec.get("effect"), True)
@@ -90,11 +96,9 @@ def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 
         result.warnings.append(f"the declared contrast {declared.a} - {declared.b} needs trials in both arms; the "
                                "primary estimand could not be estimated")
         return result
-    contrast = (_crossover_contrast(tables, indicators, alpha, result) if tables.within
+    contrast = (_crossover_contrast(_sequences(tables), indicators, alpha, result.crossover) if tables.within
                 else partial(crossed_risk_difference, alpha=alpha))
-    result.primary = contrast(indicators, declared.primary, declared.a, declared.b)
-    result.secondary = secondary_family([contrast(indicators, m, declared.a, declared.b)
-                                         for m in declared.secondary])
+    result.primary, result.secondary = declared_tests(contrast, indicators, declared)
     if not tables.within:
         # one sign convention in the whole report: the declared contrast's pair keeps its declared order
         pairs = [(b, a) if (b, a) == (declared.a, declared.b) else (a, b)
@@ -105,25 +109,42 @@ def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 
     result.sensitivity = _sensitivity(tables, indicators, declared, contrast)
     result.population = _population(tables, indicators)
     result.warnings += _small_sample_warnings(indicators, declared)
-    _sample_size(result, indicators, alpha)
+    _sample_size(result, indicators, alpha, tables.within)
     return result
 
 
-def _crossover_contrast(tables: ExportTables, indicators: pd.DataFrame, alpha: float, result: Estimands):
-    sequence = tables.participants.set_index("participant_id")["arm"] if tables.participants is not None else \
+def declared_tests(contrast, indicators: pd.DataFrame, declared: Declared
+                   ) -> tuple[RiskDifference, list[RiskDifference]]:
+    """The primary test and the Holm-adjusted secondary family, as declared: what the report states
+    and what `xai-lab power --design` simulates."""
+    primary = contrast(indicators, declared.primary, declared.a, declared.b)
+    return primary, secondary_family([contrast(indicators, m, declared.a, declared.b) for m in declared.secondary])
+
+
+def design_contrast(within: bool, sequence: pd.Series, indicators: pd.DataFrame, alpha: float):
+    """The primary analysis of a design: the crossed test (between) or the crossover analysis (within)."""
+    return (_crossover_contrast(sequence, indicators, alpha, {}) if within
+            else partial(crossed_risk_difference, alpha=alpha))
+
+
+def _sequences(tables: ExportTables) -> pd.Series:
+    return tables.participants.set_index("participant_id")["arm"] if tables.participants is not None else \
         pd.Series(dtype=str)
 
+
+def _crossover_contrast(sequence: pd.Series, indicators: pd.DataFrame, alpha: float,
+                        kept: dict[str, CrossoverResult]):
     def contrast(rows, metric, a, b):
         analysis = crossover_analysis(rows, sequence, metric, a, b, alpha)
         if rows is indicators:
-            result.crossover[metric] = analysis
+            kept[metric] = analysis
         effect = analysis.arm_effect
         people = rows[rows[metric].notna()]
         return RiskDifference(metric, a, b, effect.estimate, effect.se, effect.df, effect.ci_low, effect.ci_high,
                               effect.p_value, int(people.loc[people["arm"] == a, "participant_id"].nunique()),
                               int(people.loc[people["arm"] == b, "participant_id"].nunique()),
                               int(people["case_id"].nunique()),
-                              "crossover: period-adjusted paired difference, participant bootstrap",
+                              "crossover: period-adjusted paired difference, participants and cases random",
                               note="; ".join(analysis.notes))
     return contrast
 
@@ -179,18 +200,31 @@ def _small_sample_warnings(indicators: pd.DataFrame, declared: Declared) -> list
     return warnings
 
 
-def _sample_size(result: Estimands, indicators: pd.DataFrame, alpha: float) -> None:
+def _sample_size(result: Estimands, indicators: pd.DataFrame, alpha: float, within: bool) -> None:
     declared = result.declared
     if declared.effect is None:
         result.needed_note = ("No effect size was declared ([analysis] effect): declare the risk difference the "
                               "study is sized for to see the participants it needs.")
         return
-    s2_a, s2_b, case_part = variance_parts(indicators, declared.primary, declared.a, declared.b)
-    result.needed_per_arm = participants_needed(s2_a, s2_b, case_part, declared.effect, alpha)
+    simulate = ("`xai-lab power --design DESIGN --effect case_arm_sd=...` simulates the declared test with the "
+                "case-to-case variation you assume")
+    if within:
+        result.needed_note = ("A crossover study is sized by simulation, not from this study's variances: "
+                              + simulate + ".")
+        return
+    s2_a, s2_b, case_part, case_df = variance_parts(indicators, declared.primary, declared.a, declared.b)
+    if case_df < MIN_CASE_DF_FOR_SIZING:
+        # The statistics audit (issue 26) found the formula's answer ranged 14-361 participants over 40
+        # simulated 20-per-arm pilots with 6 wrong-advice cases: a case variance on 5 df cannot size a study.
+        result.needed_note = (f"Not estimated: the primary metric rests on {int(case_df) + 1} cases, too few to "
+                              f"estimate the case-to-case variation a sample size depends on (at least "
+                              f"{MIN_CASE_DF_FOR_SIZING + 1} needed). " + simulate + ".")
+        return
+    result.needed_per_arm = participants_needed(s2_a, s2_b, case_part, declared.effect, case_df, alpha)
     if result.needed_per_arm is None:
         result.needed_note = (f"With these cases, no number of participants reaches 80% power for a difference "
                               f"of {declared.effect:g}: the case-to-case variation alone is too large. Add cases.")
     else:
         result.needed_note = (f"For 80% power (two-sided alpha {alpha:g}) to detect the declared difference of "
                               f"{declared.effect:g}, about {result.needed_per_arm} participants per arm are needed, "
-                              "with the variances estimated here and the same cases.")
+                              "with the variances estimated here, the same cases and the t reference of the test.")

@@ -7,7 +7,12 @@
   counting one half (`sklearn.metrics.roc_auc_score` gives the same number; the tests check it).
 - ``sensitivity`` / ``specificity``: the share of abnormal / normal cases the reader called
   positive / negative; the score is then the reader's own call (1 = positive, 0 = negative), so
-  binary decisions go through the same analysis.
+  binary decisions go through the same analysis. Only the abnormal (normal) cases enter these
+  FOMs, so only they are jackknifed: `deleted` then has one column per abnormal (normal) case and
+  the jackknife constant is (n - 1) / n over those n cases, as in MRMCaov. Jackknifing all cases
+  (deletions of the other class entering as zero deviations) inflated Var and the covariances by
+  (c - 1) n / (c (n - 1)) and made the result depend on how many cases of the other class the table
+  held.
 
 Why not call scikit-learn c times for the jackknife: the AUC is a mean over case pairs, so
 deleting one abnormal case removes one row of the pair matrix and deleting one normal case one
@@ -24,7 +29,8 @@ FOMS = ("auc", "sensitivity", "specificity")
 
 
 def figures_of_merit(study: ReaderStudy, fom: str = "auc") -> tuple[np.ndarray, np.ndarray]:
-    """θ (modalities, readers) and the case-deleted θ(k) (modalities, readers, cases); NaN where not read."""
+    """θ (modalities, readers) and the case-deleted θ(k) (modalities, readers, jackknifed cases): every
+    case for the AUC, the abnormal (sensitivity) or normal (specificity) cases only; NaN where not read."""
     if fom not in FOMS:
         raise ReaderStudyError(f"--fom must be one of {', '.join(FOMS)}, got {fom!r}")
     abnormal, normal = study.truth, ~study.truth
@@ -34,15 +40,20 @@ def figures_of_merit(study: ReaderStudy, fom: str = "auc") -> tuple[np.ndarray, 
     if fom != "auc":
         _check_calls(study)
     t, r, c = study.scores.shape
-    theta, deleted = np.full((t, r), np.nan), np.full((t, r, c), np.nan)
+    group = jackknifed_cases(study, fom)
+    theta, deleted = np.full((t, r), np.nan), np.full((t, r, int(group.sum())), np.nan)
     for m, j in zip(*np.nonzero(study.reads), strict=True):
         scores = study.scores[m, j]
         if fom == "auc":
             theta[m, j], deleted[m, j] = _auc(scores[abnormal], scores[normal], abnormal)
         else:
-            theta[m, j], deleted[m, j] = _proportion(scores, abnormal if fom == "sensitivity" else normal,
-                                                     positive_call=fom == "sensitivity")
+            theta[m, j], deleted[m, j] = _proportion(scores[group], positive_call=fom == "sensitivity")
     return theta, deleted
+
+
+def jackknifed_cases(study: ReaderStudy, fom: str) -> np.ndarray:
+    """(cases,) bool: the cases a FOM's jackknife deletes, in the order of `deleted`'s last axis."""
+    return {"auc": np.ones(study.n_cases, bool), "sensitivity": study.truth, "specificity": ~study.truth}[fom]
 
 
 def _auc(positives: np.ndarray, negatives: np.ndarray, abnormal: np.ndarray) -> tuple[float, np.ndarray]:
@@ -55,13 +66,12 @@ def _auc(positives: np.ndarray, negatives: np.ndarray, abnormal: np.ndarray) -> 
     return total / (n1 * n0), deleted
 
 
-def _proportion(calls: np.ndarray, group: np.ndarray, positive_call: bool) -> tuple[float, np.ndarray]:
-    """Share of `group` cases called positive (sensitivity) or negative (specificity), and its jackknife."""
-    hits = (calls[group] == 1) if positive_call else (calls[group] == 0)
-    n, total = int(group.sum()), float(hits.sum())
-    deleted = np.full(len(calls), total / n)  # deleting a case outside the group changes nothing
-    deleted[group] = (total - hits) / (n - 1)
-    return total / n, deleted
+def _proportion(calls: np.ndarray, positive_call: bool) -> tuple[float, np.ndarray]:
+    """Share of these cases called positive (sensitivity) or negative (specificity), and its jackknife
+    over them."""
+    hits = (calls == 1) if positive_call else (calls == 0)
+    n, total = len(calls), float(hits.sum())
+    return total / n, (total - hits) / (n - 1)
 
 
 def _check_calls(study: ReaderStudy) -> None:

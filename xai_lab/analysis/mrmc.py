@@ -19,9 +19,15 @@ jackknifing cases (Obuchowski & Rockette 1995; Hillis 2005, 2007).
 
 **Split-plot** (readers nested in modalities, each reading every case: a between-arm reader
 study) follows the same model without a reader-by-modality term or Cov1. For the difference of two
-modality means, Var = MS(R(T)) (1/r_a + 1/r_b) + 2 max(Cov2 - Cov3, 0), where MS(R(T)) pools the
-reader mean squares within modalities on sum(r_i - 1) df, with a Satterthwaite ddf of the same form
-as Hillis's; with equal r it is exactly Hillis's statistic with MS(R(T)) in place of MS(T*R).
+modality means, Var = MS(R)_a / r_a + MS(R)_b / r_b + 2 max(Cov2 - Cov3, 0), each modality's reader
+mean square on its own r_i - 1 df, with the Satterthwaite ddf
+(Var)^2 / [(MS(R)_a / r_a)^2 / (r_a - 1) + (MS(R)_b / r_b)^2 / (r_b - 1)] (the unequal-readers form of
+Obuchowski's and Hillis's split-plot analyses; the Welch correction of a two-sample t). With equal
+numbers of readers the mean squares are pooled, MS(R(T)) on sum(r_i - 1) df, which is exactly
+Hillis's statistic with MS(R(T)) in place of MS(T*R): with equal r the pooled variance is the same
+sum, and pooling is what the published analyses do. Pooling unequal arms gave a type I error of
+0.107 with 3 vs 8 readers and a reader SD ratio of 2 (0.159 at 3): the small arm's readers, when
+they vary more, were credited with the large arm's precision.
 
 All three generalisations share one representation: the covariance of the modality means is
 diag(s_i) + c I (plus a constant that cancels in every contrast), where s_i carries the reader
@@ -40,10 +46,14 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from xai_lab.analysis.fom import figures_of_merit
+from xai_lab.analysis.behrens_fisher import generalised_test
+from xai_lab.analysis.fom import figures_of_merit, jackknifed_cases
 from xai_lab.analysis.reader_study import ReaderStudy
 
 GENERALISATIONS = ("random", "fixed_readers", "fixed_cases")
+# Split-plot arms of fewer readers get the generalised (Behrens-Fisher) test: with 3 readers against 8
+# and a reader SD ratio of 3, Satterthwaite's df rejected a true null in 0.083 of Roe-Metz studies.
+MIN_READERS_FOR_SATTERTHWAITE = 6
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,21 @@ class Contrast:
 
 
 @dataclass(frozen=True)
+class ReaderContrast:
+    """One reader's difference between two modalities, cases random (fixed-reader analysis per reader)."""
+
+    reader: str
+    a: str
+    b: str
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    z: float
+    p_value: float
+
+
+@dataclass(frozen=True)
 class Inference:
     """One generalisation: the global test, per-modality CIs and every pairwise contrast."""
 
@@ -104,6 +129,7 @@ class MRMCResult:
     n_abnormal: int
     theta: np.ndarray  # (modalities, readers), NaN where not read
     covariances: Covariances
+    case_classes: dict[str, Covariances]  # the part of each covariance carried by abnormal / normal cases
     mean_squares: dict[str, float | None]
     variance_components: dict[str, float | None]
     random: Inference
@@ -111,6 +137,7 @@ class MRMCResult:
     fixed_cases: Inference
     alpha: float = 0.05
     notes: list[str] = field(default_factory=list)
+    reader_contrasts: tuple[ReaderContrast, ...] = ()  # crossed designs: each reader's own contrasts
 
     def reader_foms(self) -> dict[str, dict[str, float]]:
         return {m: {r: float(self.theta[i, j]) for j, r in enumerate(self.readers) if not np.isnan(self.theta[i, j])}
@@ -128,8 +155,11 @@ class MRMCResult:
             "variance_components": {"var": self.covariances.var, "cov1": self.covariances.cov1,
                                     "cov2": self.covariances.cov2, "cov3": self.covariances.cov3,
                                     **self.mean_squares, **self.variance_components},
-            "fixed_readers": _inference_json(self.fixed_readers, self.fom),
+            "fixed_readers": {**_inference_json(self.fixed_readers, self.fom),
+                              "reader_contrasts": [asdict(c) for c in self.reader_contrasts]},
             "fixed_cases": _inference_json(self.fixed_cases, self.fom),
+            "case_classes": {name: {"var": part.var, "cov1": part.cov1, "cov2": part.cov2, "cov3": part.cov3}
+                             for name, part in self.case_classes.items()},
             "readers": self.reader_foms(), "notes": list(self.notes),
         }
 
@@ -138,6 +168,9 @@ def or_analysis(study: ReaderStudy, fom: str = "auc", alpha: float = 0.05) -> MR
     """The OR analysis of a crossed or split-plot reader study (see the module docstring)."""
     theta, deleted = figures_of_merit(study, fom)
     covariances = jackknife_covariances(deleted, study.reads)
+    abnormal = study.truth[jackknifed_cases(study, fom)]
+    case_classes = {"abnormal": jackknife_covariances(deleted, study.reads, abnormal),
+                    "normal": jackknife_covariances(deleted, study.reads, ~abnormal)}
     counts = study.reads.sum(axis=1).astype(float)  # readers per modality
     means = np.nanmean(theta, axis=1)
     reader_ms = np.array([np.nanvar(theta[i], ddof=1) for i in range(len(means))])  # MS(R) per modality
@@ -149,8 +182,13 @@ def or_analysis(study: ReaderStudy, fom: str = "auc", alpha: float = 0.05) -> MR
                                         shared * (counts[0] - 1) / counts[0], math.inf)
     else:  # = (Var - Cov2)(1/r_a + 1/r_b) + 2 max(Cov2 - Cov3, 0)
         fixed_readers = _MeanCovariance((covariances.var - covariances.cov2) / counts, shared, math.inf)
-    structures = {"random": _MeanCovariance(ms / counts, shared, df_ms), "fixed_readers": fixed_readers,
-                  "fixed_cases": _MeanCovariance(ms / counts, 0.0, df_ms)}
+    if crossed or len(set(counts)) == 1:
+        reader_part, df_by_modality = ms / counts, None  # one mean square for every modality
+    else:
+        reader_part, df_by_modality = reader_ms / counts, tuple(counts - 1)
+    structures = {"random": _MeanCovariance(reader_part, shared, df_ms, df_by_modality),
+                  "fixed_readers": fixed_readers,
+                  "fixed_cases": _MeanCovariance(reader_part, 0.0, df_ms, df_by_modality)}
     single = {
         "random": [(reader_ms[i] + counts[i] * max(covariances.cov2_by_modality[i], 0.0)) / counts[i]
                    for i in range(len(means))],
@@ -164,19 +202,25 @@ def or_analysis(study: ReaderStudy, fom: str = "auc", alpha: float = 0.05) -> MR
                           for i in range(len(means)))
         inference[name] = structures[name].inference(study.modalities, means, estimates, alpha)
     return MRMCResult(fom, study.design, study.modalities, study.readers, study.n_cases, int(study.truth.sum()),
-                      theta, covariances, squares, _components(study.design, squares, covariances, len(means)),
+                      theta, covariances, case_classes, squares,
+                      _components(study.design, squares, covariances, len(means)),
                       inference["random"], inference["fixed_readers"], inference["fixed_cases"], alpha,
-                      _notes(study, covariances))
+                      _notes(study, covariances, inference["random"]),
+                      _reader_contrasts(study, theta, deleted, alpha) if crossed else ())
 
 
-def jackknife_covariances(deleted: np.ndarray, reads: np.ndarray) -> Covariances:
+def jackknife_covariances(deleted: np.ndarray, reads: np.ndarray, columns: np.ndarray | None = None
+                          ) -> Covariances:
     """Var, Cov1, Cov2, Cov3 from case-deleted FOMs (t, r, c): (c-1)/c times the cross-products of
-    the deviations from their means, averaged over the reader x modality pairs of each kind."""
+    the deviations from their means, averaged over the reader x modality pairs of each kind.
+    `columns` (bool, c) keeps only those deletions' cross-products: the part of each covariance that
+    those cases carry (the parts over a partition of the cases sum to the whole)."""
     modality, reader = np.nonzero(reads)
     values = deleted[modality, reader]  # (readings, cases)
     c = values.shape[1]
     centred = values - values.mean(axis=1, keepdims=True)
-    covariance = (c - 1) / c * centred @ centred.T
+    kept = centred if columns is None else centred[:, columns]
+    covariance = (c - 1) / c * kept @ kept.T
     same_modality = modality[:, None] == modality[None, :]
     same_reader = reader[:, None] == reader[None, :]
     diagonal = np.eye(len(modality), dtype=bool)
@@ -199,10 +243,18 @@ class _MeanCovariance:
 
     reader_part: np.ndarray  # (t,)
     case_part: float
-    df_reader: float  # df of the mean square behind reader_part; inf = known variance
+    df_reader: float  # df of the one mean square behind reader_part; inf = known variance
+    df_by_modality: tuple[float, ...] | None = None  # instead: each modality's own mean square and df
 
-    def ddf(self, reader_part: float) -> float | None:
-        return satterthwaite(reader_part, self.case_part, self.df_reader)
+    def ddf(self, weights: np.ndarray, case_weight: float) -> float | None:
+        """ddf of the error term sum(weights * reader_part) + case_weight * case_part."""
+        parts = weights * self.reader_part
+        if self.df_by_modality is None:
+            return satterthwaite(float(parts.sum()), case_weight * self.case_part, self.df_reader)
+        denominator = sum(part ** 2 / df for part, df in zip(parts, self.df_by_modality, strict=True) if part > 0)
+        if denominator == 0:
+            return math.inf if self.case_part > 0 else None
+        return (float(parts.sum()) + case_weight * self.case_part) ** 2 / denominator
 
     def inference(self, names, means: np.ndarray, estimates, alpha: float) -> Inference:
         t = len(means)
@@ -215,19 +267,34 @@ class _MeanCovariance:
         except np.linalg.LinAlgError:
             wald = math.nan
         F = wald / (t - 1)
-        ddf = self.ddf(float(np.mean(self.reader_part)))
+        ddf = self.ddf(np.full(t, 1 / t), 1.0)
         pairs = tuple(self._contrast(names, means, a, b, alpha) for a, b in combinations(range(t), 2))
-        return Inference(F, t - 1, _finite(ddf), _f_p(F, t - 1, ddf), tuple(estimates), pairs)
+        # two modalities: the global test is their contrast's (the generalised p-value when an arm is small)
+        p_value = pairs[0].p_value if t == 2 else _f_p(F, t - 1, ddf)
+        return Inference(F, t - 1, _finite(ddf), p_value, tuple(estimates), pairs)
+
+    def few_readers(self, *modalities: int) -> bool:
+        """Whether a contrast of these modalities rests on an arm too small for Satterthwaite's df."""
+        return self.df_by_modality is not None and \
+            min(self.df_by_modality[m] for m in modalities) + 1 < MIN_READERS_FOR_SATTERTHWAITE
 
     def _contrast(self, names, means, a: int, b: int, alpha: float) -> Contrast:
         estimate = float(means[a] - means[b])
         variance = float(self.reader_part[a] + self.reader_part[b] + 2 * self.case_part)
         se = math.sqrt(variance) if variance > 0 else math.nan
-        ddf = self.ddf(float(self.reader_part[a] + self.reader_part[b]) / 2)
-        quantile = _quantile(alpha, ddf)
+        weights = np.zeros(len(means))
+        weights[[a, b]] = 1.0
+        ddf = self.ddf(weights, 2.0)
         F = (estimate / se) ** 2 if se > 0 else math.nan
-        return Contrast(names[a], names[b], estimate, se, estimate - quantile * se, estimate + quantile * se, F, 1,
-                        _finite(ddf), _f_p(F, 1, ddf))
+        if self.few_readers(a, b) and se > 0:
+            p_value, low, high = generalised_test(estimate, (float(self.reader_part[a]), float(self.reader_part[b])),
+                                                  (self.df_by_modality[a], self.df_by_modality[b]),
+                                                  2 * self.case_part, alpha)
+        else:
+            quantile = _quantile(alpha, ddf)
+            p_value, low, high = _f_p(F, 1, ddf), estimate - quantile * se, estimate + quantile * se
+        # a difference of two FOMs on [0, 1] lies in [-1, 1]
+        return Contrast(names[a], names[b], estimate, se, max(low, -1.0), min(high, 1.0), F, 1, _finite(ddf), p_value)
 
 
 def satterthwaite(reader_part: float, case_part: float, df_reader: float) -> float | None:
@@ -251,7 +318,9 @@ def _single(name: str, mean: float, variance: float, reader_ms: float, readers: 
     else:
         df = satterthwaite(reader_ms / readers, variance - reader_ms / readers, readers - 1)
     quantile = _quantile(alpha, df)
-    return Estimate(name, float(mean), se, _finite(df), float(mean - quantile * se), float(mean + quantile * se))
+    # a FOM (AUC, sensitivity, specificity) lies in [0, 1]: the part of a t interval beyond is impossible values
+    return Estimate(name, float(mean), se, _finite(df), max(float(mean - quantile * se), 0.0),
+                    min(float(mean + quantile * se), 1.0))
 
 
 def _crossed_mean_squares(theta: np.ndarray) -> tuple[dict[str, float | None], float, float]:
@@ -284,16 +353,52 @@ def _components(design: str, squares: dict, covariances: Covariances, t: int) ->
     return {"var_r": squares["ms_r_within_t"] - var + cov2, "var_tr": None}
 
 
-def _notes(study: ReaderStudy, covariances: Covariances) -> list[str]:
+def _reader_contrasts(study: ReaderStudy, theta: np.ndarray, deleted: np.ndarray, alpha: float
+                      ) -> tuple[ReaderContrast, ...]:
+    """Per reader and modality pair: the difference with its jackknife SE over cases, z reference
+    (MRMCaov's reader-specific comparisons under fixed readers)."""
+    c = deleted.shape[2]
+    quantile = float(stats.norm.ppf(1 - alpha / 2))
+    rows = []
+    for j, reader in enumerate(study.readers):
+        for a, b in combinations(range(len(study.modalities)), 2):
+            change = deleted[a, j] - deleted[b, j]
+            se = math.sqrt((c - 1) / c * float(((change - change.mean()) ** 2).sum()))
+            estimate = float(theta[a, j] - theta[b, j])
+            z = estimate / se if se > 0 else math.nan
+            rows.append(ReaderContrast(reader, study.modalities[a], study.modalities[b], estimate, se,
+                                       max(estimate - quantile * se, -1.0), min(estimate + quantile * se, 1.0), z,
+                                       float(2 * stats.norm.sf(abs(z))) if se > 0 else math.nan))
+    return tuple(rows)
+
+
+def _notes(study: ReaderStudy, covariances: Covariances, random: Inference) -> list[str]:
     notes = []
+    if not math.isfinite(random.F):
+        notes.append(_no_test_reason(study, covariances))
     if covariances.cov2 < covariances.cov3:
         notes.append("Cov2 < Cov3: the case term max(Cov2 - Cov3, 0) is 0, so readers alone carry the error term "
                      "(as in the OR method's constraints)")
     counts = study.reads.sum(axis=1)
     if study.design == "split-plot" and len(set(counts)) > 1:
-        notes.append(f"unequal readers per modality ({', '.join(map(str, counts))}): reader mean squares are pooled "
-                     "within modalities and each mean is weighted by its own readers")
+        notes.append(f"unequal readers per modality ({', '.join(map(str, counts))}): each modality's reader mean "
+                     "square is kept apart, with Satterthwaite degrees of freedom")
+        if counts.min() < MIN_READERS_FOR_SATTERTHWAITE:
+            notes.append(f"a modality has fewer than {MIN_READERS_FOR_SATTERTHWAITE} readers: the random-reader "
+                         "contrasts use the generalised (Behrens-Fisher) p-value and interval, which stay valid "
+                         "there but are conservative when the arms' readers vary alike; the ddf shown is "
+                         "Satterthwaite's")
     return notes
+
+
+def _no_test_reason(study: ReaderStudy, covariances: Covariances) -> str:
+    """Why the global test has no F: its error term is zero."""
+    if covariances.var == 0:
+        return ("no test: deleting any case leaves every reader's figure of merit unchanged and the readers agree, "
+                "so there is no case or reader variability to test against (constant scores, or perfect separation "
+                "with an AUC of 1 in every reading); the estimates stand, but no p-value or interval can be given")
+    return ("no test: the error term (reader-by-modality mean square plus case covariance) is zero, so the F "
+            "statistic is undefined; the estimates stand, but no p-value can be given")
 
 
 def _quantile(alpha: float, df: float | None) -> float:

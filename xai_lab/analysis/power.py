@@ -1,11 +1,16 @@
 """Power by simulation: how often a study of a given size detects the planted effects.
 
-For each sample size (participants per arm) and replicate, `study.planted.simulate_export`
-draws a complete export from the design with the planted effects, and the same models the
-report uses test the main contrasts (GEE for reliance and accuracy, the competence model for the
-primary rating item, Holm within each family as in the report). Power is the share of
-replicates whose Holm-adjusted p is below alpha *and* whose estimate has the planted sign; its
-Monte Carlo SE is sqrt(p (1 - p) / reps). Replicates run in a process pool (they are independent).
+For each sample size (participants per arm, or per sequence in a within design) and replicate,
+`study.planted.simulate_export` draws a complete export from the design with the planted effects,
+and the analysis the report runs tests it: the **declared primary estimand** with the design's own
+test (the crossed participants x cases test between arms, the crossover analysis within), the
+declared secondary family (Holm), and the competence model for the primary rating item. Power is the
+share of replicates whose (Holm-adjusted) p is below alpha *and* whose estimate has the planted sign;
+its Monte Carlo SE is sqrt(p (1 - p) / reps). Replicates run in a process pool (they are
+independent).
+
+An earlier version sized the trial-level GEE check instead of the declared test; the GEE check
+rejected more often (0.857 against 0.723 at 20 per arm) and so sized studies too small.
 """
 
 from __future__ import annotations
@@ -17,18 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.competence import analyze_item
+from xai_lab.analysis.estimands import declared_in, declared_tests, design_contrast
 from xai_lab.analysis.load import clean_trials
-from xai_lab.analysis.trial_models import fit_trial_models
+from xai_lab.analysis.reliance import trial_indicators
+from xai_lab.analysis.risk_difference import RiskDifference
 from xai_lab.errors import ConfigError
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.planted import PlantedEffects, simulate_export
 
-# contrast name -> (outcome, AI correctness, planted quantity, sign of verify - rely in the odds of agreement)
-TRIAL_CONTRASTS = {
-    "over_reliance verify vs rely": ("agree", "AI wrong", "over_reliance"),
-    "under_reliance verify vs rely": ("agree", "AI right", "under_reliance"),
-}
+# metrics whose planted per-arm value gives the expected sign of a difference
+PLANTED_METRICS = ("over_reliance", "under_reliance")
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ def parse_effects(specs: list[str]) -> PlantedEffects:
     defaults = PlantedEffects()
     values: dict[str, object] = {}
     per_arm = {"over_reliance", "under_reliance", "competence"}
-    scalars = {"skill", "rating_sd", "rater_sd", "target_sd"}
+    scalars = {"skill", "skill_concentration", "rating_sd", "rater_sd", "target_sd", "period_effect", "case_arm_sd"}
     for spec in specs:
         name, _, per_arm_values = spec.partition(":")
         scalar, _, scalar_value = spec.partition("=")
@@ -60,7 +65,7 @@ def parse_effects(specs: list[str]) -> PlantedEffects:
                 raise ValueError
         except ValueError:
             raise ConfigError(f"--effect {spec!r} is not understood; use e.g. over_reliance:rely=0.45,verify=0.25, "
-                              "competence:control=5.9,rely=3.8,verify=5.0 or skill=0.8") from None
+                              "competence:control=5.9,rely=3.8,verify=5.0, skill=0.8 or case_arm_sd=1.0") from None
     return PlantedEffects(**{**defaults.__dict__, **values})
 
 
@@ -93,28 +98,45 @@ def _one_thread() -> None:
 def _replicate(job: PowerJob) -> dict[str, bool | None]:
     export = simulate_export(job.design, job.effects, job.per_arm, job.seed)
     detected: dict[str, bool | None] = {}
-    if not export.trials.empty and {"verify", "rely"} <= set(job.design.arms):
-        contrasts = fit_trial_models(clean_trials(export.trials), mixed=False).contrasts
-        detected.update(_trial_detections(job, contrasts))
+    if not export.trials.empty:
+        detected.update(_declared_detections(job, export))
     if not export.ratings.empty:
         detected.update(_competence_detections(job, export.ratings))
     return detected
 
 
-def _trial_detections(job: PowerJob, contrasts: pd.DataFrame) -> dict[str, bool | None]:
-    detected: dict[str, bool | None] = {}
-    for name, (outcome, ai, planted) in TRIAL_CONTRASTS.items():
-        truth = getattr(job.effects, planted)
-        # agreement odds, verify vs rely: over-reliance is agreement, under-reliance its complement
-        sign = np.sign(truth.get("verify", 0) - truth.get("rely", 0)) * (1 if planted == "over_reliance" else -1)
-        row = contrasts[(contrasts["outcome"] == outcome) & (contrasts["ai"] == ai)
-                        & (contrasts["a"] == "verify") & (contrasts["b"] == "rely")] if len(contrasts) else []
-        if len(row) == 0 or sign == 0:
-            detected[name] = None
-            continue
-        row = row.iloc[0]
-        detected[name] = bool(row["p_holm"] < job.alpha and np.sign(row["log_odds_ratio"]) == sign)
+def _declared_detections(job: PowerJob, export) -> dict[str, bool | None]:
+    """The declared primary test and secondary family, as the report would run them on this export."""
+    indicators = trial_indicators(clean_trials(export.trials))
+    within = job.design.allocation.kind == "within"
+    arms = ordered_arms(job.design.arms)
+    declared = declared_in(job.design.to_json(), arms)
+    if declared.a == declared.b or not {declared.a, declared.b} <= set(indicators["arm"]):
+        return {}
+    sequence = export.participants.set_index("participant_id")["arm"]
+    contrast = design_contrast(within, sequence, indicators, job.alpha)
+    primary, secondary = declared_tests(contrast, indicators, declared)
+    detected = {f"primary: {primary.metric} {primary.a} - {primary.b}": _detected(job, primary, primary.p_value)}
+    for result in secondary:
+        detected[f"secondary: {result.metric} {result.a} - {result.b} (Holm)"] = _detected(job, result, result.p_holm)
     return detected
+
+
+def _detected(job: PowerJob, result: RiskDifference, p_value: float | None) -> bool | None:
+    """Rejected at alpha with the planted sign; without a planted sign (e.g. accuracy), rejected at all."""
+    if p_value is None or result.estimate is None:
+        return None
+    sign = _planted_sign(job.effects, result.metric, result.a, result.b)
+    return bool(p_value < job.alpha and (sign is None or np.sign(result.estimate) == sign))
+
+
+def _planted_sign(effects: PlantedEffects, metric: str, a: str, b: str) -> float | None:
+    if metric not in PLANTED_METRICS:
+        return None
+    values = getattr(effects, metric)
+    if a not in values or b not in values or values[a] == values[b]:
+        return None
+    return float(np.sign(values[a] - values[b]))
 
 
 def _competence_detections(job: PowerJob, ratings: pd.DataFrame) -> dict[str, bool | None]:

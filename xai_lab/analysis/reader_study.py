@@ -53,8 +53,10 @@ class ReaderStudy:
 
 
 def reader_study(frame: pd.DataFrame, *, reader: str, case: str, truth: str, score: str, modality: str,
-                 positive: str | None = None, higher_is_positive: bool = True) -> ReaderStudy:
-    """Check a long table (one row per reader x modality x case) and lay it out as arrays."""
+                 positive: str | None = None, higher_is_positive: bool = True, min_modalities: int = 2
+                 ) -> ReaderStudy:
+    """Check a long table (one row per reader x modality x case) and lay it out as arrays. One modality
+    is enough (`min_modalities=1`) when the readers are compared with a standalone AI."""
     columns = {"--reader": reader, "--case": case, "--truth": truth, "--score": score, "--modality": modality}
     missing = [f"{option} {name!r}" for option, name in columns.items() if name not in frame.columns]
     if missing:
@@ -67,31 +69,46 @@ def reader_study(frame: pd.DataFrame, *, reader: str, case: str, truth: str, sco
         if data[key].isna().any():
             raise ReaderStudyError(f"{int(data[key].isna().sum())} rows have no {key} (column "
                                    f"{columns['--' + key]!r}); fill them in or drop those rows")
-        data[key] = data[key].map(_label)
+        data[key] = data[key].map(as_label)
     scores = pd.to_numeric(data["score"], errors="coerce")
     bad = data.loc[scores.isna() | ~np.isfinite(scores.fillna(0)), "score"]
     if len(bad):
-        raise ReaderStudyError(f"{len(bad)} scores in column {score!r} are not numbers (e.g. {bad.iloc[0]!r}); "
+        example = "an empty cell" if pd.isna(bad.iloc[0]) else repr(str(bad.iloc[0]))
+        raise ReaderStudyError(f"{len(bad)} scores in column {score!r} are not numbers (e.g. {example}); "
                                "give every row a numeric score")
-    data["score"] = scores if higher_is_positive else -scores
+    # reversed by reflection, not negation: the ranking flips (AUC) and 0/1 calls stay 0/1 (sensitivity)
+    data["score"] = scores if higher_is_positive else scores.min() + scores.max() - scores
     data["positive"] = _positive(data["truth"], truth, positive)
     _check_duplicates(data)
-    return _layout(data)
+    return _layout(data, min_modalities)
 
 
-def _label(value) -> str:
+def as_label(value) -> str:
     """Identifiers as strings; whole floats (1.0, from a CSV column with gaps) as whole numbers."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
+def _truth_label(value) -> str:
+    """A truth value as text; "1.0" and 1.0 (a CSV column with gaps) read as "1"."""
+    text = as_label(value)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
 def _positive(values: pd.Series, column: str, positive: str | None) -> pd.Series:
     if values.isna().any():
         raise ReaderStudyError(f"{int(values.isna().sum())} rows have no truth (column {column!r}); every case "
                                "needs its true status")
-    labels = values.map(_label)
+    labels = values.map(_truth_label)
     found = sorted(set(labels))
+    if len(found) == 1:
+        raise ReaderStudyError(f"every case has the same truth ({found[0]!r} in column {column!r}); an ROC analysis "
+                               "needs normal and abnormal cases: check that --truth names the true status")
     if positive is None:
         if set(found) <= {"0", "1"}:
             positive = "1"
@@ -119,12 +136,13 @@ def _check_duplicates(data: pd.DataFrame) -> None:
                                "a case's truth must be the same in every row")
 
 
-def _layout(data: pd.DataFrame) -> ReaderStudy:
+def _layout(data: pd.DataFrame, min_modalities: int) -> ReaderStudy:
     modalities = tuple(sorted(data["modality"].unique(), key=_natural))
     readers = tuple(sorted(data["reader"].unique(), key=_natural))
     cases = tuple(sorted(data["case"].unique(), key=_natural))
-    if len(modalities) < 2:
-        raise ReaderStudyError(f"the table has one modality ({modalities[0]!r}); MRMC analysis compares two or more")
+    if len(modalities) < min_modalities:
+        raise ReaderStudyError(f"the table has one modality ({modalities[0]!r}); MRMC analysis compares two or more "
+                               "(to compare one modality's readers with a standalone AI, give its scores with --ai)")
     if len(readers) < 2:
         raise ReaderStudyError("the table has one reader; random-reader MRMC analysis needs at least two")
     truth = data.groupby("case")["positive"].first().reindex(list(cases)).to_numpy(bool)
@@ -170,8 +188,8 @@ def _design(scores: np.ndarray, modalities, readers, cases) -> str:
 
 
 def _natural(value: str):
-    """'2' before '10'; text after numbers."""
+    """'2' before '10'; text after numbers; ids equal as numbers ("1.1", "1.10") kept apart by their text."""
     try:
-        return (0, float(value), "")
+        return (0, float(value), value)
     except ValueError:
         return (1, 0.0, value)

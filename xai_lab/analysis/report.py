@@ -18,7 +18,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from xai_lab.analysis.reliance import ECE_BINS
-from xai_lab.analysis.report_mrmc import mrmc_context
+from xai_lab.analysis.report_mrmc import ai_context, mrmc_context
 from xai_lab.analysis.report_plots import (
     MIN_BIN_TRIALS,
     calibration_figure,
@@ -61,7 +61,8 @@ def render_report(analysis: Analysis) -> str:
         "metrics": _metrics(analysis, n) if analysis.by_arm else None,
         "differences": _differences(analysis), "quadrant": _quadrant(analysis, n),
         "calibration": _calibration(analysis, n), "models": _models(analysis),
-        "mrmc": mrmc_context(analysis.mrmc), "competence": _competence(analysis),
+        "mrmc": mrmc_context(analysis.mrmc), "mrmc_ai": ai_context(analysis.mrmc),
+        "competence": _competence(analysis),
         "methods": _methods(analysis),
     }
     return _ENVIRONMENT.get_template("report.html.j2").render(**context)
@@ -298,7 +299,8 @@ def _methods(analysis: Analysis) -> str:
                      f"{estimands.declared.a} - {estimands.declared.b}) and every between-arm risk difference use "
                      f"{estimands.primary.method}: a method-of-moments decomposition of the participant x case table "
                      "with Satterthwaite degrees of freedom (between designs), or the period-adjusted paired analysis "
-                     "with a participant bootstrap (crossover designs). Secondary estimands are Holm-adjusted.")
+                     "with participants and cases random by the same decomposition (crossover designs). Secondary "
+                     "estimands are Holm-adjusted.")
     parts.append("Trial-level GEE models (binomial, exchangeable, bias-reduced Mancl-DeRouen sandwich, t on "
                  "participants - parameters df) are a secondary check"
                  + (", with a Bayesian mixed GLM (crossed participant and case intercepts)" if settings.get("mixed")

@@ -40,6 +40,17 @@ def mrmc_context(mrmc: StudyMRMC | None) -> list[dict]:
     return parts
 
 
+def ai_context(mrmc: StudyMRMC | None) -> dict | None:
+    """The AI-alone-vs-readers table, None when there is none."""
+    if mrmc is None or not mrmc.ai_vs_readers:
+        return None
+    rows = pd.DataFrame([{"readers' condition": c.modality, "readers": c.n_readers, "AI AUC": fmt(c.ai_fom),
+                          "readers' mean AUC": fmt(c.readers_mean), "readers - AI": fmt(c.random.difference),
+                          "95% CI": f"[{fmt(c.random.ci_low)}, {fmt(c.random.ci_high)}]",
+                          "df": fmt(c.random.df, 1), "p": p_text(c.random.p_value)} for c in mrmc.ai_vs_readers])
+    return table(rows)
+
+
 def sentence(result: MRMCResult) -> str:
     """Plain words for the first contrast (the two main conditions)."""
     contrast = result.random.contrasts[0]

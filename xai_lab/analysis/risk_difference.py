@@ -81,13 +81,13 @@ def crossed_risk_difference(indicators: pd.DataFrame, metric: str, a: str, b: st
     note = ""
     if len(cases) >= 2:
         parts["cases"] = (float(case_differences.var(ddof=1)) / len(cases), len(cases) - 1)
-        residual, df_residual = _residual_mean_square(groups)
+        residual, df_residual = residual_mean_square(groups)
         per_person = float(data.groupby("participant_id").size().mean())
         if df_residual > 0:
             parts["trials"] = (-residual * (1 / n[a] + 1 / n[b]) / per_person, df_residual)
     else:
         note = f"only {len(cases)} case applies: case variability cannot be estimated and is left out"
-    variance, df = _combine(parts)
+    variance, df = combine_components(parts)
     se = math.sqrt(variance) if variance > 0 else 0.0
     if se == 0:
         return replace(empty, estimate=estimate, se=0.0, note="no variation between participants or cases")
@@ -119,7 +119,7 @@ def _case_differences(groups: dict[str, pd.DataFrame], a: str, b: str) -> pd.Ser
     return (by_case[a] - by_case[b]).dropna().sort_index()
 
 
-def _residual_mean_square(groups: dict[str, pd.DataFrame]) -> tuple[float, float]:
+def residual_mean_square(groups: dict[str, pd.DataFrame]) -> tuple[float, float]:
     """The participant x case interaction within arms: trial-level noise, with its df."""
     total, df = 0.0, 0.0
     for rows in groups.values():
@@ -131,7 +131,7 @@ def _residual_mean_square(groups: dict[str, pd.DataFrame]) -> tuple[float, float
     return (total / df, df) if df > 0 else (0.0, 0.0)
 
 
-def _combine(parts: dict[str, tuple[float, float]]) -> tuple[float, float]:
+def combine_components(parts: dict[str, tuple[float, float]]) -> tuple[float, float]:
     """Sum of the variance components, floored at the largest single positive one, with the
     Satterthwaite df of the terms that were used."""
     variance = sum(value for value, _ in parts.values())
@@ -150,21 +150,32 @@ def secondary_family(results: list[RiskDifference]) -> list[RiskDifference]:
     return [replace(r, p_holm=None if math.isnan(p) else float(p)) for r, p in zip(results, adjusted, strict=True)]
 
 
+MIN_CASE_DF_FOR_SIZING = 10  # below this the case variance of a pilot is too uncertain to size a study on
+
+
 def participants_needed(rate_variance_a: float, rate_variance_b: float, case_variance: float, effect: float,
-                        alpha: float = 0.05, power: float = 0.8) -> int | None:
-    """Participants per arm for `power` at `effect`, with the same cases: solves
-    (z_a + z_b)^2 [ (s2_a + s2_b) / n + V_C ] = effect^2. None when the case term alone is too large
-    (more participants cannot reach that power with these cases: add cases)."""
-    target = (effect / (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))) ** 2
-    room = target - case_variance
-    if room <= 0:
+                        case_df: float, alpha: float = 0.05, power: float = 0.8,
+                        most: int = 5000) -> int | None:
+    """Participants per arm for `power` at `effect` with the same cases, on the t reference the test
+    uses: the smallest n with (t_{1-alpha/2, df} + t_{power, df})^2 [(s2_a + s2_b) / n + V_C] <= effect^2,
+    df the Satterthwaite df of that variance (participant parts on n - 1 df each, the case part on
+    `case_df`). None when no n up to `most` reaches it (the case term alone is too large: add cases)."""
+    if effect == 0:
         return None
-    return max(2, math.ceil((rate_variance_a + rate_variance_b) / room))
+    for n in range(2, most + 1):
+        parts = [(rate_variance_a / n, n - 1), (rate_variance_b / n, n - 1), (case_variance, case_df)]
+        variance = sum(value for value, _ in parts)
+        denominator = sum(value ** 2 / df for value, df in parts if df > 0 and value > 0)
+        df = variance ** 2 / denominator if denominator > 0 else math.inf
+        if (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) ** 2 * variance <= effect ** 2:
+            return n
+    return None
 
 
-def variance_parts(indicators: pd.DataFrame, metric: str, a: str, b: str) -> tuple[float, float, float]:
-    """(s2 of participant rates in a, in b, V_C) from a study, for sizing the next one."""
+def variance_parts(indicators: pd.DataFrame, metric: str, a: str, b: str) -> tuple[float, float, float, float]:
+    """(s2 of participant rates in a, in b, V_C, V_C's df) from a study, for sizing the next one."""
     _, groups, rates = _by_arm(indicators, metric, a, b)
     differences = _case_differences(groups, a, b)
     case_variance = float(differences.var(ddof=1) / len(differences)) if len(differences) >= 2 else 0.0
-    return float(np.nan_to_num(rates[a].var(ddof=1))), float(np.nan_to_num(rates[b].var(ddof=1))), case_variance
+    return (float(np.nan_to_num(rates[a].var(ddof=1))), float(np.nan_to_num(rates[b].var(ddof=1))), case_variance,
+            float(max(len(differences) - 1, 0)))

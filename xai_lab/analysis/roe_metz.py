@@ -65,28 +65,39 @@ VARIANCE_STRUCTURES = {
 }
 
 
-def simulate_reader_study(structure: VarianceStructure, readers: int, cases: int, aucs: tuple[float, ...],
-                          rng: np.random.Generator, design: str = "crossed", abnormal_share: float = 0.5
+def simulate_reader_study(structure: VarianceStructure, readers: int | tuple[int, ...], cases: int,
+                          aucs: tuple[float, ...], rng: np.random.Generator, design: str = "crossed",
+                          abnormal_share: float = 0.5, reader_sd_scale: tuple[float, ...] | None = None
                           ) -> ReaderStudy:
-    """One simulated study; `readers` per modality for split-plot, in total for crossed."""
+    """One simulated study; `readers` per modality for split-plot (one number, or one per modality),
+    in total for crossed. `reader_sd_scale` (split-plot) multiplies the SD of the reader terms (R, TR)
+    of each modality's readers: arms whose readers differ more. Larger reader terms pull a reader's
+    AUC towards 0.5 on average, so with `reader_sd_scale` the AUCs are the expected AUCs over readers:
+    μ_i = Φ⁻¹(AUC_i) √(2 + 2 (σ²_R + σ²_TR) s_i²), and equal AUCs are a true null."""
     t = len(aucs)
     n_abnormal = max(2, round(cases * abnormal_share))
     truth = np.arange(cases) < n_abnormal
-    shift = np.sqrt(2.0) * stats.norm.ppf(np.asarray(aucs, float))  # μ_i
-    total_readers = readers * t if design == "split-plot" else readers
+    spread = 2.0 if reader_sd_scale is None else \
+        2.0 + 2.0 * (structure.reader + structure.reader_modality) * np.asarray(reader_sd_scale, float) ** 2
+    shift = np.sqrt(spread) * stats.norm.ppf(np.asarray(aucs, float))  # μ_i
+    per_modality = readers if isinstance(readers, tuple) else (readers,) * t
+    own = np.repeat(np.arange(t), per_modality)  # split-plot: reader j reads modality own[j] only
+    total_readers = len(own) if design == "split-plot" else int(per_modality[0])
+    scale = np.ones(total_readers)
+    if reader_sd_scale is not None and design == "split-plot":
+        scale = np.asarray(reader_sd_scale, float)[own]
     scores = np.zeros((t, total_readers, cases))
     for state in (False, True):  # every term drawn separately for normal and abnormal cases
         group = truth == state
         n = int(group.sum())
         sd = {k: math.sqrt(v) for k, v in asdict(structure).items()}
-        term = (rng.normal(0, sd["reader"], (1, total_readers, 1))
-                + rng.normal(0, sd["reader_modality"], (t, total_readers, 1))
+        term = (scale[None, :, None] * (rng.normal(0, sd["reader"], (1, total_readers, 1))
+                                        + rng.normal(0, sd["reader_modality"], (t, total_readers, 1)))
                 + rng.normal(0, sd["case"], (1, 1, n)) + rng.normal(0, sd["case_modality"], (t, 1, n))
                 + rng.normal(0, sd["reader_case"], (1, total_readers, n))
                 + rng.normal(0, sd["error"], (t, total_readers, n)))
         scores[:, :, group] = term + (shift[:, None, None] if state else 0.0)
     if design == "split-plot":
-        own = np.repeat(np.arange(t), readers)  # reader j reads modality own[j] only
         scores[np.arange(t)[:, None] != own[None, :]] = np.nan
     names = tuple(f"m{i}" for i in range(t))
     return ReaderStudy(names, tuple(f"r{j}" for j in range(total_readers)), tuple(f"c{k}" for k in range(cases)),
@@ -103,6 +114,7 @@ class PowerJob:
     alpha: float
     seed: int
     design: str
+    abnormal_share: float = 0.5
 
 
 def rejection_rate(job: PowerJob) -> float:
@@ -110,14 +122,15 @@ def rejection_rate(job: PowerJob) -> float:
     rng = np.random.default_rng(job.seed)
     rejected = 0
     for _ in range(job.reps):
-        study = simulate_reader_study(job.structure, job.readers, job.cases, job.aucs, rng, job.design)
+        study = simulate_reader_study(job.structure, job.readers, job.cases, job.aucs, rng, job.design,
+                                      job.abnormal_share)
         rejected += or_analysis(study, "auc", job.alpha).random.p_value < job.alpha
     return rejected / job.reps
 
 
 def mrmc_power(structure: VarianceStructure, delta_auc: float, readers: list[int], cases: list[int], reps: int,
                alpha: float = 0.05, base_auc: float = 0.75, design: str = "crossed", seed: int = 0,
-               workers: int | None = None) -> pd.DataFrame:
+               workers: int | None = None, abnormal_share: float = 0.5) -> pd.DataFrame:
     """Power (and its Monte Carlo SE) for each readers x cases size; delta_auc = 0 gives the type I error."""
     if not 0.5 <= base_auc < 1 or not 0.5 <= base_auc + delta_auc < 1:
         raise ConfigError(f"the AUCs must lie in [0.5, 1): base {base_auc} and base + delta {base_auc + delta_auc}")
@@ -125,7 +138,10 @@ def mrmc_power(structure: VarianceStructure, delta_auc: float, readers: list[int
         raise ConfigError(f"design must be crossed or split-plot, got {design!r}")
     if min(readers) < 2 or min(cases) < 4 or reps < 1:
         raise ConfigError("readers must be at least 2 (per modality in split-plot), cases at least 4, reps at least 1")
-    jobs = [PowerJob(structure, r, c, (base_auc, base_auc + delta_auc), reps, alpha, seed + 1000 * i, design)
+    if not 0 < abnormal_share < 1:
+        raise ConfigError(f"--abnormal-share must be between 0 and 1, got {abnormal_share}")
+    jobs = [PowerJob(structure, r, c, (base_auc, base_auc + delta_auc), reps, alpha, seed + 1000 * i, design,
+                     abnormal_share)
             for i, (r, c) in enumerate((r, c) for r in readers for c in cases)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         rates = list(pool.map(rejection_rate, jobs))

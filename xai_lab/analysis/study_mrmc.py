@@ -5,6 +5,10 @@
 - **Between arms** (split-plot, readers nested in arms): the final reading's AUC in each arm
   (rely, verify after the AI, control), each participant reading every case under one arm.
 
+- **AI alone vs readers**: the AI's own probability for each case (its `ai_confidence`, turned to
+  P(score_class)) read as a standalone reader against each condition's readers
+  (`ai_vs_readers`: readers and cases random), the comparison every AI reader study is asked for.
+
 Readings are the export's `initial_score` / `final_score` (probability 0-100 of `score_class`).
 Participants who did not read every case are left out (their count is a note): the OR analysis
 needs each reader's complete case set. Crossover (within) designs, where a participant reads
@@ -19,6 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from xai_lab.analysis.ai_vs_readers import AiVsReaders, ai_vs_readers
 from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.mrmc import MRMCResult, or_analysis
 from xai_lab.analysis.reader_study import ReaderStudyError, reader_study
@@ -32,11 +37,13 @@ class StudyMRMC:
     sequential: MRMCResult | None = None
     between_arms: MRMCResult | None = None
     long_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # name -> reader/case/truth/score/modality
+    ai_vs_readers: list[AiVsReaders] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"sequential": self.sequential.to_json() if self.sequential else None,
-                "between_arms": self.between_arms.to_json() if self.between_arms else None, "notes": self.notes}
+                "between_arms": self.between_arms.to_json() if self.between_arms else None,
+                "ai_vs_readers": [c.to_json() for c in self.ai_vs_readers], "notes": self.notes}
 
 
 def study_mrmc(trials: pd.DataFrame, alpha: float = 0.05) -> StudyMRMC:
@@ -54,7 +61,40 @@ def study_mrmc(trials: pd.DataFrame, alpha: float = 0.05) -> StudyMRMC:
     final = pd.concat([_long(trials[trials["arm"] == arm], "final_score", arm, truth)
                        for arm in ordered_arms(trials["arm"])])
     result.between_arms = _analyse("between arms", final, result, alpha, every_condition=False)
+    _ai_alone(trials, result, alpha)
     return result
+
+
+def _ai_alone(trials: pd.DataFrame, result: StudyMRMC, alpha: float) -> None:
+    """The AI as a standalone reader against the unaided first look (verify) and each arm's final reading."""
+    ai = _ai_probability(trials)
+    if ai is None:
+        result.notes.append("AI alone vs readers: the AI's probability is not the same for every showing of a case "
+                            "(several models or advice sources), so it is not one standalone reader; not analysed")
+        return
+    tables = list(result.long_tables.values())
+    if not tables or ai.empty:
+        return
+    readings = pd.concat(tables).drop_duplicates(["reader", "case", "modality"])
+    readings = readings[readings["case"].isin(ai.index)]
+    for modality, rows in readings.groupby("modality", sort=False):
+        try:
+            study = reader_study(rows, reader="reader", case="case", truth="truth", score="score",
+                                 modality="modality", min_modalities=1)
+            result.ai_vs_readers += ai_vs_readers(study, ai.reindex(list(study.cases)).to_numpy(float), "auc", alpha)
+        except ReaderStudyError as error:
+            result.notes.append(f"AI alone vs readers ({modality}): not analysed ({error})")
+
+
+def _ai_probability(trials: pd.DataFrame) -> pd.Series | None:
+    """Per case, the AI's probability (0-100) of `score_class`; None if a case got different values."""
+    shown = trials[trials["ai_label"].notna() & trials["ai_confidence"].notna()]
+    confidence = pd.to_numeric(shown["ai_confidence"]) * 100
+    probability = confidence.where(shown["ai_label"] == shown["score_class"], 100 - confidence).round(6)
+    per_case = pd.DataFrame({"case": shown["case_id"].astype(str), "p": probability}).groupby("case")["p"]
+    if (per_case.nunique() > 1).any():
+        return None
+    return per_case.first()
 
 
 def _long(rows: pd.DataFrame, column: str, modality: str, truth: pd.Series) -> pd.DataFrame:

@@ -51,10 +51,20 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
     power.add_argument("--item", help="competence item to test (default: 'competence' if the design has it)")
     power.add_argument("--out", help="output folder (default: $XAI_LAB_HOME/reports/power-DESIGN_ID, or "
                                       "reports/power-mrmc with --mrmc)")
-    mrmc = power.add_argument_group("reader-study power (--mrmc): Roe-Metz simulation, OR test, readers and "
-                                    "cases random")
+    mrmc = power.add_argument_group("reader-study power (--mrmc): from a pilot (--pilot, Hillis-Obuchowski-Berbaum "
+                                    "2011) or by Roe-Metz simulation of the OR test")
     mrmc.add_argument("--mrmc", action="store_true", help="size an MRMC (ROC AUC) reader study instead")
-    mrmc.add_argument("--delta-auc", type=float, default=0.05, help="AUC difference to detect (default 0.05)")
+    mrmc.add_argument("--pilot", metavar="MRMC_JSON",
+                      help="a pilot's `xai-lab mrmc --out DIR` result (DIR/mrmc.json, or saved `mrmc --json` output): "
+                           "power from its OR estimates instead of a simulation")
+    mrmc.add_argument("--generalisation", default="all", choices=("all", "random", "fixed_readers", "fixed_cases"),
+                      help="with --pilot: which readers/cases are random (default: all three)")
+    mrmc.add_argument("--target-power", type=float,
+                      help="with --pilot: also the fewest cases reaching this power for each --readers")
+    mrmc.add_argument("--abnormal-share", type=float,
+                      help="share of abnormal cases in the study sized (default: the pilot's; 0.5 when simulating)")
+    mrmc.add_argument("--delta-auc", type=float,
+                      help="AUC difference to detect (default: the pilot's observed difference; 0.05 when simulating)")
     mrmc.add_argument("--base-auc", type=float, default=0.75, help="AUC of the reference condition (default 0.75)")
     mrmc.add_argument("--readers", default="4,6,10", help="readers, comma-separated (per arm with --split-plot)")
     mrmc.add_argument("--cases", default="50,100,200", help="cases, comma-separated (half abnormal)")
@@ -80,6 +90,9 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
                        help="lower scores mean more suspicious (e.g. 1 = definitely abnormal)")
     table.add_argument("--fom", default="auc", choices=("auc", "sensitivity", "specificity"),
                        help="figure of merit (sensitivity/specificity: the score is the reader's 0/1 call)")
+    table.add_argument("--ai", metavar="COL",
+                       help="column with a standalone AI's score for each case (the same in every row of a case): "
+                            "also test the readers against the AI (one modality is then enough)")
     table.add_argument("--alpha", type=float, default=0.05)
     table.add_argument("--json", action="store_true", help="print one JSON object (on the last line)")
     table.add_argument("--out", help="folder for mrmc.json, reader_foms.csv, contrasts.csv and roc.png")
@@ -189,6 +202,8 @@ def _run_mrmc_power(args: argparse.Namespace) -> int:
     from xai_lab.analysis.roe_metz import VARIANCE_STRUCTURES, VarianceStructure, mrmc_power, mrmc_power_plot
     from xai_lab.paths import report_dir
 
+    if args.pilot:
+        return _run_pilot_power(args)
     structure = VARIANCE_STRUCTURES[args.structure]
     if args.variance:
         try:
@@ -198,34 +213,103 @@ def _run_mrmc_power(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1 or args.reps < 10:
         raise ConfigError("--alpha must be between 0 and 1 and --reps at least 10")
     design = "split-plot" if args.split_plot else "crossed"
-    table = mrmc_power(structure, args.delta_auc, _whole_numbers(args.readers, "--readers"),
-                       _whole_numbers(args.cases, "--cases"), args.reps, args.alpha, args.base_auc, design, args.seed)
+    delta = 0.05 if args.delta_auc is None else args.delta_auc
+    share = 0.5 if args.abnormal_share is None else args.abnormal_share
+    table = mrmc_power(structure, delta, _whole_numbers(args.readers, "--readers"),
+                       _whole_numbers(args.cases, "--cases"), args.reps, args.alpha, args.base_auc, design, args.seed,
+                       abnormal_share=share)
     out = Path(args.out) if args.out else report_dir("power-mrmc")
-    settings = {"structure": structure.__dict__, "design": design, "delta_auc": args.delta_auc,
+    settings = {"structure": structure.__dict__, "design": design, "delta_auc": delta, "abnormal_share": share,
                 "base_auc": args.base_auc, "alpha": args.alpha, "reps": args.reps}
     print(table.pivot(index="readers", columns="cases", values="power").round(3).to_string())
     _write_power(out, "mrmc_power", table, settings, lambda path: mrmc_power_plot(table, path, args.alpha))
     return 0
 
 
-def _run_mrmc(args: argparse.Namespace) -> int:
-    from xai_lab.analysis.mrmc import or_analysis
-    from xai_lab.analysis.mrmc_output import describe, read_table, write_mrmc_outputs
-    from xai_lab.analysis.reader_study import reader_study
+def _run_pilot_power(args: argparse.Namespace) -> int:
+    """Power (and cases for a target power) from a pilot's OR estimates: no simulation."""
+    import pandas as pd
+
+    from xai_lab.analysis.pilot_power import GENERALISATION_NAMES, PilotEstimates, cases_needed, pilot_power
+    from xai_lab.analysis.roe_metz import mrmc_power_plot
+    from xai_lab.paths import report_dir
 
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    frame = read_table(Path(args.table))
+    if args.target_power is not None and not 0 < args.target_power < 1:
+        raise ConfigError(f"--target-power must be between 0 and 1, got {args.target_power}")
+    pilot = PilotEstimates.from_mrmc_json(_read_json(Path(args.pilot), "--pilot"))
+    names = list(GENERALISATION_NAMES) if args.generalisation == "all" else [args.generalisation]
+    readers, cases = _whole_numbers(args.readers, "--readers"), _whole_numbers(args.cases, "--cases")
+    rows = [{"generalisation": name, "readers": j, "cases": k,
+             "power": pilot_power(pilot, j, k, name, args.delta_auc, args.alpha, args.abnormal_share)}
+            for name in names for j in readers for k in cases]
+    table = pd.DataFrame(rows)
+    effect = pilot.difference if args.delta_auc is None else args.delta_auc
+    print(f"pilot {args.pilot}: {pilot.modalities[0]} - {pilot.modalities[1]} = {pilot.difference:+.4f} observed; "
+          f"sizing for a difference of {effect:+.4f} (alpha {args.alpha:g})")
+    for name in names:
+        print(f"\n{GENERALISATION_NAMES[name]}: power")
+        print(table[table["generalisation"] == name].pivot(index="readers", columns="cases", values="power")
+              .round(4).to_string())
+    needed = []
+    if args.target_power is not None:
+        needed = [{"generalisation": name, "readers": j, "cases_needed":
+                   cases_needed(pilot, j, args.target_power, name, args.delta_auc, args.alpha, args.abnormal_share)}
+                  for name in names for j in readers]
+        print(f"\ncases for power {args.target_power:g} (none: more cases alone cannot reach it, add readers):")
+        print(pd.DataFrame(needed).pivot(index="readers", columns="generalisation", values="cases_needed")
+              .to_string())
+    out = Path(args.out) if args.out else report_dir("power-mrmc-pilot")
+    settings = {"pilot": str(args.pilot), "method": "Hillis, Obuchowski & Berbaum (2011)", "effect": effect,
+                "abnormal_share": args.abnormal_share, "alpha": args.alpha, "cases_needed": needed}
+    plotted = table[table["generalisation"] == names[0]].assign(mc_se=0.0, delta_auc=effect,
+                                                                 design=GENERALISATION_NAMES[names[0]])
+    _write_power(out, "mrmc_pilot_power", table, settings,
+                 lambda path: mrmc_power_plot(plotted, path, args.alpha))
+    return 0
+
+
+def _read_json(path: Path, option: str) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{option}: no file at {path}; give the mrmc.json that `xai-lab mrmc --out DIR` wrote") \
+            from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{option}: {path} is not a JSON file ({error}); give the mrmc.json that `xai-lab mrmc "
+                          "--out DIR` wrote") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option}: {path} does not hold an `xai-lab mrmc` result")
+    return value
+
+
+def _run_mrmc(args: argparse.Namespace) -> int:
+    from xai_lab.analysis.ai_vs_readers import ai_scores_from, ai_vs_readers
+    from xai_lab.analysis.mrmc import or_analysis
+    from xai_lab.analysis.mrmc_output import describe, describe_ai, read_table, write_mrmc_outputs
+    from xai_lab.analysis.reader_study import reader_study
+    from xai_lab.analysis.results import json_safe
+
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    frame = read_table(Path(args.table), text_columns=(args.reader, args.case, args.modality))
     study = reader_study(frame, reader=args.reader, case=args.case, truth=args.truth, score=args.score,
                          modality=args.modality, positive=args.positive,
-                         higher_is_positive=not args.lower_is_positive)
-    result = or_analysis(study, args.fom, args.alpha)
+                         higher_is_positive=not args.lower_is_positive, min_modalities=1 if args.ai else 2)
+    result = or_analysis(study, args.fom, args.alpha) if len(study.modalities) >= 2 else None
+    versus_ai = None
+    if args.ai:
+        ai_scores = ai_scores_from(frame, study, args.case, args.ai, args.lower_is_positive)
+        versus_ai = ai_vs_readers(study, ai_scores, args.fom, args.alpha)
     if args.out:
-        write_mrmc_outputs(result, study, Path(args.out))
+        write_mrmc_outputs(result, study, Path(args.out), versus_ai)
     if args.json:
-        from xai_lab.analysis.results import json_safe
-
-        print(json.dumps(json_safe(result.to_json())))
+        document = result.to_json() if result is not None else {"method": "AI vs readers", "fom": args.fom}
+        if versus_ai is not None:
+            document["ai_vs_readers"] = [comparison.to_json() for comparison in versus_ai]
+        print(json.dumps(json_safe(document)))
     else:
-        print(describe(result))
+        print("\n\n".join(part for part in (describe(result) if result else "",
+                                            describe_ai(versus_ai, args.fom) if versus_ai else "") if part))
     return 0
