@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT, run_cli
 from scipy import stats
+from sklearn.metrics import roc_auc_score
 from support.checks import observed_competence
 
 from xai_lab.analysis import analyze_export, summary, write_outputs
@@ -421,6 +422,17 @@ def test_analyze_study_from_the_database_after_simulated_participants(study_home
     report = (out / "report.html").read_text()
     assert "Reader-study ROC analysis (MRMC)" in report
     assert "Averaged over" in report and (out / "mrmc_contrasts.csv").is_file()
+    # the AI alone as one more reader: its AUC is scikit-learn's on its own per-case probability
+    shown = trials[trials["ai_label"].notna()].drop_duplicates("case_id")
+    ai_probability = np.where(shown["ai_label"] == shown["score_class"], shown["ai_confidence"],
+                              1 - shown["ai_confidence"])
+    ai_auc = roc_auc_score(shown["true_label"] == shown["score_class"], ai_probability)
+    comparisons = {c["modality"]: c for c in mrmc["ai_vs_readers"]}
+    assert {"control", "verify, first look (alone)"} <= set(comparisons)
+    assert all(c["ai_fom"] == pytest.approx(ai_auc) for c in comparisons.values())
+    control = comparisons["control"]
+    assert control["readers_mean"] == pytest.approx(np.mean(list(control["reader_foms"].values())))
+    assert "AI alone vs readers" in report
 
 
 def _null_over_reliance_p(seed: int) -> float:

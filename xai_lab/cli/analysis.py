@@ -36,14 +36,17 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
     analyze.set_defaults(run=_run_analyze)
 
     power = commands.add_parser(
-        "power", help="power of the main contrasts by simulating studies with planted effects",
+        "power", help="power of the declared primary test by simulating studies, or of a reader study",
         description="Simulate --reps studies per sample size from the design with planted effects, analyse each "
-                    "with the report's models, and report the share that detect each contrast.")
+                    "with the design's declared primary test and secondary family (and the competence model), and "
+                    "report the share that detect each contrast. With --mrmc: a reader study's power from a "
+                    "pilot's OR estimates (--pilot) or by Roe-Metz simulation.")
     power.add_argument("--design", help="design file, e.g. studies/verify_vs_rely.toml (not with --mrmc)")
     power.add_argument("--effect", action="append", default=[], metavar="SPEC",
                        help="planted effect, repeatable: over_reliance:rely=0.45,verify=0.25 | "
                             "under_reliance:rely=0.05,verify=0.10 | competence:control=5.9,rely=3.8,verify=5.0 | "
-                            "skill=0.8 (defaults: these)")
+                            "skill=0.8 (defaults: these) | case_arm_sd=1.0 (case-by-arm heterogeneity, logit SD; "
+                            "default 0) | period_effect=0.1 (within designs)")
     power.add_argument("--n", default="20,40,80", help="participants per arm, comma-separated (default 20,40,80)")
     power.add_argument("--reps", type=int, default=200, help="simulated studies per size (default 200)")
     power.add_argument("--alpha", type=float, default=0.05)
