@@ -20,7 +20,7 @@ from conftest import REPO_ROOT, run_cli
 from xai_lab.analysis.ai_vs_readers import ai_scores_from, ai_vs_readers
 from xai_lab.analysis.behrens_fisher import generalised_test
 from xai_lab.analysis.mrmc import or_analysis
-from xai_lab.analysis.pilot_power import PilotEstimates, cases_needed, pilot_power
+from xai_lab.analysis.pilot_power import PilotEstimates, cases_needed, pilot_power, readers_needed
 from xai_lab.analysis.reader_study import ReaderStudyError, reader_study
 from xai_lab.analysis.results import json_safe
 from xai_lab.analysis.roe_metz import VARIANCE_STRUCTURES, simulate_reader_study
@@ -117,6 +117,15 @@ def test_pilot_power_reproduces_hillis_obuchowski_berbaum_as_rjafroc_computes_it
     assert cases_needed(van_dyke_pilot, 2, 0.8, "random") is None
 
 
+def test_simulated_mrmc_power_takes_an_abnormal_share(tmp_path):
+    result = run_cli("power", "--mrmc", "--readers", "3", "--cases", "40", "--reps", "10", "--abnormal-share", "0.3",
+                     "--out", tmp_path)
+    assert result.code == 0, result.err
+    assert json.loads((tmp_path / "mrmc_power.json").read_text())["abnormal_share"] == 0.3
+    bad = run_cli("power", "--mrmc", "--readers", "3", "--cases", "40", "--reps", "10", "--abnormal-share", "1.5")
+    assert bad.code == 2 and "--abnormal-share must be between 0 and 1" in bad.err
+
+
 def test_pilot_abnormal_share_scales_each_class_by_its_own_count(van_dyke_pilot):
     own_share = van_dyke_pilot.n_abnormal / (van_dyke_pilot.n_abnormal + van_dyke_pilot.n_normal)
     assert pilot_power(van_dyke_pilot, 10, 165, abnormal_share=own_share) == pytest.approx(0.80541995, abs=1e-8)
@@ -136,7 +145,12 @@ def test_power_command_from_a_pilot(tmp_path):
     assert rows[("random", 165)] == pytest.approx(0.80541995, abs=1e-8)
     assert rows[("fixed_readers", 131)] == pytest.approx(0.80091813, abs=1e-8)
     needed = json.loads((tmp_path / "power" / "mrmc_pilot_power.json").read_text())["cases_needed"]
-    assert {row["generalisation"]: row["cases_needed"] for row in needed}["fixed_cases"] == 53
+    assert {row["generalisation"]: row["cases_needed"] for row in needed if "cases_needed" in row}[
+        "fixed_cases"] == 53
+    readers = {(row["generalisation"], row["cases"]): row["readers_needed"] for row in needed
+               if "readers_needed" in row}
+    assert readers[("random", 165)] == readers_needed(PilotEstimates.from_mrmc_json(
+        json.loads((tmp_path / "pilot" / "mrmc.json").read_text())), 165) <= 10
     for args, message in ((["--pilot", tmp_path / "nothing.json"], "--pilot: no file at"),
                           (["--pilot", tmp_path / "power" / "mrmc_pilot_power.csv"], "is not a JSON file"),
                           (["--pilot", tmp_path / "power" / "mrmc_pilot_power.json"], "not an `xai-lab mrmc --json`")):

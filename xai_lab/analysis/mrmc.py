@@ -48,24 +48,13 @@ from scipy import stats
 
 from xai_lab.analysis.behrens_fisher import generalised_test
 from xai_lab.analysis.fom import figures_of_merit, jackknifed_cases
+from xai_lab.analysis.jackknife import Covariances, ReaderContrast, jackknife_covariances, reader_contrasts
 from xai_lab.analysis.reader_study import ReaderStudy
 
 GENERALISATIONS = ("random", "fixed_readers", "fixed_cases")
 # Split-plot arms of fewer readers get the generalised (Behrens-Fisher) test: with 3 readers against 8
 # and a reader SD ratio of 3, Satterthwaite's df rejected a true null in 0.083 of Roe-Metz studies.
 MIN_READERS_FOR_SATTERTHWAITE = 6
-
-
-@dataclass(frozen=True)
-class Covariances:
-    """OR error variance and covariances (jackknife), over all modalities and per modality."""
-
-    var: float
-    cov1: float | None  # None in split-plot designs: no reader reads two modalities
-    cov2: float
-    cov3: float
-    var_by_modality: tuple[float, ...]
-    cov2_by_modality: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -89,21 +78,6 @@ class Contrast:
     F: float
     ndf: int
     ddf: float | None
-    p_value: float
-
-
-@dataclass(frozen=True)
-class ReaderContrast:
-    """One reader's difference between two modalities, cases random (fixed-reader analysis per reader)."""
-
-    reader: str
-    a: str
-    b: str
-    estimate: float
-    se: float
-    ci_low: float
-    ci_high: float
-    z: float
     p_value: float
 
 
@@ -206,35 +180,7 @@ def or_analysis(study: ReaderStudy, fom: str = "auc", alpha: float = 0.05) -> MR
                       _components(study.design, squares, covariances, len(means)),
                       inference["random"], inference["fixed_readers"], inference["fixed_cases"], alpha,
                       _notes(study, covariances, inference["random"]),
-                      _reader_contrasts(study, theta, deleted, alpha) if crossed else ())
-
-
-def jackknife_covariances(deleted: np.ndarray, reads: np.ndarray, columns: np.ndarray | None = None
-                          ) -> Covariances:
-    """Var, Cov1, Cov2, Cov3 from case-deleted FOMs (t, r, c): (c-1)/c times the cross-products of
-    the deviations from their means, averaged over the reader x modality pairs of each kind.
-    `columns` (bool, c) keeps only those deletions' cross-products: the part of each covariance that
-    those cases carry (the parts over a partition of the cases sum to the whole)."""
-    modality, reader = np.nonzero(reads)
-    values = deleted[modality, reader]  # (readings, cases)
-    c = values.shape[1]
-    centred = values - values.mean(axis=1, keepdims=True)
-    kept = centred if columns is None else centred[:, columns]
-    covariance = (c - 1) / c * kept @ kept.T
-    same_modality = modality[:, None] == modality[None, :]
-    same_reader = reader[:, None] == reader[None, :]
-    diagonal = np.eye(len(modality), dtype=bool)
-
-    def mean_of(mask: np.ndarray) -> float | None:
-        return float(covariance[mask].mean()) if mask.any() else None
-
-    n_modalities = reads.shape[0]
-    in_modality = [modality == i for i in range(n_modalities)]
-    return Covariances(
-        var=mean_of(diagonal), cov1=mean_of(same_reader & ~same_modality),
-        cov2=mean_of(same_modality & ~same_reader), cov3=mean_of(~same_modality & ~same_reader) or 0.0,
-        var_by_modality=tuple(mean_of(diagonal & m[:, None] & m[None, :]) for m in in_modality),
-        cov2_by_modality=tuple(mean_of(~same_reader & m[:, None] & m[None, :]) for m in in_modality))
+                      reader_contrasts(study, theta, deleted, alpha) if crossed else ())
 
 
 @dataclass(frozen=True)
@@ -351,25 +297,6 @@ def _components(design: str, squares: dict, covariances: Covariances, t: int) ->
         return {"var_r": (squares["ms_r"] - var_tr - var - (t - 1) * cov1 + cov2 + (t - 1) * cov3) / t,
                 "var_tr": var_tr}
     return {"var_r": squares["ms_r_within_t"] - var + cov2, "var_tr": None}
-
-
-def _reader_contrasts(study: ReaderStudy, theta: np.ndarray, deleted: np.ndarray, alpha: float
-                      ) -> tuple[ReaderContrast, ...]:
-    """Per reader and modality pair: the difference with its jackknife SE over cases, z reference
-    (MRMCaov's reader-specific comparisons under fixed readers)."""
-    c = deleted.shape[2]
-    quantile = float(stats.norm.ppf(1 - alpha / 2))
-    rows = []
-    for j, reader in enumerate(study.readers):
-        for a, b in combinations(range(len(study.modalities)), 2):
-            change = deleted[a, j] - deleted[b, j]
-            se = math.sqrt((c - 1) / c * float(((change - change.mean()) ** 2).sum()))
-            estimate = float(theta[a, j] - theta[b, j])
-            z = estimate / se if se > 0 else math.nan
-            rows.append(ReaderContrast(reader, study.modalities[a], study.modalities[b], estimate, se,
-                                       max(estimate - quantile * se, -1.0), min(estimate + quantile * se, 1.0), z,
-                                       float(2 * stats.norm.sf(abs(z))) if se > 0 else math.nan))
-    return tuple(rows)
 
 
 def _notes(study: ReaderStudy, covariances: Covariances, random: Inference) -> list[str]:

@@ -3,6 +3,7 @@
     pilot = PilotEstimates.from_mrmc_json(json.loads(Path("pilot/mrmc.json").read_text()))
     pilot_power(pilot, readers=10, cases=165)                          # readers and cases random
     cases_needed(pilot, readers=10, target=0.8, generalisation="fixed_readers")
+    readers_needed(pilot, cases=150, target=0.8)
 
 A pilot study analysed with `xai-lab mrmc` gives the OR variance components of two modalities:
 Var, Cov1, Cov2, Cov3 (case sampling, on the pilot's K* cases) and σ²_TR (reader-by-modality).
@@ -131,3 +132,13 @@ def cases_needed(pilot: PilotEstimates, readers: int, target: float = 0.8, gener
         else:
             low = middle
     return high if power(low) < target else low
+
+
+def readers_needed(pilot: PilotEstimates, cases: int, target: float = 0.8, generalisation: str = "random",
+                   effect: float | None = None, alpha: float = 0.05, abnormal_share: float | None = None,
+                   most: int = 1000) -> int | None:
+    """The fewest readers giving `target` power with `cases` cases; None if `most` readers do not."""
+    for readers in range(2, most + 1):
+        if pilot_power(pilot, readers, cases, generalisation, effect, alpha, abnormal_share) >= target:
+            return readers
+    return None

@@ -63,7 +63,8 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
     mrmc.add_argument("--generalisation", default="all", choices=("all", "random", "fixed_readers", "fixed_cases"),
                       help="with --pilot: which readers/cases are random (default: all three)")
     mrmc.add_argument("--target-power", type=float,
-                      help="with --pilot: also the fewest cases reaching this power for each --readers")
+                      help="with --pilot: also the fewest cases reaching this power for each --readers, and the "
+                           "fewest readers for each --cases")
     mrmc.add_argument("--abnormal-share", type=float,
                       help="share of abnormal cases in the study sized (default: the pilot's; 0.5 when simulating)")
     mrmc.add_argument("--delta-auc", type=float,
@@ -233,7 +234,13 @@ def _run_pilot_power(args: argparse.Namespace) -> int:
     """Power (and cases for a target power) from a pilot's OR estimates: no simulation."""
     import pandas as pd
 
-    from xai_lab.analysis.pilot_power import GENERALISATION_NAMES, PilotEstimates, cases_needed, pilot_power
+    from xai_lab.analysis.pilot_power import (
+        GENERALISATION_NAMES,
+        PilotEstimates,
+        cases_needed,
+        pilot_power,
+        readers_needed,
+    )
     from xai_lab.analysis.roe_metz import mrmc_power_plot
     from xai_lab.paths import report_dir
 
@@ -261,8 +268,14 @@ def _run_pilot_power(args: argparse.Namespace) -> int:
                    cases_needed(pilot, j, args.target_power, name, args.delta_auc, args.alpha, args.abnormal_share)}
                   for name in names for j in readers]
         print(f"\ncases for power {args.target_power:g} (none: more cases alone cannot reach it, add readers):")
-        print(pd.DataFrame(needed).pivot(index="readers", columns="generalisation", values="cases_needed")
-              .to_string())
+        print(_counts(pd.DataFrame(needed).pivot(index="readers", columns="generalisation", values="cases_needed")))
+        readers_for = [{"generalisation": name, "cases": k, "readers_needed":
+                        readers_needed(pilot, k, args.target_power, name, args.delta_auc, args.alpha,
+                                       args.abnormal_share)} for name in names for k in cases]
+        print(f"\nreaders for power {args.target_power:g}:")
+        print(_counts(pd.DataFrame(readers_for).pivot(index="cases", columns="generalisation",
+                                                      values="readers_needed")))
+        needed += readers_for
     out = Path(args.out) if args.out else report_dir("power-mrmc-pilot")
     settings = {"pilot": str(args.pilot), "method": "Hillis, Obuchowski & Berbaum (2011)", "effect": effect,
                 "abnormal_share": args.abnormal_share, "alpha": args.alpha, "cases_needed": needed}
@@ -271,6 +284,11 @@ def _run_pilot_power(args: argparse.Namespace) -> int:
     _write_power(out, "mrmc_pilot_power", table, settings,
                  lambda path: mrmc_power_plot(plotted, path, args.alpha))
     return 0
+
+
+def _counts(table) -> str:
+    """A table of whole numbers as text, 'none' where no size reaches the target."""
+    return table.map(lambda value: "none" if value != value or value is None else str(int(value))).to_string()
 
 
 def _read_json(path: Path, option: str) -> dict:
