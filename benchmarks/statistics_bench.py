@@ -19,23 +19,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
+from timing import median_seconds
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def timed(call, repeats: int) -> float:
-    """Median seconds of `repeats` calls (one warm-up call first)."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -95,7 +84,7 @@ def main() -> None:
     rows = []
     reference = None
     for name, call in calls.items():
-        seconds = timed(call, args.repeats)
+        seconds = median_seconds(call, args.repeats)
         reference = reference or seconds
         rows.append({"call": name, "median_ms": round(seconds * 1000, 2), "ratio": round(seconds / reference, 2)})
         print(f"{name:<55} {seconds * 1000:9.2f} ms   x{seconds / reference:6.2f}")
