@@ -106,11 +106,10 @@ def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: st
         return result
     trials = _paired_trials(indicators, sequence, metric, paired)
     weights = trial_weights(trials, paired, a, b)
-    for index, name in enumerate((f"{a} - {b}", "period 2 - period 1")):
-        effect, note = _crossed_effect(name, trials, weights[:, index], alpha)
-        setattr(result, "arm_effect" if index == 0 else "period_effect", effect)
-        if note and index == 0:
-            result.notes.append(f"{metric}: {note}")
+    result.arm_effect, note = _crossed_effect(f"{a} - {b}", trials, weights[:, 0], alpha)
+    result.period_effect, _ = _crossed_effect("period 2 - period 1", trials, weights[:, 1], alpha)
+    if note:
+        result.notes.append(f"{metric}: {note}")
     result.carryover = _carryover(paired, alpha)
     dropped = rates["participant_id"].nunique() - len(people)
     if dropped:
@@ -188,7 +187,9 @@ def _crossed_effect(name: str, trials: pd.DataFrame, weights: np.ndarray, alpha:
     se = math.sqrt(variance)
     quantile = float(stats.t.ppf(1 - alpha / 2, df))
     p_value = float(2 * stats.t.sf(abs(estimate) / se, df))
-    return CrossoverEffect(name, estimate, se, estimate - quantile * se, estimate + quantile * se, p_value, df), note
+    # a difference of two rates lies in [-1, 1]: beyond it a t interval on few df shows impossible values
+    low, high = max(estimate - quantile * se, -1.0), min(estimate + quantile * se, 1.0)
+    return CrossoverEffect(name, estimate, se, low, high, p_value, df), note
 
 
 def _carryover(rows: pd.DataFrame, alpha: float) -> CrossoverEffect:

@@ -96,8 +96,7 @@ def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 
         result.warnings.append(f"the declared contrast {declared.a} - {declared.b} needs trials in both arms; the "
                                "primary estimand could not be estimated")
         return result
-    contrast = (_crossover_contrast(_sequences(tables), indicators, alpha, result.crossover) if tables.within
-                else partial(crossed_risk_difference, alpha=alpha))
+    contrast = design_contrast(tables.within, _sequences(tables), indicators, alpha, result.crossover)
     result.primary, result.secondary = declared_tests(contrast, indicators, declared)
     if not tables.within:
         # one sign convention in the whole report: the declared contrast's pair keeps its declared order
@@ -121,9 +120,11 @@ def declared_tests(contrast, indicators: pd.DataFrame, declared: Declared
     return primary, secondary_family([contrast(indicators, m, declared.a, declared.b) for m in declared.secondary])
 
 
-def design_contrast(within: bool, sequence: pd.Series, indicators: pd.DataFrame, alpha: float):
-    """The primary analysis of a design: the crossed test (between) or the crossover analysis (within)."""
-    return (_crossover_contrast(sequence, indicators, alpha, {}) if within
+def design_contrast(within: bool, sequence: pd.Series, indicators: pd.DataFrame, alpha: float,
+                    kept: dict[str, CrossoverResult] | None = None):
+    """The primary analysis of a design: the crossed test (between) or the crossover analysis (within),
+    which keeps each metric's full result (period, carryover, flow) in `kept`."""
+    return (_crossover_contrast(sequence, indicators, alpha, {} if kept is None else kept) if within
             else partial(crossed_risk_difference, alpha=alpha))
 
 
