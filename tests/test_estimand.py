@@ -271,6 +271,14 @@ def test_participants_needed_uses_t_and_the_smallest_sufficient_n():
     assert participants_needed(0.04, 0.05, 0.02, 0.2, case_df=30) is None  # the case term alone is too large
 
 
+def test_power_of_a_within_design_runs_its_crossover_analysis():
+    from xai_lab.analysis.power import power_table
+
+    table = power_table(two_arms(within=True), PlantedEffects(case_arm_sd=0.5), [6], 3, seed=2)
+    assert "primary: over_reliance rely - verify" in set(table["contrast"])
+    assert (table["reps"] == 3).all() and table["power"].between(0, 1).all()
+
+
 def test_the_sample_size_is_withdrawn_when_the_metric_rests_on_few_cases(tmp_path):
     design = dataclasses.replace(two_arms(), analysis=dataclasses.replace(two_arms().analysis, effect=0.2))
     analysis = analyze_export(planted_export(tmp_path / "export", per_arm=12, design=design), resamples=100,
