@@ -29,6 +29,7 @@ from xai_lab.analysis.mrmc import MRMCResult, or_analysis
 from xai_lab.analysis.reader_study import ReaderStudyError, reader_study
 
 SCORE_COLUMNS = ("initial_score", "final_score", "score_class")
+FIRST_LOOK = "verify, first look (alone)"
 FPR_GRID = np.linspace(0, 1, 101)
 
 
@@ -55,7 +56,7 @@ def study_mrmc(trials: pd.DataFrame, alpha: float = 0.05) -> StudyMRMC:
         return result
     truth = trials["true_label"] == trials["score_class"]
     verify = trials[trials["arm"] == "verify"]
-    sequential = pd.concat([_long(verify, "initial_score", "verify, first look (alone)", truth),
+    sequential = pd.concat([_long(verify, "initial_score", FIRST_LOOK, truth),
                             _long(verify, "final_score", "verify, second look (with AI)", truth)])
     result.sequential = _analyse("sequential", sequential, result, alpha, every_condition=True)
     final = pd.concat([_long(trials[trials["arm"] == arm], "final_score", arm, truth)
@@ -72,10 +73,13 @@ def _ai_alone(trials: pd.DataFrame, result: StudyMRMC, alpha: float) -> None:
         result.notes.append("AI alone vs readers: the AI's probability is not the same for every showing of a case "
                             "(several models or advice sources), so it is not one standalone reader; not analysed")
         return
-    tables = list(result.long_tables.values())
+    # verify's second look is the verify arm's final reading, which the between-arms table already holds
+    tables = [table[table["modality"] == FIRST_LOOK] for name, table in result.long_tables.items()
+              if name == "sequential"]
+    tables += [table for name, table in result.long_tables.items() if name == "between arms"]
     if not tables or ai.empty:
         return
-    readings = pd.concat(tables).drop_duplicates(["reader", "case", "modality"])
+    readings = pd.concat(tables)
     readings = readings[readings["case"].isin(ai.index)]
     for modality, rows in readings.groupby("modality", sort=False):
         try:
