@@ -378,6 +378,7 @@ def test_power_command_writes_table_and_plot(tmp_path):
     (["--effect", "over_reliance:rely=0.1"], "over_reliance for rely (0.1) must be from 1 - skill"),
     (["--n", "ten"], "--n must be comma-separated whole numbers"),
     (["--reps", "0"], "--reps must be at least 1"),
+    (["--effect", "case_arm_sd=-1"], "case_arm_sd is a standard deviation: give 0 or more, got -1.0"),
 ])
 def test_power_bad_input_is_one_line_and_exit_2(args, message):
     result = run_cli("power", "--design", REPO_ROOT / "studies" / "verify_vs_rely.toml", *args)

@@ -64,6 +64,13 @@ class PlantedEffects:
     def __post_init__(self) -> None:
         if not 0.5 <= self.skill < 1.0:
             raise ConfigError(f"skill must be from 0.5 to below 1, got {self.skill}")
+        spreads = {"case_arm_sd": self.case_arm_sd, "rating_sd": self.rating_sd, "rater_sd": self.rater_sd,
+                   "target_sd": self.target_sd}
+        for name, value in spreads.items():
+            if not 0.0 <= value < float("inf"):
+                raise ConfigError(f"{name} is a standard deviation: give 0 or more, got {value}")
+        if not self.skill_concentration > 0:
+            raise ConfigError(f"skill_concentration must be above 0, got {self.skill_concentration}")
         for arm, value in self.over_reliance.items():
             if not 1.0 - self.skill <= value <= 1.0:
                 raise ConfigError(f"over_reliance for {arm} ({value}) must be from 1 - skill ({1 - self.skill:.2f}) "
