@@ -236,7 +236,7 @@ def test_a_within_design_gets_period_sequence_and_carryover(tmp_path):
 def test_crossover_estimate_is_hills_armitage_and_its_weights_are_the_design_s():
     """The LS arm effect with participant, period and arm terms is half the sum over sequences of the mean
     within-participant arm difference (Hills-Armitage); as trial weights it sums to +1 on arm a, -1 on b."""
-    from xai_lab.analysis.crossover import _paired_trials, period_rates, trial_weights
+    from xai_lab.analysis.crossover import _applicable_trials, period_rates, trial_weights
 
     export = simulate_export(two_arms(within=True), PlantedEffects(period_effect=0.1), per_arm=9, seed=3)
     sequence = export.participants.set_index("participant_id")["arm"]
@@ -246,8 +246,8 @@ def test_crossover_estimate_is_hills_armitage_and_its_weights_are_the_design_s()
         index=["participant_id", "sequence"], columns="arm", values="rate").reset_index()
     by_sequence = (rates["rely"] - rates["verify"]).groupby(rates["sequence"]).mean()
     assert result.arm_effect.estimate == pytest.approx(by_sequence.mean())
-    paired = period_rates(indicators, sequence, "accuracy_final")
-    trials = _paired_trials(indicators, sequence, "accuracy_final", paired)
+    paired = period_rates(indicators, sequence, "accuracy_final")  # every participant read both periods
+    trials = _applicable_trials(indicators, sequence, "accuracy_final")
     weights = trial_weights(trials, paired, "rely", "verify")
     assert weights[trials["arm"].eq("rely").to_numpy(), 0].sum() == pytest.approx(1.0)
     assert weights[trials["arm"].eq("verify").to_numpy(), 0].sum() == pytest.approx(-1.0)

@@ -26,9 +26,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from xai_lab.analysis.fom import figures_of_merit
+from xai_lab.analysis.jackknife import jackknife_covariances
 from xai_lab.analysis.reader_study import ReaderStudy, ReaderStudyError, as_label
 
 
@@ -76,7 +78,9 @@ def ai_vs_readers(study: ReaderStudy, ai_scores: np.ndarray, fom: str = "auc", a
             raise ReaderStudyError(f"modality {name} has {len(readers)} reader; AI vs readers needs at least two")
         psi = theta[m, readers] - theta[m, -1]
         psi_deleted = deleted[m, readers] - deleted[m, -1]
-        var, cov2 = _jackknife_var_cov2(psi_deleted)
+        # Var and Cov2 of ψ: the OR jackknife over cases of one "modality" whose readers are the ψ_j
+        psi_covariances = jackknife_covariances(psi_deleted[None], np.ones((1, len(readers)), bool))
+        var, cov2 = psi_covariances.var, psi_covariances.cov2
         results.append(_compare(name, study, readers, theta[m], psi, var, cov2, alpha))
     return results
 
@@ -86,15 +90,6 @@ def _with_ai_reader(study: ReaderStudy, ai_scores: np.ndarray) -> ReaderStudy:
     t, _, c = study.scores.shape
     ai = np.broadcast_to(np.asarray(ai_scores, float), (t, 1, c))
     return replace(study, readers=(*study.readers, "AI"), scores=np.concatenate([study.scores, ai], axis=1))
-
-
-def _jackknife_var_cov2(psi_deleted: np.ndarray) -> tuple[float, float]:
-    """Var (mean of the diagonal) and Cov2 (mean off the diagonal) of the jackknife covariance of ψ."""
-    c = psi_deleted.shape[1]
-    centred = psi_deleted - psi_deleted.mean(axis=1, keepdims=True)
-    covariance = (c - 1) / c * centred @ centred.T
-    off = ~np.eye(len(covariance), dtype=bool)
-    return float(np.diag(covariance).mean()), float(covariance[off].mean())
 
 
 def _compare(name: str, study: ReaderStudy, readers: np.ndarray, theta: np.ndarray, psi: np.ndarray, var: float,
@@ -119,11 +114,9 @@ def _t_test(difference: float, se: float, df: float, alpha: float) -> AiTest:
     return AiTest(difference, se, df, t, float(2 * stats.t.sf(abs(t), df)), low, high)
 
 
-def ai_scores_from(frame, study: ReaderStudy, case: str, column: str, lower_is_positive: bool = False
+def ai_scores_from(frame: pd.DataFrame, study: ReaderStudy, case: str, column: str, lower_is_positive: bool = False
                    ) -> np.ndarray:
     """The AI's score per case from a column of the long table: one value per case, the same in every row."""
-    import pandas as pd
-
     if column not in frame.columns:
         raise ReaderStudyError(f"the table has no column --ai {column!r}; its columns are "
                                f"{', '.join(map(str, frame.columns))}")

@@ -76,12 +76,22 @@ class CrossoverResult:
 
 def period_rates(indicators: pd.DataFrame, sequence: pd.Series, metric: str) -> pd.DataFrame:
     """One row per participant and period: sequence, period (1, 2, ...), arm and the metric's rate."""
-    data = indicators[indicators[metric].notna()].copy()
+    return _rates(_applicable_trials(indicators, sequence, metric))
+
+
+def _applicable_trials(indicators: pd.DataFrame, sequence: pd.Series, metric: str) -> pd.DataFrame:
+    """The trials where the metric applies, with participant, case, arm, its value `y`, sequence and period."""
+    data = indicators.loc[indicators[metric].notna(), ["participant_id", "case_id", "arm", metric]]
+    data = data.rename(columns={metric: "y"})
     data["sequence"] = data["participant_id"].map(sequence)
     data = data[data["sequence"].notna()]
     data["period"] = [_period(str(seq), arm) for seq, arm in zip(data["sequence"], data["arm"], strict=True)]
-    return (data.dropna(subset=["period"]).groupby(["participant_id", "sequence", "period", "arm"])[metric].mean()
-            .rename("rate").reset_index())
+    return data.dropna(subset=["period"]).reset_index(drop=True)
+
+
+def _rates(trials: pd.DataFrame) -> pd.DataFrame:
+    return (trials.groupby(["participant_id", "sequence", "period", "arm"])["y"].mean().rename("rate")
+            .reset_index())
 
 
 def _period(sequence: str, arm: str) -> float:
@@ -92,7 +102,8 @@ def _period(sequence: str, arm: str) -> float:
 
 def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: str, a: str, b: str,
                        alpha: float = 0.05) -> CrossoverResult:
-    rates = period_rates(indicators, sequence, metric)
+    applicable = _applicable_trials(indicators, sequence, metric)
+    rates = _rates(applicable)
     flow = _flow(rates)
     both = rates.groupby("participant_id")["period"].transform("nunique") >= 2
     paired = rates[both & rates["arm"].isin([a, b])]
@@ -104,7 +115,8 @@ def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: st
         result.notes.append(f"{metric}: a crossover estimate needs at least 4 participants with both periods in at "
                             f"least two sequences (got {len(people)})")
         return result
-    trials = _paired_trials(indicators, sequence, metric, paired)
+    keys = ["participant_id", "sequence", "period", "arm"]
+    trials = applicable.merge(paired[keys], on=keys)  # the trials behind the paired rates
     weights = trial_weights(trials, paired, a, b)
     result.arm_effect, note = _crossed_effect(f"{a} - {b}", trials, weights[:, 0], alpha)
     result.period_effect, _ = _crossed_effect("period 2 - period 1", trials, weights[:, 1], alpha)
@@ -116,17 +128,6 @@ def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: st
         result.notes.append(f"{metric}: {dropped} participant(s) with only one period were left out of the paired "
                             "estimate")
     return result
-
-
-def _paired_trials(indicators: pd.DataFrame, sequence: pd.Series, metric: str, paired: pd.DataFrame
-                   ) -> pd.DataFrame:
-    """The applicable trials behind the paired rates: participant, case, sequence, period, arm and `y`."""
-    keys = paired[["participant_id", "sequence", "period", "arm"]]
-    data = indicators.loc[indicators[metric].notna(), ["participant_id", "case_id", "arm", metric]]
-    data = data.rename(columns={metric: "y"})
-    data["sequence"] = data["participant_id"].map(sequence)
-    data["period"] = [_period(str(seq), arm) for seq, arm in zip(data["sequence"], data["arm"], strict=True)]
-    return data.merge(keys, on=["participant_id", "sequence", "period", "arm"]).reset_index(drop=True)
 
 
 def trial_weights(trials: pd.DataFrame, paired: pd.DataFrame, a: str, b: str) -> np.ndarray:

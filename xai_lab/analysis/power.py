@@ -25,7 +25,7 @@ import pandas as pd
 
 from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.competence import analyze_item
-from xai_lab.analysis.estimands import declared_in, declared_tests, design_contrast
+from xai_lab.analysis.estimands import Declared, declared_in, declared_tests, design_contrast
 from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.reliance import trial_indicators
 from xai_lab.analysis.risk_difference import RiskDifference
@@ -45,6 +45,7 @@ class PowerJob:
     seed: int
     alpha: float
     item: str | None
+    declared: Declared  # the design's [analysis], read once for every replicate
 
 
 def parse_effects(specs: list[str]) -> PlantedEffects:
@@ -74,7 +75,8 @@ def power_table(design: StudyDesign, effects: PlantedEffects, sizes: list[int], 
                 seed: int = 0, item: str | None = None, workers: int = 2) -> pd.DataFrame:
     if reps < 1 or not sizes or min(sizes) < 2:
         raise ConfigError("--reps must be at least 1 and every --n at least 2 participants per arm")
-    jobs = [PowerJob(design, effects, n, seed * 1_000_003 + n * 10_007 + rep, alpha, item)
+    declared = declared_in(design.to_json(), ordered_arms(design.arms))
+    jobs = [PowerJob(design, effects, n, seed * 1_000_003 + n * 10_007 + rep, alpha, item, declared)
             for n in sizes for rep in range(reps)]
     with ProcessPoolExecutor(max_workers=workers, initializer=_one_thread) as pool:
         outcomes = list(pool.map(_replicate, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
@@ -110,8 +112,7 @@ def _declared_detections(job: PowerJob, export) -> dict[str, bool | None]:
     """The declared primary test and secondary family, as the report would run them on this export."""
     indicators = trial_indicators(clean_trials(export.trials))
     within = job.design.allocation.kind == "within"
-    arms = ordered_arms(job.design.arms)
-    declared = declared_in(job.design.to_json(), arms)
+    declared = job.declared
     if declared.a == declared.b or not {declared.a, declared.b} <= set(indicators["arm"]):
         return {}
     sequence = export.participants.set_index("participant_id")["arm"]

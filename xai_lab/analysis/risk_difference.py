@@ -160,16 +160,20 @@ def participants_needed(rate_variance_a: float, rate_variance_b: float, case_var
     uses: the smallest n with (t_{1-alpha/2, df} + t_{power, df})^2 [(s2_a + s2_b) / n + V_C] <= effect^2,
     df the Satterthwaite df of that variance (participant parts on n - 1 df each, the case part on
     `case_df`). None when no n up to `most` reaches it (the case term alone is too large: add cases)."""
-    if effect == 0:
-        return None
-    for n in range(2, most + 1):
+    def enough(n: int) -> bool:
         parts = [(rate_variance_a / n, n - 1), (rate_variance_b / n, n - 1), (case_variance, case_df)]
         variance = sum(value for value, _ in parts)
         denominator = sum(value ** 2 / df for value, df in parts if df > 0 and value > 0)
         df = variance ** 2 / denominator if denominator > 0 else math.inf
-        if (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) ** 2 * variance <= effect ** 2:
-            return n
-    return None
+        return (stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) ** 2 * variance <= effect ** 2
+
+    if effect == 0 or not enough(most):
+        return None
+    low, high = 1, most  # more participants only shrink the variance and raise the df: bisect
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
 
 
 def variance_parts(indicators: pd.DataFrame, metric: str, a: str, b: str) -> tuple[float, float, float, float]:

@@ -74,9 +74,9 @@ def _ai_alone(trials: pd.DataFrame, result: StudyMRMC, alpha: float) -> None:
                             "(several models or advice sources), so it is not one standalone reader; not analysed")
         return
     # verify's second look is the verify arm's final reading, which the between-arms table already holds
-    tables = [table[table["modality"] == FIRST_LOOK] for name, table in result.long_tables.items()
-              if name == "sequential"]
-    tables += [table for name, table in result.long_tables.items() if name == "between arms"]
+    sequential, between = result.long_tables.get("sequential"), result.long_tables.get("between arms")
+    tables = ([] if sequential is None else [sequential[sequential["modality"] == FIRST_LOOK]]) + \
+        ([] if between is None else [between])
     if not tables or ai.empty:
         return
     readings = pd.concat(tables)
