@@ -1,6 +1,6 @@
 """xai-lab in the browser: participant, researcher and trainer pages.
 
-    xai-lab serve --study studies/demo.toml      # or: xai-lab demo
+    xai-lab serve --design studies/demo.toml      # or: xai-lab demo
     streamlit run app.py                         # development: the same pages, without serve's web layer
                                                  # (participant cookie, cache-clear filter, health check)
 

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model, card, dataset = load_assets(args.model, args.data)
     images = dataset["test"].images[:32]
-    print(f"model {card['name']}: input {model.spec.input_size} px, images {images.shape[-1]} px, "
+    print(f"model {card.name}: input {model.spec.input_size} px, images {images.shape[-1]} px, "
           f"{torch.get_num_threads()} threads")
     floor, rows = bench_methods(model, images, args.repeats)
     print(f"floor: forward+backward of 1 image {floor['fb_1'] * 1000:.1f} ms, of 32 images "
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cached overlay load (prediction + map + PNG decode): {cache_load * 1000:.1f} ms")
     out = REPO / "benchmarks" / "results" / "explain_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": card["name"], "floor_s": floor, "methods": rows,
+    out.write_text(json.dumps({"model": card.name, "floor_s": floor, "methods": rows,
                                "cache_load_s": cache_load}, indent=2))
     return 0
 

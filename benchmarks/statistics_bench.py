@@ -8,7 +8,9 @@ What a power simulation or a report pays per study:
   2,000-resample participant bootstrap);
 - the OR analysis of a split-plot reader study with arms of 3 and 8 readers (the generalised
   Behrens-Fisher test, by quadrature) and of 6 and 8 (Satterthwaite);
-- AI vs readers and pilot-based power (HOB 2011) on the reference data in tests/data.
+- AI vs readers and pilot-based power (HOB 2011) on the reference data in tests/data;
+- a factorial design's within-factor contrast and interaction (studies/explanation_2x2.toml, 20 per
+  between cell, participants and cases random).
 
 Reported: median milliseconds per call and the ratio to the crossed test. Raw rows go to
 benchmarks/results/statistics_bench.json.
@@ -37,6 +39,7 @@ def main() -> None:
 
     from xai_lab.analysis.ai_vs_readers import ai_vs_readers
     from xai_lab.analysis.crossover import crossover_analysis
+    from xai_lab.analysis.factorial import factor_contrast, factors_of, interaction
     from xai_lab.analysis.load import clean_trials
     from xai_lab.analysis.mrmc import or_analysis
     from xai_lab.analysis.pilot_power import PilotEstimates, pilot_power
@@ -58,6 +61,10 @@ def main() -> None:
     within_export = simulate_export(within, PlantedEffects(case_arm_sd=1.0), per_arm=15, seed=1)
     within_indicators = trial_indicators(clean_trials(within_export.trials))
     sequence = within_export.participants.set_index("participant_id")["arm"]
+    two_by_two = load_design(REPO / "studies" / "explanation_2x2.toml")
+    factorial_export = simulate_export(two_by_two, PlantedEffects(case_arm_sd=1.0), per_arm=20, seed=1)
+    factorial = trial_indicators(clean_trials(factorial_export.trials))
+    factors = factors_of(two_by_two.to_json())
     rng = np.random.default_rng(1)
     small_arm = simulate_reader_study(VARIANCE_STRUCTURES["medium"], (3, 8), 100, (0.75, 0.75), rng, "split-plot")
     six_arm = simulate_reader_study(VARIANCE_STRUCTURES["medium"], (6, 8), 100, (0.75, 0.75), rng, "split-plot")
@@ -80,6 +87,10 @@ def main() -> None:
         "AI vs 9 readers, 200 cases": lambda: ai_vs_readers(readers, cad.reindex(
             [int(c) for c in readers.cases]).to_numpy(float)),
         "pilot power, one readers x cases x generalisation": lambda: pilot_power(pilot, 10, 165),
+        "factorial: within-factor contrast, 20 per cell": lambda: factor_contrast(
+            factorial, factors, "over_reliance", "explanation", "contour", "none"),
+        "factorial: interaction, 20 per cell": lambda: interaction(
+            factorial, factors, "over_reliance", "workflow", "explanation"),
     }
     rows = []
     reference = None

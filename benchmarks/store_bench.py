@@ -59,8 +59,8 @@ def run(design_path: Path, url: str, writers: int, participants: int) -> dict:
     from sqlalchemy import func, select
 
     from xai_lab.store.schema import events
+    from xai_lab.study.cases import load_case_set
     from xai_lab.study.design_file import load_design
-    from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
     from xai_lab.study.simulate import SimulationConfig, simulate
 

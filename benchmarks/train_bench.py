@@ -131,26 +131,26 @@ def run(target: Target, recipe: str, seed: int, data_seconds: float, extra: dict
                                   config=config, progress=False)
     train_seconds = time.perf_counter() - started
     errors = error_rates_by_difficulty(target.name, folder)
-    test = card["metrics"]["test"]
+    test = card.metrics["test"]
     counted = train_seconds + (data_seconds if target.budget_covers.startswith("generation") else 0.0)
-    budget = card["training"].get("budget") or {}
+    budget = card.training.get("budget") or {}
     return {
         "dataset": target.name, "recipe": recipe, "seed": seed, "config": config.to_dict(),
         "data_seconds": round(data_seconds, 1), "train_seconds": round(train_seconds, 1),
         "budget_seconds": target.budget_seconds, "budget_covers": target.budget_covers,
         "share_of_budget": round(counted / target.budget_seconds, 2),
         "time_budget": budget.get("seconds"), "planned_epochs": budget.get("planned_epochs"),
-        "epochs": card["training"]["epochs_run"], "best_epoch": card["training"]["best_epoch"],
+        "epochs": card.training["epochs_run"], "best_epoch": card.training["best_epoch"],
         "auroc": test["auroc"], "auroc_ci": test.get("auroc_ci"), "accuracy": test["accuracy"],
         "accuracy_ci": test.get("accuracy_ci"), "sensitivity": test["sensitivity"],
         "specificity": test["specificity"], "ece": test["ece"], "ece_ci": test.get("ece_ci"),
         "ece_at_prior": test.get("ece_at_prior"), "ece_at_prior_ci": test.get("ece_at_prior_ci"),
-        "members": card["architecture"].get("members", 1), "budget_cut": budget.get("cut"),
+        "members": card.architecture.get("members", 1), "budget_cut": budget.get("cut"),
         "brier": test["brier"], "nll": test["nll"], "n_test": test["n"],
-        "ece_before_scaling": card["calibration"]["test"]["before"]["ece"],
-        "val_ece_after": card["calibration"]["val"]["after"]["ece"],
-        "temperature": card["calibration"]["temperature"], "threshold": card["decision"]["threshold"],
-        "claim_supported": card["calibration"]["claim"]["supported"],
+        "ece_before_scaling": card.calibration["test"]["before"]["ece"],
+        "val_ece_after": card.calibration["val"]["after"]["ece"],
+        "temperature": card.calibration["temperature"], "threshold": card.decision.threshold,
+        "claim_supported": card.calibration["claim"]["supported"],
         "test_error_by_difficulty": errors,
     }
 
@@ -165,7 +165,7 @@ def error_rates_by_difficulty(dataset_name: str, model_folder: Path) -> dict | N
     model, card = load_model(model_folder)
     wrong = (model.decide(model.predict_proba(test.images)) != test.labels).numpy()
     rates = {}
-    for label, class_name in enumerate(card["dataset"]["class_names"]):
+    for label, class_name in enumerate(card.dataset.class_names):
         for level in ("easy", "moderate", "hard"):
             rows = (test.labels.numpy() == label) & (test.metadata["difficulty"] == level)
             if rows.any():

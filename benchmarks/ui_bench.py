@@ -86,8 +86,8 @@ def run_load(home: Path, n: int, think: float) -> list[float]:
 
 def _ready_participants(database: str, n: int) -> list[str]:
     """Enrol n participants and take them through consent, profile and instructions (study API)."""
+    from xai_lab.study.cases import load_case_set
     from xai_lab.study.design_file import load_design
-    from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
 
     design = load_design(DESIGN)

@@ -14,6 +14,8 @@ from conftest import run_cli, shared_file
 from PIL import Image
 from test_importers import make_medmnist_npz
 
+from xai_lab.model.card import read_model_card
+
 pytestmark = pytest.mark.slow
 
 
@@ -46,8 +48,8 @@ def test_pneumoniamnist_meets_the_acceptance_numbers(lab_home):
     assert metrics["auroc"] >= 0.975, metrics
     assert metrics["accuracy"] >= 0.88, metrics
     assert metrics["ece"] <= 0.05, metrics
-    card = json.loads((lab_home / "models" / "pneumonia" / "model_card.json").read_text())
-    val, test = card["calibration"]["val"], card["calibration"]["test"]
+    card = read_model_card(lab_home / "models" / "pneumonia")
+    val, test = card.calibration["val"], card.calibration["test"]
     assert val["temperature"]["nll"] <= val["before"]["nll"] + 1e-6  # T minimises validation NLL
     assert test["after"]["ece"] < test["before"]["ece"]  # and calibration helps on the held-out test split
 
@@ -57,8 +59,8 @@ def test_kermany_radiographs_split_by_patient_reach_the_target(lab_home):
     assert run_cli("train", "--data", "kermany", "--quiet").code == 0
     metrics = evaluate_json("kermany", "kermany")
     assert metrics["auroc"] >= 0.95, metrics
-    card = json.loads((lab_home / "models" / "kermany" / "model_card.json").read_text())
-    assert card["preprocessing"]["input_size"] == 128 and card["dataset"]["image_size"] == [224, 224]
+    card = read_model_card(lab_home / "models" / "kermany")
+    assert card.preprocessing.input_size == 128 and card.dataset.image_size == [224, 224]
 
 
 def test_an_image_folder_of_real_radiographs_trains_sensibly(lab_home, tmp_path):

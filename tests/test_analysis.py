@@ -397,7 +397,7 @@ def test_analyze_study_from_the_database_after_simulated_participants(study_home
 
     use_lab(study_home, monkeypatch)
     design = study_home / "t.toml"
-    simulated = run_cli("simulate", "--study", design, "--participants", "24", "--seed", "5", "--dropout", "0")
+    simulated = run_cli("simulate", "--design", design, "--participants", "24", "--seed", "5", "--dropout", "0")
     assert simulated.code == 0, simulated.err
     only_simulated = run_cli("analyze", "--study", "t", "--resamples", "200", "--no-mixed")
     assert only_simulated.code == 2 and "every participant in the export is simulated" in only_simulated.err

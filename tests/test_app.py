@@ -21,7 +21,7 @@ def empty_lab(lab_home, monkeypatch):
 def test_no_study_served_says_how_to_start_one(empty_lab):
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert not app.exception
-    assert "xai-lab serve --study" in app.info[0].value
+    assert "xai-lab serve --design" in app.info[0].value
 
 
 def test_trainer_page_without_data_says_how_to_make_it(empty_lab):

@@ -92,3 +92,42 @@ def test_validating_a_design_loads_no_torch():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          cwd=PACKAGE.parent).stdout
     assert out.strip().splitlines()[-1] == "0 False False"
+
+
+# Every module a served page or `xai-lab serve` runs, found from the package rather than listed, so a
+# new page or screen is guarded the day it is added. The trainer page is the one page that needs a model.
+MODEL_PAGES = {"xai_lab.ui.trainer", "xai_lab.ui.page_scripts.trainer"}
+SERVED = sorted({name for name in MODULES if name.startswith("xai_lab.ui")} - MODEL_PAGES
+                | {"xai_lab.study.catalogue", "xai_lab.study.serve_setup", "xai_lab.cli.serve"})
+HEAVY = ("torch", "torchvision", "captum")
+
+
+def _loaded_heavy(modules: list[str]) -> list[str]:
+    probe = (f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return eval(out.strip().splitlines()[-1])  # noqa: S307 - our own probe's printed list
+
+
+def test_the_served_path_loads_no_torch_or_captum():
+    loaded = _loaded_heavy(SERVED)
+    if loaded:  # name the module that pulled them in
+        culprits = [name for name in SERVED if _loaded_heavy([name])]
+        pytest.fail(f"served modules load {loaded}: {culprits}; import the model code inside the function "
+                    "that needs it, or move what the page reads into a module without it")
+
+
+def test_the_served_modules_list_covers_the_pages():
+    assert {"xai_lab.ui.participant", "xai_lab.ui.researcher", "xai_lab.ui.screens.reading",
+            "xai_lab.ui.served_app", "xai_lab.ui.page_scripts.participant"} <= set(SERVED)
+    assert not MODEL_PAGES & set(SERVED)
+
+
+def test_tests_import_their_helpers_the_way_a_clean_clone_can():
+    """`from support.x` and `from conftest`, never `from tests.x`: pytest puts tests/ on sys.path, not the
+    repository root, so `tests.` imports worked in a checkout with an editable install and failed in CI's
+    clean clone (stop 33)."""
+    offenders = [f"{path.name}:{number}" for path in (PACKAGE.parent / "tests").rglob("*.py")
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if line.strip().startswith(("from tests.", "import tests."))]
+    assert not offenders, offenders

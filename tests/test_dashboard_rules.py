@@ -16,9 +16,9 @@ from xai_lab.study.access import (
     enrolment_code,
     password_matches,
 )
+from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
 from xai_lab.study.monitor import monitor_study
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 
 
@@ -92,7 +92,8 @@ def test_quality_flags_catch_unmoved_confidence_and_fast_answers(study_home, mon
         elif step.kind == "profile":
             answer = {name: options[0] for name, options in step.content["fields"].items()}
         elif step.kind in ("trial", "practice"):
-            answer = {"label": "normal", "confidence": 50}  # the same confidence every time, instantly
+            # the same confidence every time, instantly
+            answer = {"label": "normal", "confidence": 50, "slider_moved": True}
         elif step.kind == "attention":
             answer = {"label": "lesion"}  # wrong: the check's answer is normal
         else:

@@ -102,8 +102,8 @@ def test_a_broken_dicom_folder_is_one_line_and_exit_2(lab_home, tmp_path, damage
 def test_a_study_prepared_from_dicom_files_runs_end_to_end(lab_home, tmp_path):
     from test_study import check_simulated_study
 
+    from xai_lab.study.cases import load_case_set
     from xai_lab.study.design_file import load_design
-    from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
     from xai_lab.study.simulate import SimulationConfig, simulate
 
@@ -139,9 +139,11 @@ def _display_row(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("case_id", ["pneumonia/im1.png", "../../outside", "a\\b", "..", "x" * 200])
 def test_path_like_case_ids_are_cached_inside_the_cache_folder(tmp_path, case_id):
     """Image-folder case ids are relative paths; each gets its own entry, never outside the cache."""
+    from support.cards import a_model_card
+
     from xai_lab.explain.cache import CachedPrediction, ExplanationCache
 
-    cache = ExplanationCache(tmp_path / "cache", {"name": "m", "weights_sha256": "ab" * 32})
+    cache = ExplanationCache(tmp_path / "cache", a_model_card())
     cache.save_prediction(CachedPrediction(case_id, 1, 0, [0.6, 0.4]))
     assert cache.load_prediction(case_id) == CachedPrediction(case_id, 1, 0, [0.6, 0.4])
     assert cache.load_prediction(case_id + "x") is None

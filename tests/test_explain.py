@@ -28,6 +28,7 @@ from xai_lab.explain.metrics import (
 from xai_lab.explain.overlay import render_look, render_overlay
 from xai_lab.explain.randomisation import cascading_randomisation
 from xai_lab.explain.request import ExplanationRequest
+from xai_lab.model.card import read_model_card
 from xai_lab.model.network import ImageClassifier, NetworkSpec
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "overlays"
@@ -85,15 +86,15 @@ def _hook_count(model: nn.Module) -> int:
 
 
 def test_registry_offers_the_eight_methods_with_parameters():
-    assert list(METHODS) == EXPECTED_METHODS
+    assert list(METHODS)[:8] == EXPECTED_METHODS  # the published eight stay, in order; new ones follow
     described = METHODS["integrated_gradients"].describe()
     assert described["parameters"]["n_steps"]["default"] == 32
     assert METHODS["occlusion"].describe()["parameters"]["baseline"]["default"] == "blurred"
     result = run_cli("explain", "methods", "--json")
-    assert result.code == 0 and set(json.loads(result.out)) == set(EXPECTED_METHODS)
+    assert result.code == 0 and set(json.loads(result.out)) == set(METHODS)
 
 
-@pytest.mark.parametrize("method", EXPECTED_METHODS)
+@pytest.mark.parametrize("method", list(METHODS))  # every registered method: a new one is tested the day it lands
 def test_map_peaks_on_the_planted_bright_patch(method):
     model = brightness_detector()
     maps = attribute(model, planted_image(), 1, method)
@@ -109,7 +110,7 @@ def test_map_peaks_on_the_planted_bright_patch(method):
 LIGHT_PARAMETERS = {"occlusion": {"window_fraction": 0.25}}
 
 
-@pytest.mark.parametrize("method", EXPECTED_METHODS)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_attribution_is_deterministic_shaped_and_leaves_no_trace(in_tiny_home, method):
     model, _ = load_model("tiny")
     images = load_dataset("tiny")["test"].images[:5]
@@ -282,7 +283,7 @@ def test_example_overlays_of_every_method_are_written(in_tiny_home):
     test = load_dataset("tiny")["test"]
     index = int(torch.nonzero(test.labels == 1)[0])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for method in EXPECTED_METHODS:
+    for method in METHODS:
         attribution = attribute(model, test.images[index:index + 1], 1, method)[0]
         picture = render_overlay(test.images[index], attribution, display_size=256, top_k_percent=5)
         path = ARTIFACTS / f"synthetic-{method}.png"
@@ -307,9 +308,9 @@ def test_evaluate_cli_json_contract_files_and_model_card(in_tiny_home):
     folder = in_tiny_home / "models" / "tiny" / "explanations"
     for suffix in ("csv", "md", "html", "json"):
         assert (folder / f"explanations.{suffix}").stat().st_size > 100
-    card = json.loads((in_tiny_home / "models" / "tiny" / "model_card.json").read_text())
-    assert card["explanations"]["default_method"] == report["default_method"]
-    assert set(card["explanations"]["methods"]) == {"saliency", "gradcam"}
+    card = read_model_card(in_tiny_home / "models" / "tiny")
+    assert card.explanations["default_method"] == report["default_method"]
+    assert set(card.explanations["methods"]) == {"saliency", "gradcam"}
     load_model("tiny")  # the weights checksum still holds after the card update
 
 

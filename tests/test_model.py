@@ -11,6 +11,7 @@ from conftest import module_lab, run_cli, use_lab
 
 from xai_lab import load_dataset, load_model
 from xai_lab.model.calibration import choose_threshold, expected_calibration_error, fit_temperature
+from xai_lab.model.card import read_model_card
 from xai_lab.model.metrics import classification_metrics
 from xai_lab.model.network import ImageClassifier, NetworkSpec
 from xai_lab.model.training import TrainConfig, train_classifier
@@ -53,25 +54,25 @@ def test_saved_model_loads_with_weights_only_and_predicts_the_same(in_tiny_home)
     torch.testing.assert_close(model(images), again(images))
     probabilities = model.predict_proba(images)
     torch.testing.assert_close(probabilities.sum(1), torch.ones(len(images)))
-    assert card["dataset"]["name"] == "tiny"
-    assert float(model.temperature) == pytest.approx(card["calibration"]["temperature"])
+    assert card.dataset.name == "tiny"
+    assert float(model.temperature) == pytest.approx(card.calibration["temperature"])
 
 
 def test_model_card_records_what_the_issue_asks(in_tiny_home):
-    card = json.loads((in_tiny_home / "models" / "tiny" / "model_card.json").read_text())
-    assert len(card["dataset"]["card_sha256"]) == 64 and len(card["dataset"]["content_sha256"]) == 64
-    assert card["training"]["config"]["seed"] == 0 and card["training"]["seconds"] > 0
-    assert {"torch", "torchvision", "python", "xai_lab"} <= set(card["versions"])
+    card = read_model_card(in_tiny_home / "models" / "tiny")
+    assert len(card.dataset.card_sha256) == 64 and len(card.dataset.content_sha256) == 64
+    assert card.training["config"]["seed"] == 0 and card.training["seconds"] > 0
+    assert {"torch", "torchvision", "python", "xai_lab"} <= set(card.versions)
     for split in ("val", "test"):
-        assert {"auroc", "accuracy", "sensitivity", "specificity", "ece", "brier", "n"} <= set(card["metrics"][split])
-        assert {"before", "temperature", "after"} == set(card["calibration"][split])
-    assert card["decision"]["rule"] == "youden" and 0 < card["decision"]["threshold"] < 1
-    assert card["not_for_clinical_use"] is True and "not for clinical use" in card["intended_use"].lower()
+        assert {"auroc", "accuracy", "sensitivity", "specificity", "ece", "brier", "n"} <= set(card.metrics[split])
+        assert {"before", "temperature", "after"} == set(card.calibration[split])
+    assert card.decision.rule == "youden" and 0 < card.decision.threshold < 1
+    assert card.not_for_clinical_use is True and "not for clinical use" in card.intended_use.lower()
 
 
 def test_model_takes_unit_pixels_at_any_size_and_normalises_inside(in_tiny_home):
     model, card = load_model("tiny")
-    assert card["preprocessing"]["input_size"] == 48
+    assert card.preprocessing.input_size == 48
     small = torch.rand(2, 1, 48, 48)
     large = torch.nn.functional.interpolate(small, size=(96, 96), mode="bilinear", align_corners=False)
     assert model(large).shape == (2, 2)
@@ -180,4 +181,4 @@ def test_one_epoch_on_a_small_set_trains(lab_home):
     assert run_cli("data", "synth", "--name", "five", "--n", "400", "--size", "32", "--seed", "1").code == 0
     result = run_cli("train", "--data", "five", "--epochs", "1", "--quiet")
     assert result.code == 0, result.err
-    assert load_model(str(lab_home / "models" / "five"))[1]["training"]["epochs_run"] == 1
+    assert load_model(str(lab_home / "models" / "five"))[1].training["epochs_run"] == 1

@@ -275,9 +275,9 @@ def test_type_i_error_of_the_random_reader_random_case_test(design):
 def test_the_probability_question_records_scores_and_confidence(study_home, tmp_path, monkeypatch):
     from conftest import use_lab, write_study
 
+    from xai_lab.study.cases import load_case_set
     from xai_lab.study.design_file import load_design
     from xai_lab.study.export import export_study
-    from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
 
     use_lab(study_home, monkeypatch)
@@ -293,14 +293,15 @@ def test_the_probability_question_records_scores_and_confidence(study_home, tmp_
         if step.kind == "profile":
             answer = {name: options[0] for name, options in step.content["fields"].items()}
         if step.kind in ("practice",):
-            answer = {"label": "normal", "probability": 30}
+            answer = {"label": "normal", "probability": 30, "slider_moved": True}
         step = service.submit(token, step.key, answer, f"k-{step.key}")
     assert step.content["question"] == "probability" and step.content["positive_label"] == "lesion"
     with pytest.raises(Exception, match="probability must be a whole number"):
-        service.submit(token, step.key, {"label": "normal", "confidence": 70}, "wrong-field")
-    step = service.submit(token, step.key, {"label": "normal", "probability": 20}, "initial")  # 80% sure: normal
+        service.submit(token, step.key, {"label": "normal", "confidence": 70, "slider_moved": True}, "wrong-field")
+    step = service.submit(token, step.key, {"label": "normal", "probability": 20, "slider_moved": True},
+                          "initial")  # 80% sure: normal
     assert step.content["initial"] == {"label": "normal", "confidence": 80, "score": 20}
-    service.submit(token, step.key, {"label": "lesion", "probability": 65}, "final")
+    service.submit(token, step.key, {"label": "lesion", "probability": 65, "slider_moved": True}, "final")
     export_study(service.engine, "prob", tmp_path / "export")
     row = pd.read_csv(tmp_path / "export" / "trials.csv").iloc[0]
     assert (row["initial_score"], row["initial_confidence"], row["final_score"], row["final_confidence"]) == \
@@ -312,9 +313,9 @@ def test_the_probability_question_records_scores_and_confidence(study_home, tmp_
 def test_the_confidence_question_exports_scores_as_probabilities(study_home, tmp_path, monkeypatch):
     from conftest import use_lab
 
+    from xai_lab.study.cases import load_case_set
     from xai_lab.study.design_file import load_design
     from xai_lab.study.export import export_study
-    from xai_lab.study.prepare import load_case_set
     from xai_lab.study.service import StudyService
     from xai_lab.study.simulate import SimulationConfig, simulate
 

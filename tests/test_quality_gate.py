@@ -8,13 +8,14 @@ import socket
 
 import pytest
 from conftest import run_cli, use_lab, write_study
+from support.cards import a_model_card
 
+from xai_lab.model.card import ModelCard
 from xai_lab.model.quality import DEFAULT_MIN_VAL_AUROC, SYNTHETIC_MIN_VAL_AUROC, quality_verdict
 
 
-def model_card(auroc: float, ci: tuple[float, float] | None, dataset: str = "nowhere") -> dict:
-    return {"name": "m", "dataset": {"name": dataset},
-            "metrics": {"val": {"auroc": auroc, "auroc_ci": list(ci) if ci else None}}}
+def model_card(auroc: float, ci: tuple[float, float] | None, dataset: str = "nowhere") -> ModelCard:
+    return a_model_card(dataset=dataset, val_auroc=auroc, val_auroc_ci=ci)
 
 
 def test_the_lower_bound_must_reach_the_floor_from_the_design_the_dataset_or_the_default(lab_home):
@@ -80,7 +81,7 @@ def test_prepare_and_serve_refuse_a_model_below_the_gate_in_one_line(study_home,
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    served = run_cli("serve", "--study", home / "t.toml", "--port", port)  # prepared before the model got worse
+    served = run_cli("serve", "--design", home / "t.toml", "--port", port)  # prepared before the model got worse
     assert served.code == 2 and len(served.err.strip().splitlines()) == 1
     assert "fails the quality gate" in served.err
 
@@ -89,9 +90,9 @@ def test_a_running_study_is_served_on_with_a_warning_after_an_upgrade(study_home
     """An upgrade never stops a running study: one prepared before the gate, with participants, is
     registered and served as before, and the researcher is told its model's numbers."""
     from xai_lab.store.database import open_database
-    from xai_lab.study.catalogue import register_design_files
+    from xai_lab.study.cases import load_case_set
     from xai_lab.study.design_file import load_design
-    from xai_lab.study.prepare import load_case_set
+    from xai_lab.study.serve_setup import register_design_files
     from xai_lab.study.service import StudyService
 
     home = tmp_path / "lab"

@@ -135,9 +135,9 @@ def test_card_records_the_budget_and_the_progress_bar_shows_time_left(in_small_h
     assert result.code == 0, result.err
     assert "time_left=" in result.err and "val_loss=" in result.err and "epoch" in result.err  # tqdm on stderr
     _, card = load_model(in_small_home / "models" / "budgeted")
-    budget = card["training"]["budget"]
+    budget = card.training["budget"]
     assert budget["seconds"] == 5.0 and budget["source"] == "--time-budget" and budget["cut"]
-    assert card["training"]["epochs_run"] <= budget["planned_epochs"] < 60
+    assert card.training["epochs_run"] <= budget["planned_epochs"] < 60
     assert "time budget: 5 s (--time-budget); the 5 s budget" in result.out
 
 
@@ -199,7 +199,7 @@ def test_a_trained_ensemble_saves_loads_and_explains(in_small_home):
                      str(in_small_home / "models" / "pair"))
     assert result.code == 0, result.err
     model, card = load_model(in_small_home / "models" / "pair")
-    assert card["architecture"]["members"] == 2 and "ensemble of 2" in card["architecture"]["type"]
+    assert card.architecture["members"] == 2 and "ensemble of 2" in card.architecture["type"]
     images = load_dataset("small")["test"].images[:4]
     from xai_lab.explain.attribution import attribute
 
@@ -255,12 +255,12 @@ def test_model_card_reports_test_ece_with_its_interval(in_small_home):
                      str(in_small_home / "models" / "card"))
     assert result.code == 0, result.err
     _, card = load_model(in_small_home / "models" / "card")
-    test = card["metrics"]["test"]
+    test = card.metrics["test"]
     for key in ("ece", "ece_at_prior"):
         low, high = test[f"{key}_ci"]
         assert low <= test[key] <= high
-    assert card["calibration"]["test_ece_at_prior_ci"] == test["ece_at_prior_ci"]
-    assert card["calibration"]["claim"]["supported"] == (test["ece_at_prior_ci"][1] < CALIBRATION_CLAIM_MAX_ECE)
+    assert card.calibration["test_ece_at_prior_ci"] == test["ece_at_prior_ci"]
+    assert card.calibration["claim"]["supported"] == (test["ece_at_prior_ci"][1] < CALIBRATION_CLAIM_MAX_ECE)
     assert "ECE " in result.out and "calibration claim" in result.out
 
 
@@ -281,8 +281,8 @@ def test_resnet18_backbone_from_a_local_weights_file(in_small_home, tmp_path, mo
                      str(in_small_home / "models" / "resnet"))
     assert result.code == 0, result.err
     model, card = load_model(in_small_home / "models" / "resnet")
-    assert card["architecture"]["backbone"] == "resnet18" and card["preprocessing"]["input_size"] == 64
-    assert card["architecture"]["pretrained"].startswith("torchvision ResNet18_Weights")
+    assert card.architecture["backbone"] == "resnet18" and card.preprocessing.input_size == 64
+    assert card.architecture["pretrained"].startswith("torchvision ResNet18_Weights")
     # the pretrained filters arrived (one epoch moves them only a little): grey input = sum of RGB filters
     stem = reference.conv1.weight.sum(dim=1, keepdim=True)
     assert torch.corrcoef(torch.stack([model.network.features[0][0].weight.flatten(), stem.flatten()]))[0, 1] > 0.9

@@ -15,11 +15,12 @@ from xai_lab.errors import ConfigError, ExplainError
 from xai_lab.explain.request import ExplanationRequest
 from xai_lab.paths import explanation_cache_dir
 from xai_lab.store.database import open_database
-from xai_lab.study.catalogue import open_catalogue, register_design_files
+from xai_lab.study.cases import load_case_set, prepared_path
+from xai_lab.study.catalogue import open_catalogue
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.design_file import load_design
 from xai_lab.study.media import StudyMedia
-from xai_lab.study.prepare import load_case_set, prepared_path
+from xai_lab.study.serve_setup import register_design_files
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -31,18 +32,7 @@ def test_a_design_comes_back_from_its_json_unchanged(path):
     assert again == design and again.fingerprint() == design.fingerprint()
 
 
-# What identifies a registered study: a release that changes these refuses the participants of a running
-# study ("already has participants under a different design"). Fields added later count only when set.
-PINNED_FINGERPRINTS = {
-    "demo": "064b3c41afb283c604973ac87f5331823e51d8c71352f06b763799b86a4c199e",
-    "verify_vs_rely": "d9923fba188ae4c524c482f5e429fe3f97250edb0815ab2fba344e0187bf6791",
-    "competence_vignettes": "72474c88f29c7a45f08ad898bc848ee6e699e0c2ecf813573fdb9de519201863",
-}
-
-
-@pytest.mark.parametrize("name", sorted(PINNED_FINGERPRINTS))
-def test_an_upgrade_keeps_the_fingerprint_of_every_shipped_design(name):
-    assert load_design(STUDIES / f"{name}.toml").fingerprint() == PINNED_FINGERPRINTS[name]
+# The shipped designs' fingerprints are pinned in tests/test_upgrade.py.
 
 
 def test_the_served_study_is_read_from_the_database_not_the_files(study_home, tmp_path):
@@ -63,7 +53,7 @@ def test_the_served_study_is_read_from_the_database_not_the_files(study_home, tm
 
 
 def test_an_unregistered_study_id_is_one_line_naming_the_fix(study_home):
-    with pytest.raises(ConfigError, match="study 'nope' is not registered .*xai-lab serve --study FILE"):
+    with pytest.raises(ConfigError, match="study 'nope' is not registered .*xai-lab serve --design FILE"):
         open_catalogue(open_database(), ("nope",))
 
 

@@ -22,8 +22,8 @@ from support.chromium import VIEWPORT, idle, stored_cookie
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import participants
 from xai_lab.study.access import enrolment_code
+from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 
 pytestmark = [pytest.mark.served, pytest.mark.browser]

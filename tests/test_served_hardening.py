@@ -29,8 +29,8 @@ from support.protocol_client import ProtocolClient, ProtocolError
 
 from xai_lab.store.database import open_database
 from xai_lab.study.access import ATTACK_FAILURES, enrolment_code
+from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 from xai_lab.ui.upload_budget import UPLOAD_BYTES_IN_MEMORY, UPLOADS_PER_SESSION
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from conftest import run_cli, use_lab, write_study
 
+from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 from xai_lab.study.simulate import SimulatedClinician, SimulationConfig
 
@@ -49,11 +49,11 @@ def demo_like(study_home, monkeypatch):
 def test_simulate_beside_real_participants_needs_pilot_and_analyze_leaves_them_out(demo_like, tmp_path):
     """The demo's course: 40 simulated pilots seed peer rating, then people take part."""
     home, name, design = demo_like
-    piloted = run_cli("simulate", "--study", design, "--participants", "40", "--pilot", "--dropout", "0",
+    piloted = run_cli("simulate", "--design", design, "--participants", "40", "--pilot", "--dropout", "0",
                       "--concurrency", "4")
     assert piloted.code == 0, piloted.err
     people(design, 12)
-    refused = run_cli("simulate", "--study", design, "--participants", "3", "--seed", "9")
+    refused = run_cli("simulate", "--design", design, "--participants", "3", "--seed", "9")
     assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1
     assert f"study {name!r} already has 12 real participant(s)" in refused.err and "--pilot" in refused.err
     out = tmp_path / "report"
@@ -81,7 +81,7 @@ def test_simulate_beside_real_participants_needs_pilot_and_analyze_leaves_them_o
 
 def test_simulating_an_empty_study_needs_no_pilot_flag_and_is_a_rehearsal(demo_like, tmp_path):
     home, name, design = demo_like
-    assert run_cli("simulate", "--study", design, "--participants", "6", "--dropout", "0").code == 0
+    assert run_cli("simulate", "--design", design, "--participants", "6", "--dropout", "0").code == 0
     refused = run_cli("analyze", "--study", name, "--out", tmp_path / "r", "--resamples", "200", "--no-mixed")
     assert refused.code == 2 and "every participant in the export is simulated or a pilot (6 simulated)" in refused.err
     assert not (tmp_path / "r" / "report.html").exists()

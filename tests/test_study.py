@@ -20,14 +20,13 @@ from sqlalchemy import func, select
 from support.checks import integrity_ok, largest_block
 
 from xai_lab.errors import ConfigError
-from xai_lab.store.database import database_url, open_database
+from xai_lab.store.database import SCHEMA_VERSION, database_url, open_database
 from xai_lab.store.schema import allocation_slots, events, participants, strata, trials
 from xai_lab.study.allocation import block
-from xai_lab.study.cases import mirrored_probability
+from xai_lab.study.cases import load_case_set, mirrored_probability
 from xai_lab.study.design_file import load_design
 from xai_lab.study.export import COLUMNS, export_study
 from xai_lab.study.flow import InvalidAnswer
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.registration import rebuild_derived
 from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, StudyService, UnknownToken
 from xai_lab.study.simulate import SimulatedClinician, SimulationConfig, simulate
@@ -128,7 +127,7 @@ def test_impossible_ratio_without_planting_is_refused(in_study_home, tmp_path):
 def test_missing_design_and_unprepared_study(in_study_home, tmp_path):
     assert "no study design" in run_cli("study", "validate", str(tmp_path / "none.toml")).err
     path = write_study(tmp_path, study_id="unprepared")
-    result = run_cli("simulate", "--study", str(path), "--participants", "2")
+    result = run_cli("simulate", "--design", str(path), "--participants", "2")
     assert result.code == 2 and "study prepare" in result.err
 
 
@@ -151,7 +150,7 @@ def test_verify_trial_flow_and_timing(in_study_home):
         token = service.enrol()
         step = walk_to(service, token, "trial")
     assert step.content["phase"] == "initial" and not step.content["show_ai"] and "ai" not in step.content
-    step = service.submit(token, step.key, {"label": "lesion", "confidence": 40}, key())
+    step = service.submit(token, step.key, {"label": "lesion", "confidence": 40, "slider_moved": True}, key())
     assert step.content["phase"] == "final" and step.content["show_ai"]
     assert step.content["initial"] == {"label": "lesion", "confidence": 40, "score": 40}
     ai = step.content["ai"]
@@ -161,7 +160,7 @@ def test_verify_trial_flow_and_timing(in_study_home):
     else:
         assert ai["overlay"]["method"] == "gradcam" and ai["overlay"]["look"] == "contour"
     service.record_toggle(token, step.key, False, key())
-    service.submit(token, step.key, {"label": "normal", "confidence": 90}, key())
+    service.submit(token, step.key, {"label": "normal", "confidence": 90, "slider_moved": True}, key())
     with service.engine.connect() as connection:
         row = connection.execute(select(trials)).mappings().one()
     assert row["initial_label"] == "lesion" and row["final_label"] == "normal" and row["overlay_toggles"] == 1
@@ -236,25 +235,27 @@ def test_bad_answers_are_refused_and_the_log_is_unchanged(in_study_home):
     token = service.enrol()
     step = walk_to(service, token, "trial")
     before = event_count(service)
-    cases = [({"label": "lesion", "confidence": 101}, InvalidAnswer, "0 to 100"),
-             ({"label": "lesion", "confidence": -1}, InvalidAnswer, "0 to 100"),
-             ({"label": "lesion", "confidence": 50.5}, InvalidAnswer, "whole number"),
-             ({"label": "tumour", "confidence": 50}, InvalidAnswer, "label must be one of normal, lesion")]
+    cases = [({"label": "lesion", "confidence": 101, "slider_moved": True}, InvalidAnswer, "0 to 100"),
+             ({"label": "lesion", "confidence": -1, "slider_moved": True}, InvalidAnswer, "0 to 100"),
+             ({"label": "lesion", "confidence": 50.5, "slider_moved": True}, InvalidAnswer, "whole number"),
+             ({"label": "tumour", "confidence": 50, "slider_moved": True}, InvalidAnswer,
+              "label must be one of normal, lesion")]
     for answer, error, message in cases:
         with pytest.raises(error, match=message):
             service.submit(token, step.key, answer, key())
     with pytest.raises(NotCurrentStep, match="not the current step"):
         service.submit(token, "consent", {"agree": True}, key())
     with pytest.raises(UnknownToken, match="not recognised"):
-        service.submit("forged-" + token[7:], step.key, {"label": "lesion", "confidence": 50}, key())
+        service.submit("forged-" + token[7:], step.key, {"label": "lesion", "confidence": 50, "slider_moved": True},
+                       key())
     with pytest.raises(UnknownToken):
         service.resume("")
     assert event_count(service) == before
     used = key()
-    service.submit(token, step.key, {"label": "lesion", "confidence": 50}, used)
+    service.submit(token, step.key, {"label": "lesion", "confidence": 50, "slider_moved": True}, used)
     after = event_count(service)
     with pytest.raises(ReplayedSubmit, match="already recorded"):
-        service.submit(token, step.key, {"label": "lesion", "confidence": 50}, used)
+        service.submit(token, step.key, {"label": "lesion", "confidence": 50, "slider_moved": True}, used)
     assert event_count(service) == after
 
 
@@ -506,7 +507,7 @@ def test_resume_after_any_step_returns_that_step(in_study_home, steps, arm_seed)
 @pytest.mark.slow  # fault injection: a simulation killed mid-run and resumed, in subprocesses
 def test_kill_9_mid_run_then_rerun_resumes(in_study_home, tmp_path):
     database = f"sqlite:///{tmp_path}/kill.db"
-    command = [sys.executable, "-m", "xai_lab.cli", "simulate", "--study", str(in_study_home / "t.toml"),
+    command = [sys.executable, "-m", "xai_lab.cli", "simulate", "--design", str(in_study_home / "t.toml"),
                "--participants", "300", "--concurrency", "4", "--seed", "5", "--dropout", "0",
                "--database", database]
     process = subprocess.Popen(command, env={**os.environ, "XAI_LAB_HOME": str(in_study_home)},
@@ -609,9 +610,9 @@ def test_viewer_use_is_logged_per_trial_over_both_looks(in_study_home):
     service.record_viewer(token, step.key, {"zoom_actions": 2, "pan_actions": 1, "max_zoom": 1.56}, key())
     service.record_viewer(token, step.key, {"zoom_actions": 3, "pan_actions": 1, "window_changes": 1,
                                             "max_zoom": 1.95}, key())  # the later report of a look replaces
-    step = service.submit(token, step.key, {"label": "lesion", "confidence": 40}, key())
+    step = service.submit(token, step.key, {"label": "lesion", "confidence": 40, "slider_moved": True}, key())
     service.record_viewer(token, step.key, {"zoom_actions": 1, "resets": 1, "max_zoom": 1.25}, key())
-    service.submit(token, step.key, {"label": "lesion", "confidence": 60}, key())
+    service.submit(token, step.key, {"label": "lesion", "confidence": 60, "slider_moved": True}, key())
     with service.engine.connect() as connection:
         row = connection.execute(select(trials)).mappings().one()
     assert (row["viewer_max_zoom"], row["viewer_actions"], row["viewer_window_changes"]) == (1.95, 5, 1)
@@ -639,5 +640,5 @@ def test_a_version_3_database_gains_the_reading_columns(tmp_path, request, backe
     engine = open_database(url)
     with engine.connect() as connection:
         columns = {column["name"] for column in inspect(connection).get_columns("trials")}
-        assert set(added) <= columns and connection.execute(select(schema_version.c.version)).scalar() == 4
+        assert set(added) <= columns and connection.execute(select(schema_version.c.version)).scalar() == SCHEMA_VERSION
     engine.dispose()

@@ -20,12 +20,13 @@ from PIL import Image
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from xai_lab.model.storage import read_model_card, update_model_card
+from xai_lab.model.card import read_model_card
+from xai_lab.model.storage import update_model_card
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import allocation_slots, events, participants, ratings, trials
 from xai_lab.study.access import enrolment_code
+from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import ReplayedSubmit, StudyService
 from xai_lab.ui import registry
 from xai_lab.ui.screens.reading import CALIBRATED
@@ -178,7 +179,9 @@ def test_full_verify_session(lab):
     assert len(rows) == 6
     assert all(r["initial_label"] is not None and r["initial_confidence"] is not None for r in rows)
     assert all(r["rt_initial_ms"] is not None for r in rows)
-    assert [r["overlay_toggles"] for r in rows if r["overlay_shown"]] == [1] * sum(r["overlay_shown"] for r in rows)
+    shown = [r for r in rows if r["overlay_shown"]]
+    assert shown, "no trial showed a map: the toggle check below would pass without checking anything"
+    assert [r["overlay_toggles"] for r in shown] == [1] * len(shown)
     with engine().connect() as connection:
         rated = connection.execute(select(func.count()).select_from(ratings)
                                    .where(ratings.c.rater_id == person.participant_id)).scalar()
@@ -211,19 +214,19 @@ def test_full_rely_session(lab):
 
 def test_calibration_sentence_only_when_the_models_test_ece_supports_it(lab, monkeypatch):
     card = read_model_card(lab / "models" / "tiny")
-    claim = card["calibration"]["claim"]
+    claim = card.calibration["claim"]
     # the template's model reads a perfect marker: near-certain and right, its test ECE bound is small
     assert claim["supported"], claim
     app = enrol_into("rely")
     button(app, "go:instructions").click().run()
     assert "AI suggestion" in texts(app) and CALIBRATED in texts(app)
     # the same model, had its test ECE bound been too high: a study prepared from it withholds the sentence
-    update_model_card(lab / "models" / "tiny", "calibration", {**card["calibration"], "claim": {
+    update_model_card(lab / "models" / "tiny", "calibration", {**card.calibration, "claim": {
         **claim, "supported": False}})
     try:
         result = run_cli("study", "prepare", str(write_study(lab, "t2", arms='["rely"]')))
     finally:  # the module's other tests keep the card as trained
-        update_model_card(lab / "models" / "tiny", "calibration", card["calibration"])
+        update_model_card(lab / "models" / "tiny", "calibration", card.calibration)
     assert result.code == 0, result.err
     monkeypatch.setenv("XAI_LAB_STUDIES", "t,t2")
     registry.close_all()
@@ -308,7 +311,8 @@ def test_replayed_submit_is_recorded_once(lab):
     with engine().connect() as connection:
         before = connection.execute(select(func.count()).select_from(events)).scalar()
     with pytest.raises(ReplayedSubmit):
-        service().submit(app.session_state["token:t"], key, {"label": "lesion", "confidence": 65}, replay_key)
+        service().submit(app.session_state["token:t"], key, {"label": "lesion", "confidence": 65, "slider_moved": True},
+                         replay_key)
     with engine().connect() as connection:
         assert connection.execute(select(func.count()).select_from(events)).scalar() == before
     assert len(participant_rows(app)[1]) == 1
@@ -479,22 +483,22 @@ def test_invite_links_resume_at_consent(lab, tmp_path):
     from conftest import run_cli
 
     links = tmp_path / "links.csv"
-    result = run_cli("invite", "--study", str(_design_path()), "--n", "3", "--out", str(links))
+    result = run_cli("invite", "--design", str(_design_path()), "--n", "3", "--out", str(links))
     assert result.code == 0, result.err
     rows = links.read_text().splitlines()
     assert rows[0] == "number,link" and len(rows) == 4
     token = rows[1].split("token=")[1]
     app = new_app(study="t", token=token)
     assert current_key(app) == "consent" and app.button(key="agree:consent")
-    again = run_cli("invite", "--study", str(_design_path()), "--n", "3", "--out", str(links))
+    again = run_cli("invite", "--design", str(_design_path()), "--n", "3", "--out", str(links))
     assert again.code == 2 and "exists" in again.err  # never overwrites the only copy of tokens
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "name at least one prepared design"),
-    (["--study", "nowhere.toml"], "no study design at nowhere.toml"),
-    (["--study", "STUDY", "--port", "0"], "--port must be from 1 to 65535"),
-    (["--study", "UNPREPARED"], "xai-lab study prepare"),
+    ([], "name at least one study to serve"),
+    (["--design", "nowhere.toml"], "no study design at nowhere.toml"),
+    (["--design", "STUDY", "--port", "0"], "--port must be from 1 to 65535"),
+    (["--design", "UNPREPARED"], "xai-lab study prepare"),
 ])
 def test_serve_bad_input_is_one_line_and_exit_2(lab, tmp_path, args, message):
     from conftest import run_cli, write_study
@@ -514,7 +518,7 @@ def test_serve_refuses_a_port_in_use(lab):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        result = run_cli("serve", "--study", str(_design_path()), "--port", str(busy.getsockname()[1]))
+        result = run_cli("serve", "--design", str(_design_path()), "--port", str(busy.getsockname()[1]))
     assert result.code == 2 and "choose another --port" in result.err
 
 
@@ -572,9 +576,13 @@ def test_practice_feedback_when_the_design_asks_for_it(lab, monkeypatch):
 def test_trainer_captions_are_plain_words():
     from xai_lab.ui.trainer import cascade_caption, map_columns, render_size
 
-    assert cascade_caption("features.1", 4) == "weights randomised from the output back to block 2 of 4"
-    assert cascade_caption("head", 4) == "output layer's weights randomised"
-    assert cascade_caption("original", 4) == "trained weights"
+    blocks = ["head", "features.3", "features.2", "features.1", "features.0"]
+    assert cascade_caption("features.1", blocks) == "weights randomised from the output back to block 2 of 4"
+    assert cascade_caption("head", blocks) == "output layer's weights randomised"
+    assert cascade_caption("original", blocks) == "trained weights"
+    imported = ["fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]
+    assert cascade_caption("layer4", imported) == "weights randomised from the output back to block 6 of 6"
+    assert cascade_caption("conv1", imported) == "weights randomised from the output back to block 1 of 6"
     # a single map takes half the row (whole on a 768-px screen); maps are drawn at twice the width shown
     assert map_columns(1) == 2 and map_columns(3) == 3 and render_size(1) == render_size(2) == 960
     assert render_size(4) == 480
@@ -584,15 +592,16 @@ def test_the_second_model_opens_on_one_that_answers_with_the_same_classes(lab_ho
     """On synthetic images the shortcut model comes before a chest X-ray model of the same input size."""
     import json
 
+    from support.cards import a_model_card
+
     from xai_lab.ui.trainer import _models_for
 
     def model(name: str, dataset: str, sha: str, classes: list[str]) -> None:
         folder = lab_home / "models" / name
         folder.mkdir(parents=True)
         (folder / "weights.pt").write_bytes(b"")
-        (folder / "model_card.json").write_text(json.dumps({
-            "dataset": {"name": dataset, "content_sha256": sha, "class_names": classes},
-            "preprocessing": {"input_size": 128}}))
+        card = a_model_card(name, dataset=dataset, content_sha256=sha, class_names=tuple(classes), input_size=128)
+        (folder / "model_card.json").write_text(json.dumps(card.to_json()))
 
     model("synthetic", "synthetic", "s", ["normal", "lesion"])
     model("kermany", "kermany", "k", ["normal", "pneumonia"])  # sorts before "shortcut"

@@ -6,16 +6,16 @@ The CLI, the app and notebooks call these, so each job is written once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from xai_lab.data.importers import read_source
 from xai_lab.data.records import DatasetCard, ImageDataset
 from xai_lab.data.storage import load_dataset, resolve_dataset_dir, save_dataset, to_image_dataset
 from xai_lab.data.synth import CLASS_NAMES, SynthConfig, generate
 from xai_lab.errors import DataError, ModelError
+from xai_lab.model.card import ModelCard, read_model_card, resolve_model_dir
 from xai_lab.model.familiarity import FAMILIARITY_FILE, FamiliarityCheck
 from xai_lab.model.quality import SYNTHETIC_MIN_VAL_AUROC
-from xai_lab.model.storage import build_model_card, read_model_card, resolve_model_dir, save_model
+from xai_lab.model.storage import build_model_card, save_model
 from xai_lab.model.training import TrainConfig, train_classifier
 from xai_lab.paths import dataset_dir, model_dir
 
@@ -46,7 +46,7 @@ def synthesize_dataset(name: str, config: SynthConfig, overwrite: bool = False) 
 
 
 def train_and_save(data: str | Path, out_dir: Path | None = None, config: TrainConfig | None = None,
-                   progress: bool = True) -> tuple[dict[str, Any], Path]:
+                   progress: bool = True) -> tuple[ModelCard, Path]:
     """Train on dataset `data`, evaluate, write weights and card; returns (card, folder)."""
     dataset = load_dataset(data)
     out_dir = Path(out_dir) if out_dir is not None else model_dir(dataset.name)
@@ -55,10 +55,10 @@ def train_and_save(data: str | Path, out_dir: Path | None = None, config: TrainC
     save_model(result.model, card, out_dir)
     # the trainer page's check of uploads, fitted once here instead of on a trainer's first upload
     FamiliarityCheck.fit(result.model, dataset["train"].images, dataset["val"].images).save(out_dir / FAMILIARITY_FILE)
-    return card, out_dir
+    return read_model_card(out_dir), out_dir
 
 
-def ensure_demo_assets(progress: bool = True) -> tuple[ImageDataset, dict[str, Any], Path]:
+def ensure_demo_assets(progress: bool = True) -> tuple[ImageDataset, ModelCard, Path]:
     """The embedded default: build the synthetic dataset and its model if they are missing.
 
     A model whose card names other data (e.g. the dataset was regenerated) is retrained.
@@ -73,7 +73,7 @@ def ensure_demo_assets(progress: bool = True) -> tuple[ImageDataset, dict[str, A
         card = read_model_card(resolve_model_dir(folder))
     except ModelError:
         card = None
-    if card is None or card.get("dataset", {}).get("content_sha256") != dataset.card.content_sha256:
+    if card is None or card.dataset.content_sha256 != dataset.card.content_sha256:
         card, folder = train_and_save(DEFAULT_DATASET, folder, progress=progress)
     return dataset, card, folder
 

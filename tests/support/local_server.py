@@ -29,10 +29,10 @@ def free_port() -> int:
 @contextlib.contextmanager
 def served_app(design: Path | list[Path], home: Path, database: str | None = None, password: str = "researcher-pass",
                port: int | None = None) -> Iterator[int]:
-    """`xai-lab serve --study DESIGN ...` in a child process on a free loopback port; yields the port."""
+    """`xai-lab serve --design DESIGN ...` in a child process on a free loopback port; yields the port."""
     port = port or free_port()
     env = {**os.environ, "XAI_LAB_HOME": str(home), "XAI_LAB_ADMIN_PASSWORD": password}
-    studies = [arg for path in (design if isinstance(design, list) else [design]) for arg in ("--study", str(path))]
+    studies = [arg for path in (design if isinstance(design, list) else [design]) for arg in ("--design", str(path))]
     command = [sys.executable, "-m", "xai_lab.cli", "serve", *studies, "--port", str(port)]
     if database:
         command += ["--database", database]

@@ -118,8 +118,8 @@ def crossover_analysis(indicators: pd.DataFrame, sequence: pd.Series, metric: st
     keys = ["participant_id", "sequence", "period", "arm"]
     trials = applicable.merge(paired[keys], on=keys)  # the trials behind the paired rates
     weights = trial_weights(trials, paired, a, b)
-    result.arm_effect, note = _crossed_effect(f"{a} - {b}", trials, weights[:, 0], alpha)
-    result.period_effect, _ = _crossed_effect("period 2 - period 1", trials, weights[:, 1], alpha)
+    result.arm_effect, note = crossed_linear_effect(f"{a} - {b}", trials, weights[:, 0], alpha)
+    result.period_effect, _ = crossed_linear_effect("period 2 - period 1", trials, weights[:, 1], alpha)
     if note:
         result.notes.append(f"{metric}: {note}")
     result.carryover = _carryover(paired, alpha)
@@ -154,7 +154,7 @@ def trial_weights(trials: pd.DataFrame, paired: pd.DataFrame, a: str, b: str) ->
     return g[index, :2] / counts[:, None]
 
 
-def _crossed_effect(name: str, trials: pd.DataFrame, weights: np.ndarray, alpha: float
+def crossed_linear_effect(name: str, trials: pd.DataFrame, weights: np.ndarray, alpha: float
                     ) -> tuple[CrossoverEffect, str]:
     """The estimate sum w y with participants and cases random (see the module docstring)."""
     if np.isnan(weights).any():

@@ -7,7 +7,8 @@ defaults are over-reliance, rely - verify (accuracy_final and the first two arms
 missing), and the report says they were not declared.
 
 Between-participant designs use `risk_difference.crossed_risk_difference` (participants and cases random);
-crossover designs the period-adjusted paired analysis of `crossover`.
+crossover designs the period-adjusted paired analysis of `crossover`; factorial designs (`[factors]`)
+the factor contrasts and interactions of `factorial`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ import pandas as pd
 
 from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.crossover import CrossoverResult, crossover_analysis
+from xai_lab.analysis.factorial import (
+    FactorSpec,
+    cell_rates,
+    factor_contrast,
+    factors_of,
+    interaction,
+    small_cell_warnings,
+)
 from xai_lab.analysis.load import ExportTables
 from xai_lab.analysis.risk_difference import (
     MIN_CASE_DF_FOR_SIZING,
@@ -42,6 +51,8 @@ class Declared:
     secondary: tuple[str, ...]
     effect: float | None
     declared: bool
+    factor: str = ""  # factorial designs: the factor whose levels a and b are
+    interaction: tuple[str, ...] = ()  # factorial designs: the two factors whose interaction is the primary
 
 
 @dataclass
@@ -56,6 +67,9 @@ class Estimands:
     warnings: list[str] = field(default_factory=list)
     needed_per_arm: int | None = None
     needed_note: str = ""
+    # factorial designs: interactions of every pair of factors on the primary metric, and its rate per condition
+    interactions: list[RiskDifference] = field(default_factory=list)
+    cells: pd.DataFrame | None = None
 
     def to_json(self) -> dict:
         return {"declared": vars(self.declared), "primary": self.primary.to_json() if self.primary else None,
@@ -65,7 +79,9 @@ class Estimands:
                 "crossover": {m: c.to_json() for m, c in self.crossover.items()},
                 "population": self.population,
                 "warnings": self.warnings, "participants_needed_per_arm": self.needed_per_arm,
-                "participants_needed_note": self.needed_note}
+                "participants_needed_note": self.needed_note,
+                "interactions": [r.to_json() for r in self.interactions],
+                "cells": [] if self.cells is None else self.cells.to_dict(orient="records")}
 
 
 def declared_estimand(tables: ExportTables, arms_present: list[str]) -> Declared:
@@ -75,9 +91,14 @@ def declared_estimand(tables: ExportTables, arms_present: list[str]) -> Declared
 def declared_in(design: dict, arms_present: list[str]) -> Declared:
     """The `[analysis]` of a design (as `design.json` holds it), or the defaults for these arms."""
     spec = design.get("analysis") or {}
+    if spec.get("primary") and spec.get("interaction"):
+        first, second = spec["interaction"]
+        return Declared(spec["primary"], first, second, tuple(spec.get("secondary") or ()), None, True,
+                        interaction=(first, second))
     if spec.get("primary"):
         a, b = spec["contrast"]
-        return Declared(spec["primary"], a, b, tuple(spec.get("secondary") or ()), spec.get("effect"), True)
+        return Declared(spec["primary"], a, b, tuple(spec.get("secondary") or ()), spec.get("effect"), True,
+                        spec.get("factor") or "")
     arms = ordered_arms(arms_present)
     if {"verify", "rely"} <= set(arms):
         a, b, primary = "rely", "verify", "over_reliance"
@@ -91,6 +112,9 @@ def declared_in(design: dict, arms_present: list[str]) -> Declared:
 def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 0.05) -> Estimands:
     arms = ordered_arms(indicators["arm"])
     declared = declared_estimand(tables, arms)
+    factors = factors_of(tables.design or {})
+    if (declared.factor or declared.interaction) and factors:
+        return _factorial(tables, indicators, declared, factors, alpha)
     result = Estimands(declared, None)
     if declared.a == declared.b or not {declared.a, declared.b} <= set(arms):
         result.warnings.append(f"the declared contrast {declared.a} - {declared.b} needs trials in both arms; the "
@@ -110,6 +134,47 @@ def estimate_all(tables: ExportTables, indicators: pd.DataFrame, alpha: float = 
     result.warnings += _small_sample_warnings(indicators, declared)
     _sample_size(result, indicators, alpha, tables.within)
     return result
+
+
+def _factorial(tables: ExportTables, indicators: pd.DataFrame, declared: Declared, factors: tuple[FactorSpec, ...],
+               alpha: float) -> Estimands:
+    """A factorial design's estimands: the declared factor contrast, its Holm-adjusted secondary family,
+    every other factor's levels against its first, every pairwise interaction and the rate per condition."""
+    result = Estimands(declared, None)
+    missing = [f.column for f in factors if f.column not in indicators.columns]
+    if missing:
+        result.warnings.append(f"the trials file lacks {', '.join(missing)}: export the study again with this "
+                               "xai-lab; the factor contrasts could not be estimated")
+        return result
+
+    contrast = declared_factor_test(declared, factors, alpha)
+    result.primary, result.secondary = declared_tests(contrast, indicators, declared)
+    for factor in factors:
+        for level in factor.levels[1:]:
+            metrics = [m for m in RATE_METRICS if not (factor.name == "workflow" and m in AI_METRICS
+                                                       and "control" in (level, factor.levels[0]))]
+            result.differences += [factor_contrast(indicators, factors, m, factor.name, level, factor.levels[0], alpha)
+                                   for m in metrics]
+    result.interactions = [interaction(indicators, factors, declared.primary, first.name, second.name, alpha)
+                           for i, first in enumerate(factors) for second in factors[i + 1:]]
+    result.cells = cell_rates(indicators, factors, declared.primary)
+    result.sensitivity = _sensitivity(tables, indicators, declared, contrast)
+    result.population = _population(tables, indicators)
+    result.warnings += small_cell_warnings(indicators, factors) + _wrong_advice_warning(indicators, declared)
+    result.needed_note = ("A factorial study is sized by simulation: `xai-lab power --design DESIGN --effect "
+                          "over_reliance:FACTOR.LEVEL=P,FACTOR.OTHER=Q --effect case_arm_sd=1.0` runs this analysis "
+                          "on simulated studies with the effect planted per level (docs/analysis.md).")
+    return result
+
+
+def declared_factor_test(declared: Declared, factors: tuple[FactorSpec, ...], alpha: float):
+    """The declared test of a factorial design, as a function of (rows, metric, a, b): the factor's
+    contrast of a and b, or the declared interaction (a and b then name its two factors)."""
+    def contrast(rows: pd.DataFrame, metric: str, a: str, b: str) -> RiskDifference:
+        if declared.interaction:
+            return interaction(rows, factors, metric, *declared.interaction, alpha=alpha)
+        return factor_contrast(rows, factors, metric, declared.factor, a, b, alpha)
+    return contrast
 
 
 def declared_tests(contrast, indicators: pd.DataFrame, declared: Declared
@@ -193,12 +258,16 @@ def _small_sample_warnings(indicators: pd.DataFrame, declared: Declared) -> list
         if count < MIN_PER_ARM:
             warnings.append(f"Arm {arm} has only {count} participants (fewer than {MIN_PER_ARM}): its intervals are "
                             "wide and rest on few people; treat the results as a pilot.")
+    return warnings + _wrong_advice_warning(indicators, declared)
+
+
+def _wrong_advice_warning(indicators: pd.DataFrame, declared: Declared) -> list[str]:
     if declared.primary in ("over_reliance", "agreement", "under_reliance"):
         wrong = indicators.loc[indicators["over_reliance"].notna(), "case_id"].nunique()
         if wrong < MIN_AI_WRONG_CASES:
-            warnings.append(f"Only {wrong} cases carried wrong AI advice (fewer than {MIN_AI_WRONG_CASES}): "
-                            "over-reliance rests on very few cases, so its uncertainty is large and case-specific.")
-    return warnings
+            return [f"Only {wrong} cases carried wrong AI advice (fewer than {MIN_AI_WRONG_CASES}): over-reliance "
+                    "rests on very few cases, so its uncertainty is large and case-specific."]
+    return []
 
 
 def _sample_size(result: Estimands, indicators: pd.DataFrame, alpha: float, within: bool) -> None:

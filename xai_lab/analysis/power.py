@@ -25,7 +25,8 @@ import pandas as pd
 
 from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.competence import analyze_item
-from xai_lab.analysis.estimands import Declared, declared_in, declared_tests, design_contrast
+from xai_lab.analysis.estimands import Declared, declared_factor_test, declared_in, declared_tests, design_contrast
+from xai_lab.analysis.factorial import factors_of
 from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.reliance import trial_indicators
 from xai_lab.analysis.risk_difference import RiskDifference
@@ -113,10 +114,13 @@ def _declared_detections(job: PowerJob, export) -> dict[str, bool | None]:
     indicators = trial_indicators(clean_trials(export.trials))
     within = job.design.allocation.kind == "within"
     declared = job.declared
-    if declared.a == declared.b or not {declared.a, declared.b} <= set(indicators["arm"]):
+    if declared.factor or declared.interaction:  # a factorial design: its declared test (analysis.factorial)
+        contrast = declared_factor_test(declared, factors_of(job.design.to_json()), job.alpha)
+    elif declared.a == declared.b or not {declared.a, declared.b} <= set(indicators["arm"]):
         return {}
-    sequence = export.participants.set_index("participant_id")["arm"]
-    contrast = design_contrast(within, sequence, indicators, job.alpha)
+    else:
+        sequence = export.participants.set_index("participant_id")["arm"]
+        contrast = design_contrast(within, sequence, indicators, job.alpha)
     primary, secondary = declared_tests(contrast, indicators, declared)
     detected = {f"primary: {primary.metric} {primary.a} - {primary.b}": _detected(job, primary, primary.p_value)}
     for result in secondary:
@@ -136,6 +140,7 @@ def _planted_sign(effects: PlantedEffects, metric: str, a: str, b: str) -> float
     if metric not in PLANTED_METRICS:
         return None
     values = getattr(effects, metric)
+    a, b = a.replace("=", "."), b.replace("=", ".")  # a factor level's result label -> its planted key
     if a not in values or b not in values or values[a] == values[b]:
         return None
     return float(np.sign(values[a] - values[b]))

@@ -74,6 +74,8 @@ def trial_indicators(trials: pd.DataFrame) -> pd.DataFrame:
     frame["participant_id"] = trials["participant_id"].to_numpy()
     frame["case_id"] = trials["case_id"].to_numpy()
     frame["arm"] = trials["arm"].to_numpy()
+    for column in (c for c in trials.columns if c.startswith("factor_")):  # factorial designs' levels
+        frame[column] = trials[column].astype(str).to_numpy()
     return frame
 
 

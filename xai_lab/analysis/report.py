@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from xai_lab.analysis.factorial import factors_of
 from xai_lab.analysis.reliance import ECE_BINS
 from xai_lab.analysis.report_mrmc import ai_context, mrmc_context
 from xai_lab.analysis.report_plots import (
     MIN_BIN_TRIALS,
     calibration_figure,
     competence_figure,
+    interaction_figures,
     metrics_figures,
     quadrant_figure,
 )
@@ -60,6 +62,7 @@ def render_report(analysis: Analysis) -> str:
         "flow": _flow(analysis), "crossover": _crossover(analysis),
         "metrics": _metrics(analysis, n) if analysis.by_arm else None,
         "differences": _differences(analysis), "quadrant": _quadrant(analysis, n),
+        "factorial": _factorial(analysis),
         "calibration": _calibration(analysis, n), "models": _models(analysis),
         "mrmc": mrmc_context(analysis.mrmc), "mrmc_ai": ai_context(analysis.mrmc),
         "competence": _competence(analysis),
@@ -131,6 +134,21 @@ def _differences(analysis: Analysis) -> dict | None:
     estimands = analysis.estimands
     return table(_rd_rows(estimands.differences, holm=False), left=2) if estimands and estimands.differences \
         else None
+
+
+def _factorial(analysis: Analysis) -> dict | None:
+    """Factorial designs: the interactions of the primary metric and its rate per condition."""
+    estimands = analysis.estimands
+    if estimands is None or estimands.cells is None:
+        return None
+    cells = estimands.cells.rename(columns=lambda c: c.removeprefix("factor_"))
+    factors = [(f.name, list(f.levels)) for f in factors_of(analysis.tables.design or {})]
+    shown = cells.assign(**{c: cells[c].map(fmt) for c in cells.columns if c in ("rate", "rair", "rsr")})
+    return {"metric": METRIC_NAMES.get(estimands.declared.primary, estimands.declared.primary),
+            "interactions": table(_rd_rows(estimands.interactions, holm=False), left=2)
+            if estimands.interactions else None,
+            "figures": interaction_figures(cells, factors, estimands.declared.primary),
+            "cells": table(shown, left=len(factors))}
 
 
 def _crossover(analysis: Analysis) -> dict | None:

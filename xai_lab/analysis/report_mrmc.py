@@ -12,7 +12,9 @@ from xai_lab.analysis.report_text import fmt, p_text, p_words, table
 from xai_lab.analysis.study_mrmc import FPR_GRID, StudyMRMC, roc_curves
 
 TITLES = {"sequential": "Verify: first look alone vs second look with the AI (sequential read, crossed)",
-          "between arms": "Between arms: final reading (readers nested in arms, split-plot)"}
+          "between arms": "Between arms: final reading (readers nested in arms, split-plot)",
+          "between conditions": "Between conditions: final reading in each cell of the between-participant factors "
+                                "(readers nested in cells, split-plot)"}
 
 
 def mrmc_context(mrmc: StudyMRMC | None) -> list[dict]:
@@ -20,7 +22,8 @@ def mrmc_context(mrmc: StudyMRMC | None) -> list[dict]:
     if mrmc is None:
         return []
     parts = []
-    for name, result in (("sequential", mrmc.sequential), ("between arms", mrmc.between_arms)):
+    for name, result in (("sequential", mrmc.sequential), ("between arms", mrmc.between_arms),
+                         ("between conditions", mrmc.between_conditions)):
         if result is None:
             continue
         conditions = pd.DataFrame([{"condition": e.name, "readers": int(np.sum(~np.isnan(result.theta[i]))),

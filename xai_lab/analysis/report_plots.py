@@ -170,3 +170,24 @@ def roc_figure(curves: dict, grid: np.ndarray) -> str:
         ax.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     return data_uri(figure)
+
+
+def interaction_figures(cells: pd.DataFrame, factors: list[tuple[str, list[str]]], metric: str) -> list[str]:
+    """One interaction plot per pair of factors: the metric's rate over the first factor's levels, a line
+    per level of the second (the mean over any other factor's conditions)."""
+    figures = []
+    for i, (first, first_levels) in enumerate(factors):
+        for second, second_levels in factors[i + 1:]:
+            figure, axis = plt.subplots(figsize=(4.6, 3.2))
+            for index, level in enumerate(second_levels):
+                rows = cells[cells[second] == level]
+                means = [rows.loc[rows[first] == x, "rate"].mean() for x in first_levels]
+                axis.plot(first_levels, means, marker="o", color=CONDITION_COLOURS[index % len(CONDITION_COLOURS)],
+                          label=f"{second} = {level}")  # participants per condition: the table beside it
+            axis.set_ylim(0, 1)
+            axis.set_xlabel(first)
+            axis.set_ylabel(METRIC_NAMES.get(metric, metric))
+            axis.legend(frameon=False, fontsize=8)
+            axis.set_title(f"{first} x {second}", fontsize=10)
+            figures.append(data_uri(figure))
+    return figures

@@ -5,6 +5,11 @@
 - **Between arms** (split-plot, readers nested in arms): the final reading's AUC in each arm
   (rely, verify after the AI, control), each participant reading every case under one arm.
 
+- **Between conditions** (factorial designs, split-plot): the final reading's AUC in each cell of the
+  factors that vary between participants, when they are more than the workflow. Factors that vary within
+  participants rotate the cases, so no reader reads every case under each of their levels: no ROC
+  comparison of within levels (docs/analysis.md).
+
 - **AI alone vs readers**: the AI's own probability for each case (its `ai_confidence`, turned to
   P(score_class)) read as a standalone reader against each condition's readers
   (`ai_vs_readers`: readers and cases random), the comparison every AI reader study is asked for.
@@ -37,6 +42,7 @@ FPR_GRID = np.linspace(0, 1, 101)
 class StudyMRMC:
     sequential: MRMCResult | None = None
     between_arms: MRMCResult | None = None
+    between_conditions: MRMCResult | None = None
     long_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # name -> reader/case/truth/score/modality
     ai_vs_readers: list[AiVsReaders] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -44,6 +50,7 @@ class StudyMRMC:
     def to_json(self) -> dict:
         return {"sequential": self.sequential.to_json() if self.sequential else None,
                 "between_arms": self.between_arms.to_json() if self.between_arms else None,
+                "between_conditions": self.between_conditions.to_json() if self.between_conditions else None,
                 "ai_vs_readers": [c.to_json() for c in self.ai_vs_readers], "notes": self.notes}
 
 
@@ -62,8 +69,29 @@ def study_mrmc(trials: pd.DataFrame, alpha: float = 0.05) -> StudyMRMC:
     final = pd.concat([_long(trials[trials["arm"] == arm], "final_score", arm, truth)
                        for arm in ordered_arms(trials["arm"])])
     result.between_arms = _analyse("between arms", final, result, alpha, every_condition=False)
+    cells = _between_cells(trials)
+    if cells is not None:
+        by_cell = pd.concat([_long(trials[cells == cell], "final_score", cell, truth)
+                             for cell in sorted(cells.unique())])
+        result.between_conditions = _analyse("between conditions", by_cell, result, alpha, every_condition=False)
     _ai_alone(trials, result, alpha)
     return result
+
+
+def _between_cells(trials: pd.DataFrame) -> pd.Series | None:
+    """Each trial's between cell ('workflow=rely, confidence=verbal'): the factor columns that are constant
+    within every participant; None unless they split participants more finely than the arms do."""
+    columns = [c for c in trials.columns if c.startswith("factor_") and trials[c].notna().all()
+               and (trials.groupby("participant_id")[c].nunique() == 1).all()]
+    if not columns:
+        return None
+    cells = None
+    for column in columns:  # joined column by column: a row-wise join is slow on 20,000 trials
+        part = column.removeprefix("factor_") + "=" + trials[column].astype(str)
+        cells = part if cells is None else cells + ", " + part
+    if cells.nunique() <= trials["arm"].nunique():
+        return None  # the arms (workflow) are the between cells: the between-arms analysis is this one
+    return cells
 
 
 def _ai_alone(trials: pd.DataFrame, result: StudyMRMC, alpha: float) -> None:

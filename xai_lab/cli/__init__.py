@@ -15,6 +15,7 @@ from xai_lab.cli.common import EXIT_USAGE
 from xai_lab.cli.data import add_data_commands
 from xai_lab.cli.explain import add_explain_commands
 from xai_lab.cli.model import add_evaluate_command, add_train_command
+from xai_lab.cli.model_import import add_model_commands
 from xai_lab.cli.serve import add_demo_command, add_serve_commands
 from xai_lab.cli.study import add_study_commands
 from xai_lab.errors import XaiLabError
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(commands)
     add_train_command(commands)
     add_evaluate_command(commands)
+    add_model_commands(commands)
     add_explain_commands(commands)
     add_study_commands(commands)
     add_serve_commands(commands)

@@ -83,7 +83,8 @@ def _methods(text: str | None) -> list[str]:
 
 def _load(args: argparse.Namespace):
     from xai_lab.data.storage import load_dataset
-    from xai_lab.model.storage import check_model_fits, load_model, resolve_model_dir
+    from xai_lab.model.card import resolve_model_dir
+    from xai_lab.model.storage import check_model_fits, load_model
 
     model, card = load_model(args.model)
     dataset = load_dataset(args.data)
@@ -92,19 +93,26 @@ def _load(args: argparse.Namespace):
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from xai_lab.explain.attribution import check_method_fits, methods_for
     from xai_lab.explain.evaluation import EvaluationConfig, evaluate_explanations
     from xai_lab.explain.report import card_evidence, write_report
     from xai_lab.model.storage import check_model_fits, load_model, update_model_card
 
-    config = EvaluationConfig(methods=tuple(_methods(args.methods)), n=args.n, randomisation_n=args.randomisation_n,
-                              seed=args.seed)
-    config.validate()
     model, card, dataset, folder = _load(args)
+    methods, cannot = methods_for(model, _methods(args.methods))
+    if args.methods:
+        for name in cannot:
+            check_method_fits(model, name)  # asked for by name: refused in one line
+    elif cannot:
+        print(f"not evaluated: {', '.join(cannot)} (they hook the network's layers, which a TorchScript model "
+              "hides; docs/models.md)", file=sys.stderr)
+    config = EvaluationConfig(methods=tuple(methods), n=args.n, randomisation_n=args.randomisation_n, seed=args.seed)
+    config.validate()
     repeat = None
     if args.repeat_model:
         repeat, repeat_card = load_model(args.repeat_model)
         check_model_fits(repeat_card, dataset, external=args.external)
-    report = evaluate_explanations(model, dataset, config, model_name=card.get("name", folder.name),
+    report = evaluate_explanations(model, dataset, config, model_name=card.name or folder.name,
                                    repeat_model=repeat, repeat_name=args.repeat_model,
                                    progress=None if args.json else lambda m: print(f"evaluating {m} ...",
                                                                                     file=sys.stderr))

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the CLI imports numpy only when a command needs it (start-up time)
     import numpy as np
 
+    from xai_lab.model.card import ModelCard
+
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a calibrated classifier on a dataset",
@@ -60,7 +62,7 @@ def _run_train(args: argparse.Namespace) -> int:
                 "label_smoothing": args.label_smoothing, "backbone": args.backbone}
     overrides.update({key: value for key, value in optional.items() if value is not None})
     card, folder = train_and_save(args.data, args.out, TrainConfig(**overrides), progress=not args.quiet)
-    print(json.dumps(card, indent=2) if args.json else describe_model_card(card, folder))
+    print(json.dumps(card.to_json(), indent=2) if args.json else describe_model_card(card, folder))
     return 0
 
 
@@ -82,68 +84,85 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from xai_lab.workflows import load_for_evaluation
 
     model, card = load_model(args.model)
-    dataset = load_for_evaluation(args.data, card["dataset"]["class_names"])
+    dataset = load_for_evaluation(args.data, list(card.dataset.class_names))
     check_model_fits(card, dataset, external=args.external)
     metrics = evaluate_split(model, dataset[args.split], prevalence=card_prevalence(card))
-    result = {"model": card.get("name"), "dataset": dataset.name, "split": args.split, **metrics,
-              "threshold": card.get("decision", {}).get("threshold"), "class_names": dataset.class_names}
+    result = {"model": card.name, "dataset": dataset.name, "split": args.split, **metrics,
+              "threshold": card.decision.threshold, "class_names": dataset.class_names}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{card.get('name')} on {dataset.name}/{args.split} (n={metrics['n']}):")
+        print(f"{card.name} on {dataset.name}/{args.split} (n={metrics['n']}):")
         print(metrics_line(metrics))
     return 0
 
 
-def card_prevalence(card: dict[str, Any]) -> np.ndarray | None:
+def card_prevalence(card: ModelCard) -> np.ndarray | None:
     """The class mix the model's probabilities hold for, from its card (None on cards without it)."""
     from xai_lab.model.calibration import prior_prevalence
 
-    calibration = card.get("calibration") or {}
-    classes = (card.get("dataset") or {}).get("class_names") or []
+    calibration = card.calibration
+    classes = card.dataset.class_names
     training = calibration.get("training_prevalence")
     if not training or not classes:
         return None
     return prior_prevalence(calibration.get("prior", "training"), [training[c] for c in classes])
 
 
-def describe_model_card(card: dict[str, Any], folder: Path) -> str:
-    calibration = card["calibration"]
-    test = card["metrics"]["test"]
-    decision = card["decision"]
+def describe_model_card(card: ModelCard, folder: Path) -> str:
+    if card.architecture.get("backbone") == "imported":
+        return _describe_imported(card, folder)
+    calibration, training = card.calibration, card.training
+    test = card.split_metrics("test")
+    decision = card.decision
     lines = [
-        f"model '{card['name']}' in {folder}",
-        f"  trained on '{card['dataset']['name']}' ({', '.join(card['dataset']['class_names'])}), "
-        f"input {card['preprocessing']['input_size']} px, {card['architecture']['parameters']:,} parameters, "
-        f"{card['training']['epochs_run']} epochs (best {card['training']['best_epoch']}) "
-        f"in {card['training']['seconds']:.0f} s",
+        f"model '{card.name}' in {folder}",
+        f"  trained on '{card.dataset.name}' ({', '.join(card.dataset.class_names)}), "
+        f"input {card.preprocessing.input_size} px, {card.architecture['parameters']:,} parameters, "
+        f"{training['epochs_run']} epochs (best {training['best_epoch']}) "
+        f"in {training['seconds']:.0f} s",
         f"  test: {metrics_line(test)}",
         f"  calibration: temperature {calibration['temperature']:.3f}, {calibration.get('prior', 'training')} prior; "
         f"test ECE "
         f"{calibration['test']['before']['ece']:.3f} -> {calibration['test']['after']['ece']:.3f}, "
         f"val ECE {calibration['val']['before']['ece']:.3f} -> {calibration['val']['after']['ece']:.3f}",
     ]
-    budget = card["training"].get("budget")
+    budget = training.get("budget")
     if budget and budget["seconds"] is not None:
         lines.append(f"  time budget: {budget['seconds']:.0f} s ({budget['source']}); "
                      + (budget["cut"] or f"all {budget['max_epochs']} epochs fitted"))
-    if card["training"].get("members_source"):
-        lines.append(f"  ensemble: {card['architecture'].get('members', 1)} member(s), "
-                     f"{card['training']['members_source']}")
+    if training.get("members_source"):
+        lines.append(f"  ensemble: {card.architecture.get('members', 1)} member(s), {training['members_source']}")
     claim = calibration.get("claim")
     if claim:
         lines.append(f"  calibration claim {'shown' if claim['supported'] else 'withheld'} on the trial screen: "
                      f"{claim['reason']}")
-    if decision.get("threshold") is not None:
-        lines.append(f"  decision: {decision['applies_to']} >= {decision['threshold']:.3f} ({decision['rule']} rule "
+    if decision.threshold is not None:
+        lines.append(f"  decision: {decision.applies_to} >= {decision.threshold:.3f} ({decision.rule} rule "
                      "on validation)")
-    explanations = card.get("explanations")
+    explanations = card.explanations
     if explanations:
         evaluated = explanations["evaluated_on"]
         lines.append(f"  explanations: default method {explanations['default_method']} (measured on "
                      f"{evaluated['n_images']} '{evaluated['dataset']}' test images; see 'xai-lab explain evaluate')")
-    lines += [f"  warning: {warning}" for warning in card.get("warnings", [])]
-    lines.append(f"  intended use: {card['intended_use']}")
+    lines += [f"  warning: {warning}" for warning in card.warnings]
+    lines.append(f"  intended use: {card.intended_use}")
+    return "\n".join(lines)
+
+
+def _describe_imported(card: ModelCard, folder: Path) -> str:
+    from xai_lab.model.importing import describe_import
+
+    decision = card.decision
+    lines = [f"model '{card.name}' in {folder} (imported)",
+             f"  evaluated on '{card.dataset.name}' ({', '.join(card.dataset.class_names)}), input "
+             f"{card.preprocessing.input_size} px, {card.architecture['parameters']:,} parameters",
+             f"  val:  {metrics_line(card.split_metrics('val'))}",
+             f"  test: {metrics_line(card.split_metrics('test'))}", *describe_import(card)]
+    if decision.threshold is not None:
+        lines.append(f"  decision: {decision.applies_to} >= {decision.threshold:.3f} ({decision.rule})")
+    lines += [f"  warning: {warning}" for warning in card.warnings]
+    lines.append(f"  intended use: {card.intended_use}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ import socket
 import sys
 from pathlib import Path
 
+from xai_lab.cli.common import add_study_choice, open_study_service, split_study_choice
 from xai_lab.errors import ConfigError
 from xai_lab.paths import HOME_ENV, lab_home
 
@@ -47,15 +48,14 @@ def add_serve_commands(commands: argparse._SubParsersAction) -> None:
                                 description="Serve prepared studies in the browser. Participants open "
                                             "/?study=ID&code=CODE (or a personal link from 'xai-lab invite'); "
                                             "researchers /researcher; trainers /trainer.")
-    serve.add_argument("--study", action="append", default=[], metavar="FILE",
-                       help="a prepared design file to serve (repeat for several studies)")
+    add_study_choice(serve, many=True)
     _server_options(serve)
     serve.set_defaults(run=_run_serve)
 
     invite = commands.add_parser("invite", help="enrol N participants now and write their personal links (CSV)",
                                  description="Each link carries a fresh token; the token is stored only as a hash, "
                                              "so this file is the only copy: keep it safe.")
-    invite.add_argument("--study", required=True, metavar="FILE", help="design file of a prepared study")
+    add_study_choice(invite)
     invite.add_argument("--n", type=int, required=True, help="number of links")
     invite.add_argument("--base-url", default="http://localhost:8501", help="the server's public address")
     invite.add_argument("--out", required=True, help="CSV file to write (participant number, link)")
@@ -80,21 +80,26 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    if not args.study:
-        raise ConfigError("name at least one prepared design to serve, e.g. --study studies/demo.toml "
-                          "(or run 'xai-lab demo')")
-    return serve(args, [Path(f) for f in args.study])
+    files, ids = split_study_choice(args.design, args.study)
+    if not files and not ids:
+        raise ConfigError("name at least one study to serve: --design studies/demo.toml (a prepared design) or "
+                          "--study ID (a registered study), or run 'xai-lab demo'")
+    return serve(args, files, registered=ids)
 
 
-def serve(args: argparse.Namespace, files: list[Path], start: bool = True) -> int:
+def serve(args: argparse.Namespace, files: list[Path], start: bool = True, registered: list[str] = ()) -> int:
     from xai_lab.store.database import open_database
     from xai_lab.study.access import admin_password, enrolment_code, trusted_proxies
-    from xai_lab.study.catalogue import STUDIES_ENV, open_catalogue, register_design_files
+    from xai_lab.study.catalogue import STUDIES_ENV, open_catalogue
+    from xai_lab.study.serve_setup import register_design_files
+    from xai_lab.ui.screens import check_screens
 
+    check_screens()  # a step kind without a screen stops here, not in front of a participant
     _check_port(args.port, args.address, must_be_free=start)
     proxies = trusted_proxies()
     engine = open_database(args.database)
-    catalogue = open_catalogue(engine, tuple(register_design_files(engine, files)))
+    ids = register_design_files(engine, files)
+    catalogue = open_catalogue(engine, tuple(ids + [study_id for study_id in registered if study_id not in ids]))
     base = (args.base_url or f"http://{'localhost' if args.address in ('127.0.0.1', '0.0.0.0') else args.address}"
                              f":{args.port}").rstrip("/")
     for study_id in catalogue:
@@ -121,7 +126,7 @@ def serve(args: argparse.Namespace, files: list[Path], start: bool = True) -> in
 
 
 def streamlit_settings() -> dict[str, str]:
-    from xai_lab.data.uploads import MAX_UPLOAD_BYTES  # imports torch: only when serving
+    from xai_lab.data.upload_limits import MAX_UPLOAD_BYTES
 
     # Uploads (trainer page) above the app's own limit are refused by the server before they are
     # held in memory; Streamlit's default is 200 MB.
@@ -175,9 +180,6 @@ def run_demo_server(args: argparse.Namespace) -> int:
 
 def _run_invite(args: argparse.Namespace) -> int:
     from xai_lab.private_files import open_private
-    from xai_lab.study.design_file import load_design
-    from xai_lab.study.prepare import load_case_set
-    from xai_lab.study.service import StudyService
 
     if not 1 <= args.n <= 10_000:
         raise ConfigError(f"--n must be from 1 to 10000, got {args.n}")
@@ -185,8 +187,8 @@ def _run_invite(args: argparse.Namespace) -> int:
     if out.exists():
         raise ConfigError(f"{out} exists; choose a new file (links are never overwritten: they hold the only "
                           "copy of their tokens)")
-    design = load_design(args.study)
-    service = StudyService.open(design, load_case_set(design), url=args.database)
+    service = open_study_service(args)
+    design = service.design
     base = args.base_url.rstrip("/")
     with open_private(out, "x", newline="") as handle:  # the only copy of the tokens: owner-only (0600)
         writer = csv.writer(handle)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from xai_lab.cli.common import usage
+from xai_lab.cli.common import add_study_choice, open_study_service, usage
 from xai_lab.errors import ConfigError
 
 
@@ -18,6 +18,8 @@ def add_study_commands(commands: argparse._SubParsersAction) -> None:
     validate.add_argument("file", help="design file, e.g. studies/demo.toml")
     validate.add_argument("--json", action="store_true", help="print the parsed design as JSON")
     validate.set_defaults(run=_run_validate)
+    settings = sub.add_parser("settings", help="list every design setting: type, default, meaning (Markdown)")
+    settings.set_defaults(run=_run_settings)
     prepare = sub.add_parser("prepare", help="build the design's dataset and model if missing, select cases, "
                                              "precompute overlays, register the study in the database")
     prepare.add_argument("file", help="design file, e.g. studies/demo.toml")
@@ -28,13 +30,18 @@ def add_study_commands(commands: argparse._SubParsersAction) -> None:
     simulate = commands.add_parser("simulate", help="run simulated participants through a prepared study",
                                    description="Simulated clinicians answer through the same service API as people; "
                                                "a second run resumes the participants an interrupted run left.")
-    simulate.add_argument("--study", required=True, help="design file of a prepared study")
+    add_study_choice(simulate)
     simulate.add_argument("--participants", type=int, required=True, help="number of simulated participants")
     simulate.add_argument("--concurrency", type=int, default=1, help="participants in parallel (default 1)")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--skill", type=float, default=0.75, help="chance an unaided read is right (0-1)")
     simulate.add_argument("--reliance", type=float, default=0.6,
                           help="chance of taking the AI's label when it differs (0-1)")
+    simulate.add_argument("--reliance-at", action="append", default=[], metavar="FACTOR=LEVEL:P",
+                          help="designs with [factors]: the reliance on trials read at a factor's level, e.g. "
+                               "explanation=contour:0.4 (repeatable; a planted effect)")
+    simulate.add_argument("--ask-ai", type=float, default=0.7,
+                          help="on_demand workflow: chance a reader asks for the AI on a case (0-1)")
     simulate.add_argument("--dropout", type=float, default=0.1, help="share who stop answering part-way (0-1)")
     simulate.add_argument("--withdraw", type=float, default=0.0, help="share who withdraw part-way (0-1)")
     simulate.add_argument("--pilot", action="store_true", help="mark them as pilot participants")
@@ -65,9 +72,22 @@ def _run_validate(args: argparse.Namespace) -> int:
     print(f"{design.source}: valid. Study {design.id!r}: {design.title}")
     print(f"  arms {', '.join(design.arms)}; allocation {design.allocation.kind}, blocks "
           f"{list(design.allocation.block_sizes)}, strata {list(design.allocation.strata) or 'none'}")
+    for factor in design.factors:
+        print(f"  factor {factor.name} ({factor.sets}, {factor.vary}"
+              f"{', ' + factor.schedule if factor.vary == 'within' else ''}): {', '.join(factor.levels)}")
+    if design.factors:
+        print(f"  allocation units (between cells x within rotations): {', '.join(design.orders)}")
     print(f"  {design.cases.n} trials ({design.cases.ai_wrong_share:.0%} AI-wrong, advice {design.cases.advice}), "
           f"{design.cases.practice} practice, {design.attention.count} attention checks; peer rating "
           f"{design.peer_rating.kind}; {len(design.questionnaires)} questionnaire(s)")
+    return 0
+
+
+def _run_settings(args: argparse.Namespace) -> int:
+    from xai_lab.study.design import DESIGN_SECTIONS
+    from xai_lab.study.design_fields import markdown_reference
+
+    print(markdown_reference(DESIGN_SECTIONS))
     return 0
 
 
@@ -77,7 +97,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
     design = load_design(args.file)  # a wrong path or design is refused before the heavy imports below
 
     from xai_lab.store.database import open_database
-    from xai_lab.study.prepare import prepare_study, prepared_path
+    from xai_lab.study.cases import prepared_path
+    from xai_lab.study.prepare import prepare_study
 
     engine = open_database(args.database)
     case_set = prepare_study(design, engine)
@@ -90,23 +111,28 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from xai_lab.study.design_file import load_design
-    from xai_lab.study.prepare import load_case_set
-    from xai_lab.study.service import StudyService
     from xai_lab.study.simulate import SimulationConfig, simulate
 
-    if args.participants < 1 or not 1 <= args.concurrency <= 64:
-        raise ConfigError("--participants must be at least 1 and --concurrency from 1 to 64")
-    for name in ("skill", "reliance", "dropout", "withdraw"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise ConfigError(f"--{name} must be a probability from 0 to 1, got {getattr(args, name)}")
-    design = load_design(args.study)
-    service = StudyService.open(design, load_case_set(design), url=args.database)
-    config = SimulationConfig(participants=args.participants, concurrency=args.concurrency, seed=args.seed,
+    config = SimulationConfig(  # checks its own ranges: one line naming the setting
+participants=args.participants, concurrency=args.concurrency, seed=args.seed,
                               skill=args.skill, reliance=args.reliance, dropout=args.dropout,
-                              withdraw=args.withdraw, pilot=args.pilot)
-    print(json.dumps(simulate(service, config).to_dict()))
+                              withdraw=args.withdraw, pilot=args.pilot, ask_ai=args.ask_ai,
+                              reliance_at=tuple(_level_effect(text) for text in args.reliance_at))
+    print(json.dumps(simulate(open_study_service(args), config).to_dict()))
     return 0
+
+
+def _level_effect(text: str) -> tuple[str, str, float]:
+    """'explanation=contour:0.4' -> ('explanation', 'contour', 0.4)."""
+    factor, _, rest = text.partition("=")
+    level, _, value = rest.rpartition(":")
+    try:
+        probability = float(value)
+    except ValueError:
+        probability = None
+    if not factor or not level or probability is None:
+        raise ConfigError(f"--reliance-at {text!r} is not FACTOR=LEVEL:P; write e.g. explanation=contour:0.4")
+    return factor, level, probability
 
 
 def _run_export(args: argparse.Namespace) -> int:

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from xai_lab.data.upload_limits import MAX_UPLOAD_BYTES
 from xai_lab.errors import DataError
 
-MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
 FORMATS = ("PNG", "JPEG")
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per pixel

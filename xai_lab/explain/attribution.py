@@ -31,6 +31,7 @@ from torch import nn
 from xai_lab.errors import ExplainError
 from xai_lab.explain.catalogue import method_spec
 from xai_lab.explain.methods import METHODS, SaliencyMethod
+from xai_lab.model.imported import HOOKED_METHODS
 from xai_lab.model.locking import MODEL_LOCK
 from xai_lab.model.network import ImageClassifier
 
@@ -53,6 +54,7 @@ def attribute(model: ImageClassifier, images: torch.Tensor, targets: int | Seque
     which images were explained with it.
     """
     spec = resolve_method(method)
+    check_method_fits(model, spec.name)
     settings = spec.settings(params)
     images = check_images(model, images)
     target_tensor = check_targets(model, targets, len(images))
@@ -106,6 +108,19 @@ class TargetLogOdds(nn.Module):
 
 def resolve_method(name: str) -> SaliencyMethod:
     return METHODS[method_spec(name).name]
+
+
+def methods_for(model: ImageClassifier, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the methods that can run on this model, those that cannot): a TorchScript model takes no hooks."""
+    hooked = [name for name in names if not model.hookable and name in HOOKED_METHODS]
+    return [name for name in names if name not in hooked], hooked
+
+
+def check_method_fits(model: ImageClassifier, name: str) -> None:
+    if not model.hookable and name in HOOKED_METHODS:
+        raise ExplainError(f"{name} hooks the network's layers, which PyTorch cannot do in a TorchScript model; "
+                           "use saliency, integrated_gradients, smoothgrad, gradient_shap or occlusion, or import the "
+                           "model as a factory and state_dict (docs/models.md)")
 
 
 def check_images(model: ImageClassifier, images: torch.Tensor) -> torch.Tensor:

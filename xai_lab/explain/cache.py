@@ -32,6 +32,7 @@ import numpy as np
 
 from xai_lab.errors import ExplainError
 from xai_lab.explain.request import ExplanationRequest
+from xai_lab.model.card import ModelCard
 
 MANIFEST = "cache.json"
 
@@ -61,10 +62,10 @@ class CachedExplanation:
 class ExplanationCache:
     """The cache folder of one model; see the module docstring for the layout and guarantees."""
 
-    def __init__(self, root: Path, model_card: dict[str, Any]) -> None:
+    def __init__(self, root: Path, model_card: ModelCard) -> None:
         self.root = Path(root)
-        self.weights_sha256 = model_card.get("weights_sha256")
-        self.model_name = model_card.get("name")
+        self.weights_sha256 = model_card.weights_sha256
+        self.model_name = model_card.name
         if not self.weights_sha256:
             raise ExplainError("the model card has no weights_sha256; retrain the model with 'xai-lab train'")
         self._check_owner()

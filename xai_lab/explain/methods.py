@@ -135,6 +135,13 @@ _RUNNERS: dict[str, tuple[Compute, int, int]] = {
     "guided_gradcam": (_guided_gradcam, 32, 32),
 }
 
+# A method is one entry in each registry (its spec in the torch-free catalogue, its runner here): a spec
+# without a runner, or a runner without a spec, stops the import with the fix, not a KeyError later.
+if set(_RUNNERS) != set(METHOD_SPECS):
+    raise ImportError(f"explanation methods without a runner: {sorted(set(METHOD_SPECS) - set(_RUNNERS))}; runners "
+                      f"without a spec: {sorted(set(_RUNNERS) - set(METHOD_SPECS))}; add the missing half "
+                      "(docs/explanations.md, 'Adding a method')")
+
 METHODS: dict[str, SaliencyMethod] = {
     name: SaliencyMethod(**{f.name: getattr(spec, f.name) for f in fields(spec)}, compute=_RUNNERS[name][0],
                          cpu_batch_size=_RUNNERS[name][1], gpu_batch_size=_RUNNERS[name][2])

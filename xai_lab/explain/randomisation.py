@@ -26,11 +26,74 @@ from xai_lab.model.network import ImageClassifier
 PASS_BELOW = 0.5
 
 
+# An imported network's child holding this share of its parameters is opened into its own children, so
+# DenseNet's single `features` container becomes its dense blocks (see `imported_blocks`).
+_OPEN_ABOVE_SHARE = 0.9
+
+
 def cascade_blocks(model: ImageClassifier) -> list[tuple[str, nn.Module]]:
     """The blocks randomised in turn, top (output) first: the head, then each feature stage."""
     network = model.network
+    if model.imported:
+        return imported_blocks(network.imported)
     stages = [(f"features.{index}", stage) for index, stage in enumerate(network.features)]
     return [("head", network.head), *reversed(stages)]
+
+
+def imported_blocks(network: nn.Module) -> list[tuple[str, nn.Module]]:
+    """A network the lab did not build, in blocks, top first: its children that hold parameters, in the order
+    they were defined (torchvision's ResNet: fc, layer4 ... layer1, bn1, conv1), opening any child that holds
+    nearly all the parameters (torchvision's DenseNet: classifier, features.norm5, features.denseblock4 ...).
+    Definition order is the forward order in every torchvision classifier; a network defined otherwise is
+    still fully randomised at the cascade's end, which is what the pass rule reads."""
+    blocks = _parameterised_children(network, "")
+    while blocks:
+        total = sum(_size(module) for _, module in blocks)
+        name, biggest = max(blocks, key=lambda block: _size(block[1]))
+        inner = _parameterised_children(biggest, f"{name}.")
+        if _size(biggest) < _OPEN_ABOVE_SHARE * total or len(inner) < 2:
+            break
+        at = [block_name for block_name, _ in blocks].index(name)
+        blocks[at:at + 1] = inner
+    return list(reversed(blocks))
+
+
+def _parameterised_children(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+    return [(prefix + name, child) for name, child in module.named_children() if _size(child) > 0]
+
+
+def _size(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def reinitialise(block: nn.Module) -> None:
+    """Re-draw a block's parameters from PyTorch's default initialisers.
+
+    A TorchScript module keeps only its compiled forward, not `reset_parameters`: its weights (2-D and up)
+    are re-drawn as PyTorch initialises convolutions and linear layers (Kaiming uniform, a = sqrt(5)),
+    its biases set to zero and its normalisation layers to unit scale and fresh running statistics.
+    """
+    for module in block.modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            _reinitialise_scripted(module)
+        elif hasattr(module, "reset_parameters"):  # convolutions, BatchNorm, linear layers
+            module.reset_parameters()
+
+
+@torch.no_grad()
+def _reinitialise_scripted(module: torch.jit.ScriptModule) -> None:
+    for name, parameter in module.named_parameters(recurse=False):
+        if parameter.dim() >= 2:
+            nn.init.kaiming_uniform_(parameter, a=5 ** 0.5)
+        elif name == "weight":
+            parameter.fill_(1.0)
+        else:
+            parameter.zero_()
+    for name, buffer in module.named_buffers(recurse=False):
+        if name == "running_var":
+            buffer.fill_(1.0)
+        elif name == "running_mean":
+            buffer.zero_()
 
 
 def cascading_randomisation(model: ImageClassifier, seed: int = 0) -> Iterator[tuple[str, ImageClassifier]]:
@@ -50,13 +113,22 @@ def cascading_randomisation(model: ImageClassifier, seed: int = 0) -> Iterator[t
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for name, block in cascade_blocks(randomised):
-                for module in block.modules():
-                    if hasattr(module, "reset_parameters"):  # convolutions, BatchNorm, linear layers
-                        module.reset_parameters()
+                reinitialise(block)
                 states.append((name, copy.deepcopy(randomised.state_dict())))
     for name, state in states:
         randomised.load_state_dict(state)
         yield name, randomised
+
+
+def fully_randomised(model: ImageClassifier, seed: int = 0) -> ImageClassifier:
+    """A copy of the model with every block re-initialised (the cascade's last step): its maps look like
+    maps but carry nothing the trained model learned. Studies show them as unfaithful explanations."""
+    last = None
+    for _, randomised in cascading_randomisation(model, seed):
+        last = randomised
+    if last is None:
+        raise ValueError("the model has no blocks to randomise")
+    return last
 
 
 def passes(upper_spearman: float, upper_ssim: float) -> bool:

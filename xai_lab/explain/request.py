@@ -27,6 +27,9 @@ class ExplanationRequest:
     parameters: dict[str, Any] = field(default_factory=dict)  # every parameter, defaults filled in
     seed: int = 0
     target: int | None = None  # None: the model's decision; else the class explained (planted advice)
+    # None: the model's own map; "randomised:SEED": the map of a copy with every parameter re-initialised
+    # (`explain.randomisation.fully_randomised`), an unfaithful map a study can show on purpose
+    source: str | None = None
 
     @classmethod
     def create(cls, method: str, parameters: dict[str, Any] | None = None, seed: int = 0,
@@ -43,6 +46,8 @@ class ExplanationRequest:
         settings = {"seed": self.seed, **self.parameters, "overlay": dict(KEYED_OVERLAY)}
         if self.target is not None:
             settings["target"] = self.target
+        if self.source is not None:  # only when set: the keys of every earlier map stay as they were
+            settings["source"] = self.source
         return settings
 
     def key(self) -> str:
@@ -50,9 +55,13 @@ class ExplanationRequest:
         digest = hashlib.sha256(json.dumps({"method": self.method, **self.settings()}, sort_keys=True).encode())
         return f"{self.method}-{digest.hexdigest()[:16]}"
 
+    def with_source(self, source: str | None) -> ExplanationRequest:
+        return replace(self, source=source)
+
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "parameters": dict(self.parameters), "seed": self.seed, "target": self.target}
+        raw = {"method": self.method, "parameters": dict(self.parameters), "seed": self.seed, "target": self.target}
+        return raw if self.source is None else {**raw, "source": self.source}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ExplanationRequest:
-        return cls(raw["method"], dict(raw["parameters"]), int(raw["seed"]), raw.get("target"))
+        return cls(raw["method"], dict(raw["parameters"]), int(raw["seed"]), raw.get("target"), raw.get("source"))

@@ -43,9 +43,10 @@ FAMILIARITY_FILE = "familiarity.npz"
 def pooled_features(model: ImageClassifier, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """The features the model's final layer reads (every member's, for an ensemble)."""
     network, chunks = model.network, []
+    read = network.head_input if model.imported else (lambda x: network.pooled_features(network.features(x)))
     with MODEL_LOCK:  # another session's explanation hooks must not fire in this pass
         for start in range(0, len(images), batch_size):
-            chunks.append(network.pooled_features(network.features(model.prepare(images[start:start + batch_size]))))
+            chunks.append(read(model.prepare(images[start:start + batch_size])).flatten(1))
     return torch.cat(chunks).numpy().astype(np.float64)
 
 

@@ -23,6 +23,7 @@ from xai_lab.model.resnet import ResNet18Network
 
 STEMS = ("double", "single", "strided")
 BACKBONES = ("small_cnn", "resnet18")
+IMPORTED = "imported"  # a network trained elsewhere (`xai_lab.model.imported`), held by the same wrapper
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class NetworkSpec:
     # Networks in the deep ensemble (Lakshminarayanan et al. 2017): independent members held as
     # channel groups of one network (see `SmallCNN`). Cards written before this field existed: 1.
     members: int = 1
-    # "small_cnn" (`SmallCNN`, the default) or "resnet18" (`xai_lab.model.resnet`, pretrained).
+    # "small_cnn" (`SmallCNN`, the default), "resnet18" (`xai_lab.model.resnet`, pretrained) or "imported"
+    # (a researcher's own network, `xai_lab.model.imported`: built from its card, not from this spec).
     backbone: str = "small_cnn"
 
     @classmethod
@@ -179,13 +181,24 @@ class SmallCNN(nn.Module):
 
 
 class ImageClassifier(nn.Module):
-    """Preprocessing + `SmallCNN` + temperature: the unit saved, loaded and explained."""
+    """Preprocessing + a network + temperature: the unit saved, loaded and explained.
 
-    def __init__(self, spec: NetworkSpec, mean: list[float], std: list[float]) -> None:
+    network: given for an imported model (`xai_lab.model.imported.ImportedNetwork`); otherwise built from
+    the spec. mean and std have one value per channel the network reads: an imported network that reads
+    three channels from grey images gets the grey channel repeated by the normalisation's broadcasting.
+    """
+
+    def __init__(self, spec: NetworkSpec, mean: list[float], std: list[float],
+                 network: nn.Module | None = None) -> None:
         super().__init__()
         self.spec = spec
-        self.network = ResNet18Network(spec.in_channels, spec.n_classes) if spec.backbone == "resnet18" \
-            else SmallCNN(spec)
+        if network is not None:
+            self.network = network
+        elif spec.backbone == IMPORTED:
+            raise ValueError("an imported model's network is built from its card (xai_lab.model.storage.load_model)")
+        else:
+            self.network = ResNet18Network(spec.in_channels, spec.n_classes) if spec.backbone == "resnet18" \
+                else SmallCNN(spec)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("temperature", torch.ones(()))
@@ -196,8 +209,17 @@ class ImageClassifier(nn.Module):
         self.register_buffer("threshold", torch.tensor(0.5))
 
     @property
+    def imported(self) -> bool:
+        return self.spec.backbone == IMPORTED
+
+    @property
+    def hookable(self) -> bool:
+        """Whether the network's layers take hooks (Grad-CAM, DeepLift): all but an imported TorchScript file."""
+        return not (self.imported and self.network.is_torchscript)
+
+    @property
     def gradcam_layer(self) -> nn.Module:
-        return self.network.features[-1]
+        return self.network.gradcam_layer if self.imported else self.network.features[-1]
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Resize to the training size and normalise; differentiable, so saliency flows back."""

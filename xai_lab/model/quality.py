@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xai_lab.errors import ModelError
+from xai_lab.model.card import ModelCard
 from xai_lab.paths import dataset_dir
 
 # The synthetic lesion is learnable: the default recipe reaches validation AUROC 0.93-0.95 (lower
@@ -59,26 +60,25 @@ class QualityVerdict:
             raise ModelError(f"{self.sentence}; {fix}")
 
 
-def quality_verdict(card: dict[str, Any], declared: float | None = None, declared_by: str = "") -> QualityVerdict:
+def quality_verdict(card: ModelCard, declared: float | None = None, declared_by: str = "") -> QualityVerdict:
     """Judge a model card against the declared floor (a design's), else its dataset's, else the default."""
     floor, source = _floor(card, declared, declared_by)
-    val = (card.get("metrics") or {}).get("val") or {}
+    val = card.split_metrics("val")
     auroc = val.get("auroc")
     interval = val.get("auroc_ci")
     ci = (float(interval[0]), float(interval[1])) if interval and None not in interval else None
     lower = ci[0] if ci else None
     passed = lower is not None and lower >= floor
-    return QualityVerdict(model=str(card.get("name", "?")), passed=passed, floor=floor, floor_source=source,
+    return QualityVerdict(model=card.name, passed=passed, floor=floor, floor_source=source,
                           val_auroc=None if auroc is None else float(auroc), val_auroc_ci=ci)
 
 
-def _floor(card: dict[str, Any], declared: float | None, declared_by: str) -> tuple[float, str]:
+def _floor(card: ModelCard, declared: float | None, declared_by: str) -> tuple[float, str]:
     if declared is not None:
         return float(declared), f"declared by {declared_by or 'the design'}"
-    dataset = card.get("dataset") or {}
-    dataset_card = _dataset_card(str(dataset.get("name", "")))
+    dataset_card = _dataset_card(card.dataset.name)
     if dataset_card.get("min_val_auroc") is not None:
-        return float(dataset_card["min_val_auroc"]), f"declared by the card of dataset {dataset.get('name')!r}"
+        return float(dataset_card["min_val_auroc"]), f"declared by the card of dataset {card.dataset.name!r}"
     if (dataset_card.get("source") or {}).get("kind") == "synthetic":
         # synthetic cards written before the card declared its floor
         return SYNTHETIC_MIN_VAL_AUROC, "the synthetic data's floor"

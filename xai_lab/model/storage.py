@@ -26,13 +26,13 @@ import torchvision
 from xai_lab.data.records import NOT_FOR_CLINICAL_USE, ImageDataset
 from xai_lab.errors import ModelError
 from xai_lab.model.calibration import ECE_BINS, calibration_claim, prior_prevalence
+from xai_lab.model.card import CARD_FILE, CARD_VERSION, WEIGHTS_FILE, ModelCard, read_model_card, resolve_model_dir
 from xai_lab.model.evaluation import calibration_report, evaluate_split
-from xai_lab.model.network import ImageClassifier, NetworkSpec
+from xai_lab.model.imported import rebuild
+from xai_lab.model.network import IMPORTED, ImageClassifier, NetworkSpec
 from xai_lab.model.training import TrainingResult
-from xai_lab.paths import check_name, model_dir, models_root
+from xai_lab.paths import models_root
 
-WEIGHTS_FILE = "weights.pt"
-CARD_FILE = "model_card.json"
 PRIOR_MEANING = {
     "balanced": "probabilities hold for equal class prevalence (as in balanced study case sets); "
                 "add log(prevalence) to the logits for another prevalence",
@@ -51,6 +51,7 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
     prevalence = prior_prevalence(result.config.calibration_prior, training_prevalence)
     metrics = {split: evaluate_split(model, dataset[split], prevalence=prevalence) for split in ("val", "test")}
     return {
+        "card_version": CARD_VERSION,
         "name": name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": {
@@ -95,15 +96,19 @@ def build_model_card(result: TrainingResult, dataset: ImageDataset, name: str) -
         },
         "metrics": metrics,
         "warnings": _training_warnings(result),
-        "versions": _versions(__version__),
+        "versions": software_versions(__version__),
         "intended_use": ("Stimulus and explanation source for human-AI trust experiments and teaching. "
                          + NOT_FOR_CLINICAL_USE),
         "not_for_clinical_use": True,
     }
 
 
-def save_model(model: ImageClassifier, card: dict[str, Any], out_dir: Path, overwrite: bool = True) -> Path:
-    """Write weights and card into `out_dir` atomically (a temporary folder renamed into place)."""
+def save_model(model: ImageClassifier, card: dict[str, Any], out_dir: Path, overwrite: bool = True,
+               files: dict[str, Path] | None = None) -> Path:
+    """Write weights and card into `out_dir` atomically (a temporary folder renamed into place).
+
+    files: other files copied in beside them (an imported model's TorchScript file), by name.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ModelError(f"{out_dir} already exists; choose another --out or remove it")
@@ -111,6 +116,8 @@ def save_model(model: ImageClassifier, card: dict[str, Any], out_dir: Path, over
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         torch.save(model.state_dict(), staging / WEIGHTS_FILE)
+        for name, source in (files or {}).items():
+            shutil.copyfile(source, staging / name)
         card = {**card, "weights_sha256": _sha256(staging / WEIGHTS_FILE)}
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
         if out_dir.exists():
@@ -121,62 +128,45 @@ def save_model(model: ImageClassifier, card: dict[str, Any], out_dir: Path, over
     return out_dir
 
 
-def load_model(path: str | Path) -> tuple[ImageClassifier, dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[ImageClassifier, ModelCard]:
     """Load an eval-mode `ImageClassifier` and its card from a model folder (or a model name)."""
     folder = resolve_model_dir(path)
     card = read_model_card(folder)
-    if card.get("weights_sha256") not in (None, _sha256(folder / WEIGHTS_FILE)):
+    if card.weights_sha256 not in (None, _sha256(folder / WEIGHTS_FILE)):
         raise ModelError(f"the weights in {folder} cannot be loaded: they changed since the model card was "
                          "written (damaged or replaced); retrain with 'xai-lab train'")
     try:
-        architecture = card["architecture"]
+        architecture = card.architecture
         # Fields added later (with defaults that rebuild older models) may be absent from older cards.
         spec = NetworkSpec(**{k: architecture[k] for k in NetworkSpec.__dataclass_fields__ if k in architecture})
-        model = ImageClassifier(spec, card["preprocessing"]["mean"], card["preprocessing"]["std"])
+        mean, std = card.preprocessing.mean, card.preprocessing.std
+        model = rebuild(folder, card.name, architecture, spec, mean, std) if spec.backbone == IMPORTED \
+            else ImageClassifier(spec, mean, std)
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
-        raise ModelError(f"the model in {folder} cannot be loaded ({str(error).splitlines()[0][:160]}); "
-                         "retrain it with 'xai-lab train'") from None
+        redo = "import it again with 'xai-lab model import'" if card.architecture.get("backbone") == IMPORTED \
+            else "retrain it with 'xai-lab train'"
+        raise ModelError(f"the model in {folder} cannot be loaded ({str(error).splitlines()[0][:160]}); {redo}") \
+            from None
     return model.eval(), card
 
 
-def update_model_card(folder: Path, section: str, content: dict[str, Any]) -> dict[str, Any]:
+def update_model_card(folder: Path, section: str, content: dict[str, Any]) -> ModelCard:
     """Set one top-level section of a model's card (e.g. the explanation evidence), atomically.
 
     The weights are not touched, so `weights_sha256` stays valid; the card is written to a
     temporary file and renamed over the old one, so a crash leaves the old card, never half a card.
     """
     folder = resolve_model_dir(folder)
-    card = {**read_model_card(folder), section: content}
+    card = read_model_card(folder).with_section(section, content)
     staging = folder / f".{CARD_FILE}.tmp"
-    staging.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+    staging.write_text(json.dumps(card.to_json(), indent=2, default=_json_default) + "\n")
     staging.replace(folder / CARD_FILE)
     return card
 
 
-def resolve_model_dir(path: str | Path) -> Path:
-    folder = Path(path)
-    if not (folder / CARD_FILE).is_file() and isinstance(path, str) and "/" not in path and "\\" not in path:
-        named = model_dir(check_name(path, "model name"))
-        folder = named if (named / CARD_FILE).is_file() else folder
-    if not folder.exists():
-        raise ModelError(f"no model folder at {folder}; train one with 'xai-lab train --data NAME' "
-                         "or check the --model path")
-    if not (folder / CARD_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-        raise ModelError(f"{folder} is not a model folder (it needs {CARD_FILE} and {WEIGHTS_FILE}); "
-                         "point --model to a folder written by 'xai-lab train'")
-    return folder
-
-
-def read_model_card(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / CARD_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise ModelError(f"the model card {folder / CARD_FILE} is unreadable ({error}); retrain the model") from None
-
-
-def list_models() -> list[tuple[Path, dict[str, Any]]]:
+def list_models() -> list[tuple[Path, ModelCard]]:
     """(folder, card) of every readable model under ``XAI_LAB_HOME/models``."""
     root = models_root()
     if not root.is_dir():
@@ -190,19 +180,19 @@ def list_models() -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def check_model_fits(card: dict[str, Any], dataset: ImageDataset, external: bool = False) -> None:
+def check_model_fits(card: ModelCard, dataset: ImageDataset, external: bool = False) -> None:
     """Refuse to evaluate a model on data it was not trained for, unless asked (external validation)."""
-    trained_on = card.get("dataset", {})
-    if trained_on.get("class_names") != dataset.class_names or trained_on.get("channels") != dataset.card.channels:
+    trained_on = card.dataset
+    if list(trained_on.class_names) != list(dataset.class_names) or trained_on.channels != dataset.card.channels:
         raise ModelError(
-            f"model '{card.get('name')}' predicts {trained_on.get('class_names')} from "
-            f"{trained_on.get('channels')}-channel images, but dataset '{dataset.name}' has "
+            f"model '{card.name}' predicts {trained_on.class_names} from "
+            f"{trained_on.channels}-channel images, but dataset '{dataset.name}' has "
             f"{dataset.class_names} with {dataset.card.channels} channel(s); use a model trained on this dataset"
         )
-    if not external and trained_on.get("content_sha256") != dataset.card.content_sha256:
+    if not external and trained_on.content_sha256 != dataset.card.content_sha256:
         raise ModelError(
-            f"model '{card.get('name')}' was trained on dataset '{trained_on.get('name')}', not on "
-            f"'{dataset.name}' (content hashes differ); pass --data {trained_on.get('name')}, or --external to "
+            f"model '{card.name}' was trained on dataset '{trained_on.name}', not on "
+            f"'{dataset.name}' (content hashes differ); pass --data {trained_on.name}, or --external to "
             "validate it on other data with the same classes"
         )
 
@@ -233,7 +223,7 @@ def _prevalence(dataset: ImageDataset) -> list[float]:
     return (torch.bincount(labels, minlength=len(dataset.class_names)).float() / max(len(labels), 1)).tolist()
 
 
-def _versions(xai_lab_version: str) -> dict[str, str]:
+def software_versions(xai_lab_version: str) -> dict[str, str]:
     return {"xai_lab": xai_lab_version, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform()}
 

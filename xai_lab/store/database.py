@@ -120,6 +120,12 @@ def _migration_4(connection: Connection) -> None:
                                               "viewer_window_changes"))
 
 
+def _migration_5(connection: Connection) -> None:
+    """trials: the factor levels a trial was read under and how its advice was presented (conditions as factors)."""
+    _add_missing_columns(connection, trials, ("conditions", "advice_label", "confidence_display", "ai_requested",
+                                              "advice_model", "map_source", "rt_ai_request_ms"))
+
+
 def _add_missing_columns(connection: Connection, table: Table, names: tuple[str, ...]) -> None:
     """ALTER TABLE ... ADD COLUMN for those of `names` the database lacks, typed as `schema` declares
     them (compiled for this database's dialect), so a migration never restates a column's type."""
@@ -132,7 +138,8 @@ def _add_missing_columns(connection: Connection, table: Table, names: tuple[str,
 
 # (version, step): append, never edit, once a version has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2),
-                                                               (3, _migration_3), (4, _migration_4)]
+                                                               (3, _migration_3), (4, _migration_4),
+                                                               (5, _migration_5)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -29,6 +29,18 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def described(meaning: str) -> dict[str, str]:
+    """A column's meaning, kept on the column itself: the export's codebook reads it from here, so a
+    column is declared once (name, type, meaning) for the database, the export and the codebook."""
+    return {"codebook": meaning}
+
+
+def column_meanings(table: Table) -> dict[str, str]:
+    """The exported columns of a derived table, in declaration order (the export's column contract),
+    with their meanings."""
+    return {column.name: column.info["codebook"] for column in table.columns}
+
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 studies = Table(
@@ -104,61 +116,99 @@ allocation_slots = Table(
 
 trials = Table(
     "trials", metadata,
-    Column("study_id", String(64), nullable=False),
-    Column("participant_id", String(32), ForeignKey("participants.participant_id"), primary_key=True),
-    Column("trial_index", Integer, primary_key=True),
-    Column("arm", String(16), nullable=False),
-    Column("case_id", String(128), nullable=False),
-    Column("true_label", String(64), nullable=False),
-    Column("ai_label", String(64)),
-    Column("ai_confidence", Float),
-    Column("ai_correct", Boolean),
-    Column("advice_source", String(16)),
-    Column("explanation_method", String(32)),
-    Column("overlay_shown", Boolean),
-    Column("initial_label", String(64)),
-    Column("initial_confidence", Integer),
-    Column("final_label", String(64), nullable=False),
-    Column("final_confidence", Integer, nullable=False),
-    Column("final_correct", Boolean, nullable=False),
-    Column("rt_initial_ms", Integer),
-    Column("rt_final_ms", Integer, nullable=False),
-    Column("started_at", String(32), nullable=False),
-    Column("completed_at", String(32), nullable=False),
-    Column("overlay_toggles", Integer, nullable=False, default=0),
-    Column("record_id", String(32), nullable=False, unique=True),  # pseudonymous id when rated by peers
-    # 0-100 probability of the positive class (asked, or derived from label and confidence): an ROC rating
-    Column("initial_score", Integer),
-    Column("final_score", Integer),
-    Column("overlay_look", String(16)),
-    Column("viewer_max_zoom", Float),
-    Column("viewer_actions", Integer),
-    Column("viewer_window_changes", Integer),
+    Column("study_id", String(64), nullable=False, info=described("study id")),
+    Column("participant_id", String(32), ForeignKey("participants.participant_id"), primary_key=True,
+           info=described('pseudonymous participant id')),
+    Column("arm", String(16), nullable=False,
+           info=described('arm this trial was read under (verify | rely | control)')),
+    Column("trial_index", Integer, primary_key=True,
+           info=described("0-based position in the participant's (shuffled) sequence; practice not included")),
+    Column("case_id", String(128), nullable=False, info=described("image id in the dataset")),
+    Column("true_label", String(64), nullable=False, info=described("ground-truth class name")),
+    Column("ai_label", String(64), info=described("class the AI advised (empty in control)")),
+    Column("ai_confidence", Float,
+           info=described("AI's calibrated probability for its label, 0-1 (empty in control)")),
+    Column("ai_correct", Boolean, info=described("ai_label == true_label (empty in control)")),
+    Column("advice_source", String(16),
+           info=described("model (the model's real output) or planted (deliberately wrong advice)")),
+    Column("explanation_method", String(32),
+           info=described('saliency method of the overlay shown (empty when no overlay was shown)')),
+    Column("overlay_shown", Boolean,
+           info=described('whether the overlay was available on this trial (empty in control)')),
+    Column("overlay_look", String(16),
+           info=described('how the map was drawn: contour | side_by_side | heatmap (empty when no overlay was shown)')),
+    Column("initial_label", String(64),
+           info=described("verify only: the participant's label before seeing the AI")),
+    Column("initial_confidence", Integer, info=described("verify only: confidence 0-100 before seeing the AI")),
+    Column("final_label", String(64), nullable=False,
+           info=described("the participant's final label")),
+    Column("final_confidence", Integer, nullable=False, info=described("final confidence, 0-100")),
+    Column("final_correct", Boolean, nullable=False, info=described("final_label == true_label")),
+    Column("rt_initial_ms", Integer,
+           info=described('verify only: server-measured ms from showing the image to the initial answer')),
+    Column("rt_final_ms", Integer, nullable=False,
+           info=described('server-measured ms from showing the final step to its answer')),
+    Column("started_at", String(32), nullable=False, info=described("when the trial was first shown, ISO 8601 UTC")),
+    Column("completed_at", String(32), nullable=False,
+           info=described('when the final answer was recorded, ISO 8601 UTC')),
+    Column("overlay_toggles", Integer, nullable=False, default=0,
+           info=described('times the participant showed or hid the overlay')),
+    Column("viewer_max_zoom", Float, info=described("highest zoom the participant used on this case (1 = not zoomed)")),
+    Column("viewer_actions", Integer,
+           info=described('zoom and pan actions in the viewer on this case (both looks in verify)')),
+    Column("viewer_window_changes", Integer, info=described("contrast (window/level) preset changes on this case")),
+    Column("record_id", String(32), nullable=False, unique=True,
+           info=described('pseudonymous id of this trial when peers rate it (ratings.target_id)')),
+    Column("initial_score", Integer,
+           info=described('verify only: the initial reading as the probability 0-100 that the case shows score_class')),
+    Column("final_score", Integer,
+           info=described('the final reading as the probability 0-100 that the case shows score_class '
+                          '(an ROC rating)')),
+    Column("conditions", JSON, info=described("designs with [factors]: the level of every factor this trial was "
+                                              "read under (exported as factor_<name> columns)")),
+    Column("advice_label", String(80), info=described("who the screen said the advice came from, e.g. AI (empty "
+                                                      "when no advice was shown)")),
+    Column("confidence_display", String(16), info=described("how the AI's confidence was shown: percent | verbal | "
+                                                            "none (empty when no advice was shown)")),
+    Column("ai_requested", Boolean, info=described("on_demand workflow only: whether the reader asked for the AI "
+                                                   "(empty in other workflows)")),
+    Column("advice_model", String(64), info=described("the prepared model whose advice was shown (empty when none "
+                                                      "was shown)")),
+    Column("map_source", String(80), info=described("whose map was shown: model (the advising model's own), "
+                                                    "randomised (a parameter-randomised copy's) or model:NAME (empty "
+                                                    "when no map was shown)")),
+    Column("rt_ai_request_ms", Integer, info=described("on_demand workflow only: server-measured ms from showing "
+                                                       "the case to the request for the AI (empty if not asked)")),
 )
 
 ratings = Table(
     "ratings", metadata,
-    Column("study_id", String(64), nullable=False),
-    Column("rater_id", String(32), ForeignKey("participants.participant_id"), primary_key=True),
-    Column("target_kind", String(16), nullable=False),
-    Column("target_id", String(64), primary_key=True),
-    Column("target_arm", String(16), nullable=False),
-    Column("item", String(64), primary_key=True),
-    Column("score", Integer, nullable=False),
-    Column("scale_min", Integer, nullable=False),
-    Column("scale_max", Integer, nullable=False),
-    Column("rated_at", String(32), nullable=False),
-    Column("target_source", String(32), nullable=False),  # peer | pilot | vignette | fallback_vignette
+    Column("study_id", String(64), nullable=False, info=described("study id")),
+    Column("rater_id", String(32), ForeignKey("participants.participant_id"), primary_key=True,
+           info=described('pseudonymous id of the rating participant')),
+    Column("target_kind", String(16), nullable=False, info=described("vignette | peer_record")),
+    Column("target_id", String(64), primary_key=True, info=described("vignette id or record_id of the rated trial")),
+    Column("target_arm", String(16), nullable=False,
+           info=described('how the rated clinician used AI: verify | rely | control')),
+    Column("item", String(64), primary_key=True, info=described("rating item id from the design")),
+    Column("score", Integer, nullable=False, info=described("the rating")),
+    Column("scale_min", Integer, nullable=False, info=described("lowest possible score")),
+    Column("scale_max", Integer, nullable=False, info=described("highest possible score")),
+    Column("rated_at", String(32), nullable=False, info=described("ISO 8601 UTC")),
+    Column("target_source", String(32), nullable=False,
+           info=described('peer | pilot | vignette | fallback_vignette (vignette shown because too few peer '
+                          'records existed yet)')),
 )
 
 questionnaire_answers = Table(
     "questionnaire_answers", metadata,
-    Column("study_id", String(64), nullable=False),
-    Column("participant_id", String(32), ForeignKey("participants.participant_id"), primary_key=True),
-    Column("instrument", String(64), primary_key=True),
-    Column("item", String(64), primary_key=True),
-    Column("response", String(64), nullable=False),
-    Column("answered_at", String(32), nullable=False),
+    Column("study_id", String(64), nullable=False, info=described("study id")),
+    Column("participant_id", String(32), ForeignKey("participants.participant_id"), primary_key=True,
+           info=described('pseudonymous participant id')),
+    Column("instrument", String(64), primary_key=True, info=described("questionnaire id from the design")),
+    Column("item", String(64), primary_key=True, info=described("item id")),
+    Column("response", String(64), nullable=False, info=described("the answer (Likert score)")),
+    Column("answered_at", String(32), nullable=False, info=described("ISO 8601 UTC")),
 )
 
 rating_load = Table(

@@ -19,19 +19,26 @@ the most probable label shown.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scipy.special import expit, logit
-
 from xai_lab.errors import ConfigError
 from xai_lab.explain.cache import CachedPrediction
 from xai_lab.explain.request import ExplanationRequest
+from xai_lab.paths import lab_home
 from xai_lab.private_files import write_private_text
 from xai_lab.study.design import StudyDesign
+from xai_lab.study.factors import OTHER_MODEL_MAP, OWN_MAP, RANDOMISED_MAP
+
+RANDOMISED_SOURCE = "randomised:0"  # the request source of a fully randomised copy's map (seed 0)
+
+# The version of the stored case set's shape; raised with any new field, which must default to None.
+CASE_SET_SCHEMA = 2  # 2: advice_by_model, other_models (conditions as factors)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,42 @@ class CaseSet:
     # Whether the model card's test ECE supports telling readers the probabilities are calibrated
     # (`xai_lab.model.calibration.calibration_claim`). None: prepared earlier, shown as it was then.
     calibration_claim: bool | None = None
+    # Designs whose factors name other models (an advice_model factor, maps of another model): each such
+    # model's own advice on every main and practice case (model -> case id -> advice), and its provenance
+    # (model -> sha256, threshold, calibration_claim). None: one model advises and explains.
+    advice_by_model: dict[str, dict[str, StudyCase]] | None = None
+    other_models: dict[str, dict[str, Any]] | None = None
+
+    def advice(self, case: StudyCase, model: str | None) -> StudyCase:
+        """What `model` advises on the case: the case itself for the study's model."""
+        if model is None or model == self.model:
+            return case
+        return self.advice_by_model[model][case.case_id]
+
+    def threshold(self, model: str | None) -> float | None:
+        if model is None or model == self.model:
+            return self.decision_threshold
+        return self.other_models[model].get("threshold")
+
+    def calibrated(self, model: str | None) -> bool | None:
+        if model is None or model == self.model:
+            return self.calibration_claim
+        return self.other_models[model].get("calibration_claim")
+
+    def map_request(self, case: StudyCase, model: str | None, map_source: str) -> tuple[str, ExplanationRequest]:
+        """(the model whose cache holds it, the request) of the map shown with `model`'s advice on the case:
+        the advising model's own map, a randomised copy's (`randomised`) or another model's (`model:NAME`),
+        the last two explaining the advised class."""
+        advising = model or self.model
+        if advising == self.model and map_source == OWN_MAP:
+            return self.model, self.explanation_request(case)
+        advice = self.advice(case, model)
+        base = self.explanation_request(case).for_target(advice.target)
+        if map_source == OWN_MAP:
+            return advising, base.for_target(None)  # the advising model's decision is its advice
+        if map_source == RANDOMISED_MAP:
+            return advising, base.with_source(RANDOMISED_SOURCE)
+        return map_source.removeprefix(OTHER_MODEL_MAP), base
 
     def explanation_request(self, case: StudyCase) -> ExplanationRequest:
         """The map of this case: the study's request, explaining the shown label when it was planted."""
@@ -77,14 +120,32 @@ class CaseSet:
         return base.for_target(case.target if case.advice_source == "planted" else None)
 
     def to_json(self) -> dict[str, Any]:
-        # unset presentation fields are left out, so a case set prepared earlier compares equal
+        return {**self._content(), "schema": CASE_SET_SCHEMA}
+
+    def _content(self) -> dict[str, Any]:
+        # Unset fields are left out: a field added later defaults to None, so a case set prepared
+        # before it existed has the same content, and the same fingerprint, after an upgrade.
         return {key: value for key, value in asdict(self).items() if value is not None}
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what participants are shown: registration compares these, not the stored JSON, so
+        an upgrade that adds a field (at None) never refuses a running study."""
+        return hashlib.sha256(json.dumps(self._content(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CaseSet:
+        schema = raw.get("schema", 1)
+        if schema > CASE_SET_SCHEMA:
+            raise ConfigError(f"the case set of study {raw.get('study_id')!r} was prepared by a newer xai-lab (case "
+                              f"set schema {schema}; this one reads up to {CASE_SET_SCHEMA}); upgrade xai-lab")
+
         def rows(key: str) -> tuple[StudyCase, ...]:
             return tuple(StudyCase(**row) for row in raw[key])
-        return cls(**{**raw, "class_names": tuple(raw["class_names"]), "cases": rows("cases"),
+        content = {key: value for key, value in raw.items() if key != "schema"}
+        if raw.get("advice_by_model"):
+            content["advice_by_model"] = {model: {case_id: StudyCase(**row) for case_id, row in cases.items()}
+                                          for model, cases in raw["advice_by_model"].items()}
+        return cls(**{**content, "class_names": tuple(raw["class_names"]), "cases": rows("cases"),
                       "practice": rows("practice"), "attention": rows("attention")})
 
     def save(self, path: Path) -> None:
@@ -106,6 +167,20 @@ class CaseSet:
 def empty_case_set(design: StudyDesign) -> CaseSet:
     """Designs without images (e.g. vignette-only studies)."""
     return CaseSet(design.id, "", "", "", "", (), "", (), (), ())
+
+
+def prepared_path(study_id: str) -> Path:
+    return lab_home() / "prepared" / study_id / "case_set.json"
+
+
+def load_case_set(design: StudyDesign) -> CaseSet:
+    if not design.has_trials and not design.cases.practice:
+        return empty_case_set(design)
+    case_set = CaseSet.load(prepared_path(design.id), design.source or "FILE")
+    if case_set.study_id != design.id:
+        raise ConfigError(f"{prepared_path(design.id)} belongs to study {case_set.study_id!r}; run "
+                          f"'xai-lab study prepare {design.source}' again")
+    return case_set
 
 
 def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class_names: list[str],
@@ -180,6 +255,11 @@ def _take_exact(candidates: list[CachedPrediction], n: int, n_positive: int, pos
     return positives + negatives
 
 
+def model_advice(prediction: CachedPrediction, class_names: list[str], threshold: float | None) -> StudyCase:
+    """A model's own advice on a case (its calibrated decision; never planted)."""
+    return _advice(prediction, class_names, threshold if len(class_names) == 2 else None)
+
+
 def _advice(prediction: CachedPrediction, class_names: list[str], threshold: float | None,
             planted: bool = False) -> StudyCase:
     confidence = prediction.confidence
@@ -201,8 +281,18 @@ def mirrored_probability(p_finding: float, threshold: float) -> float:
     """P(finding) reflected across the threshold on the logit scale, strictly on the other side
     after rounding to the 4 decimals a case set keeps."""
     p, t = (min(max(value, 1e-6), 1 - 1e-6) for value in (p_finding, threshold))  # finite logits
-    mirrored = round(float(expit(2 * logit(t) - logit(p))), 4)
+    mirrored = round(_expit(2 * _logit(t) - _logit(p)), 4)
     step = -1e-4 if p_finding >= threshold else 1e-4
     while (mirrored >= threshold) == (p_finding >= threshold):  # at the threshold itself, or rounded onto it
         mirrored = round(mirrored + step, 4)
     return mirrored
+
+
+# Two scalar formulas from the standard library rather than scipy.special: this module is on every served
+# page's import path, and scipy.special alone took 0.45 s to import.
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _expit(x: float) -> float:
+    return 1 / (1 + math.exp(-x))

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from xai_lab.errors import ConfigError
 from xai_lab.explain.looks import DEFAULT_LOOK
+from xai_lab.study.design_fields import from_record, setting, without_later_defaults
+from xai_lab.study.factors import Factor, allocation_units, read_unit
 
 ARMS = ("verify", "rely", "control")
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
-CONFIDENCE_DISPLAYS = ("percent", "none")
+CONFIDENCE_DISPLAYS = ("percent", "verbal", "none")
 # A map for a "no finding" suggestion marks what looks normal, and colour reads as "finding here":
 # withheld by default (docs/explanations.md), explained in words when the design asks for it.
 NORMAL_ADVICE = ("withhold", "explain")
@@ -31,55 +34,75 @@ MAX_DESIGN_BYTES = 256 * 1024
 MAX_BLOCK_SIZE = 60
 MAX_ENROLMENTS = 100_000
 MAX_SEED = 2**63 - 1
+# The version of the stored design's shape. Raise it when a setting is added (and give the setting
+# `since=` the new number), so a release that cannot read a stored design says so instead of misreading it.
+# 2: [factors] (conditions as factors) and analysis.factor.
+DESIGN_SCHEMA = 2
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    dataset: str
-    model: str
+    dataset: str = setting(help="dataset name under `$XAI_LAB_HOME/data` (built by `prepare` when missing)")
+    model: str = setting(help="model name under `$XAI_LAB_HOME/models` (trained by `prepare` when missing)")
     # How `study prepare` builds a missing dataset: "synthetic" (the embedded generator) or a
     # file for `xai-lab data import` (relative paths are relative to the design file).
-    build: str = "synthetic"
+    build: str = setting("synthetic", help="`synthetic`, or a file for `xai-lab data import` (relative to the "
+                                           "design file)")
     # The lower 95% bound the model's validation AUROC must reach before the study is prepared or
     # served (xai_lab.model.quality); None: the dataset card's floor, else the lab's default.
-    min_val_auroc: float | None = None
+    min_val_auroc: float | None = setting(None, low=0.5, high=1.0, since=1,
+                                          help="the quality gate's floor on the validation AUROC's lower 95% bound; "
+                                               "unset: the dataset's floor, else the lab's")
 
 
 @dataclass(frozen=True)
 class CaseSpec:
-    n: int = 0  # main trials per participant
-    practice: int = 0  # practice trials (not exported as trials)
-    ai_wrong_share: float = 0.2
-    positive_share: float = 0.5
+    n: int = setting(0, low=0, high=500, help="main trials per participant")
+    practice: int = setting(0, low=0, high=20, help="practice trials before them (not exported as trials)")
+    ai_wrong_share: float = setting(0.2, low=0.0, high=1.0, help="share of main cases where the AI is wrong")
+    positive_share: float = setting(0.5, low=0.0, high=1.0, help="share of main cases showing the finding")
     # "model": AI errors are the model's real errors only; "planted": wrong advice is planted
     # (flagged advice_source=planted) where the model has too few real errors.
-    advice: str = "model"
-    split: str = "test"
+    advice: str = setting("model", choices=("model", "planted"),
+                          help="`model`: AI errors are the model's real errors; `planted`: plant wrong advice when "
+                               "real errors run out")
+    split: str = setting("test", choices=("test", "val"), help="the split the cases come from")
 
 
 @dataclass(frozen=True)
 class AllocationSpec:
-    kind: str = "between"  # "between" (one arm each) or "within" (every arm, counterbalanced order)
-    strata: tuple[str, ...] = ()
-    block_sizes: tuple[int, ...] = ()  # multiples of the number of arms (or of orders, within)
+    kind: str = setting("between", choices=("between", "within"),
+                        help="`between`: one arm each; `within`: every arm, in a counterbalanced order")
+    strata: tuple[str, ...] = setting((), custom=True, help="stratify by `role`, `specialty`, `prior_ai_use`")
+    block_sizes: tuple[int, ...] = setting((), custom=True,
+                                           help="1-8 block sizes, multiples of the number of arms (or of orders, "
+                                                f"within), at most {MAX_BLOCK_SIZE}")
 
 
 @dataclass(frozen=True)
 class ExplanationSpec:
-    method: str = "default"  # a method name, or "default": the model card's evidence-based choice
-    overlay: dict[str, bool] = field(default_factory=dict)  # arm -> show the overlay
-    confidence_display: str = "percent"
-    min_confidence: float = 0.0  # below this AI confidence the overlay is withheld (Saporta et al.)
-    look: dict[str, str] = field(default_factory=dict)  # arm -> overlay look (explain/looks.py)
-    normal_advice: str = "withhold"  # the map for a "normal" suggestion: withhold or explain
-    parameters: dict[str, Any] = field(default_factory=dict)  # the method's parameters that differ from its defaults
+    method: str = setting("default", custom=True,
+                          help="a method name, or `default`: the model card's evidence-based choice")
+    overlay: dict[str, bool] = setting({}, custom=True,
+                                       help="`[explanation.overlay]`: per arm, whether a map is shown at all")
+    confidence_display: str = setting("percent", choices=CONFIDENCE_DISPLAYS,
+                                      help="how the AI's probability is shown")
+    min_confidence: float = setting(0.0, low=0.0, high=1.0, help="below this AI confidence the map is withheld")
+    look: dict[str, str] = setting({}, custom=True,
+                                   help="`[explanation.look]`: per arm, `contour`, `side_by_side` or `heatmap`")
+    normal_advice: str = setting("withhold", choices=NORMAL_ADVICE,
+                                 help="the map for a \"normal\" suggestion: `withhold` or `explain`")
+    parameters: dict[str, Any] = setting({}, custom=True,
+                                         help="`[explanation.parameters]`: the named method's parameters that "
+                                              "differ from its defaults")
 
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    count: int = 0
-    prompt: str = "This is an attention check: choose '{answer}' for this image, whatever it shows."
-    answer: str = ""
+    count: int = setting(0, low=0, high=10, help="attention checks (1 when the table is present)")
+    prompt: str = setting("This is an attention check: choose '{answer}' for this image, whatever it shows.",
+                          help="the check's text; `{answer}` is replaced by the answer")
+    answer: str = setting("", help="the class name the check asks for")
 
 
 @dataclass(frozen=True)
@@ -92,11 +115,12 @@ class Choice:
 
 @dataclass(frozen=True)
 class LikertItem:
-    id: str
-    text: str
-    scale_min: int = 1
-    scale_max: int = 7
-    anchors: tuple[str, str] = ("strongly disagree", "strongly agree")
+    id: str = setting(custom=True, help="1-48 letters, digits, `_ - .`")
+    text: str = setting(help="the statement or question")
+    scale_min: int = setting(1, low=0, high=10, help="lowest score")
+    scale_max: int = setting(7, low=1, high=11, help="highest score (above scale_min)")
+    anchors: tuple[str, ...] = setting(("strongly disagree", "strongly agree"),
+                                       help="labels of the low and the high end")
 
 
 @dataclass(frozen=True)
@@ -108,31 +132,33 @@ class Instrument:
 
 @dataclass(frozen=True)
 class Vignette:
-    id: str
-    target_arm: str
-    text: str
+    id: str = setting(custom=True, help="1-48 letters, digits, `_ - .`")
+    target_arm: str = setting(choices=ARMS, help="the way of using AI the vignette describes")
+    text: str = setting(help="what the rater reads")
 
 
 @dataclass(frozen=True)
 class PeerRatingSpec:
-    kind: str = "none"  # "none", "vignette" or "peer_record"
-    per_rater: int = 1
-    assignment: str = "balanced"  # vignettes: "by_arm" (the rater's own arm, Yang/Dai) or "balanced"
-    fallback: str = "vignette"  # peer_record before enough records exist: "vignette" or "pilot"
-    show_correctness: bool = False
-    items: tuple[LikertItem, ...] = ()
-    vignettes: tuple[Vignette, ...] = ()
+    kind: str = setting("none", choices=("none", "vignette", "peer_record"),
+                        help="what raters rate (`vignette` when the table is present)")
+    per_rater: int = setting(1, low=1, high=20, help="ratings each participant gives")
+    assignment: str = setting("balanced", choices=("balanced", "by_arm"),
+                              help="vignettes: `by_arm` (the rater's own arm, Yang/Dai) or `balanced`")
+    fallback: str = setting("vignette", choices=("vignette", "pilot"),
+                            help="peer records before enough exist: `vignette` or `pilot`")
+    show_correctness: bool = setting(False, help="tell raters whether the rated reading was right")
+    items: tuple[LikertItem, ...] = setting((), custom=True, help="`[[peer_rating.items]]`: the rating items")
+    vignettes: tuple[Vignette, ...] = setting((), custom=True, help="`[[peer_rating.vignettes]]`")
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    # What the slider asks on a trial: "confidence" (how sure of your own answer, 0-100) or
-    # "probability" (how likely the case shows the positive class, 0-100: the rating an ROC needs).
     # Either way the export gives initial_score / final_score as the probability of the positive class.
-    score: str = "confidence"
-    # After each practice case, say what the image shows (and what the AI said). Off by default:
-    # feedback teaches, and whether a study may teach before measuring is the designer's call.
-    practice_feedback: bool = False
+    score: str = setting("confidence", choices=SCORE_QUESTIONS,
+                         help="what the slider asks: `confidence` in one's own answer, or `probability` of the "
+                              "finding (the rating an ROC needs)")
+    # Off by default: feedback teaches, and whether a study may teach before measuring is the designer's call.
+    practice_feedback: bool = setting(False, help="after each practice case, say what the image shows")
 
 
 @dataclass(frozen=True)
@@ -141,17 +167,33 @@ class AnalysisSpec:
     probability scale), the secondary family Holm-corrected together, and optionally the difference
     the study was sized for. Empty: the analysis uses its defaults and says so."""
 
-    primary: str = ""
-    contrast: tuple[str, ...] = ()  # (a, b): the estimand is metric(a) - metric(b)
-    secondary: tuple[str, ...] = ()
-    effect: float | None = None  # the risk difference the study is powered to detect
+    primary: str = setting("", choices=RATE_METRICS, help="the primary metric")
+    contrast: tuple[str, ...] = setting((), custom=True, help="`\"a - b\"`: two of the design's arms, or two levels "
+                                                              "of `analysis.factor`")
+    factor: str = setting("", since=2, custom=True,
+                          help="designs with [factors]: the factor whose levels `contrast` compares")
+    interaction: tuple[str, ...] = setting((), since=2, custom=True,
+                                           help="designs with [factors]: `\"A x B\"` makes the primary estimand the "
+                                                "interaction of two factors (their first two levels), instead of "
+                                                "`factor` and `contrast`")
+    secondary: tuple[str, ...] = setting((), custom=True, help="other metrics, Holm-adjusted together")
+    effect: float | None = setting(None, custom=True, help="the risk difference the study is sized to detect")
 
 
 @dataclass(frozen=True)
 class EnrolmentSpec:
-    # Most participants the shared enrolment code (?code=) may enrol; None = no cap. Personal
-    # invitation links (`xai-lab invite`) are not counted: each was made for one person.
-    max_enrolments: int | None = None
+    # Personal invitation links (`xai-lab invite`) are not counted: each was made for one person.
+    max_enrolments: int | None = setting(None, low=1, high=MAX_ENROLMENTS,
+                                         help="most participants the shared code link may enrol; unset: no cap")
+
+
+# The declared sections, by their TOML table (the docs table and `xai-lab study settings` list these).
+DESIGN_SECTIONS: dict[str, type] = {
+    "data": DataSpec, "cases": CaseSpec, "allocation": AllocationSpec, "explanation": ExplanationSpec,
+    "attention": AttentionSpec, "peer_rating": PeerRatingSpec, "peer_rating.items": LikertItem,
+    "questionnaire.items": LikertItem, "peer_rating.vignettes": Vignette, "trials": TrialSpec,
+    "analysis": AnalysisSpec, "enrolment": EnrolmentSpec, "factors.NAME": Factor,
+}
 
 
 @dataclass(frozen=True)
@@ -175,6 +217,9 @@ class StudyDesign:
     enrolment: EnrolmentSpec = EnrolmentSpec()
     trials: TrialSpec = TrialSpec()
     analysis: AnalysisSpec = AnalysisSpec()
+    # Conditions as crossed factors (xai_lab.study.factors); empty: the arms are the one between factor.
+    factors: tuple[Factor, ...] = setting((), since=2, custom=True,
+                                          help="`[factors.NAME]` tables: what participants see, as crossed factors")
     source: str = ""  # the file it came from
 
     @property
@@ -184,59 +229,58 @@ class StudyDesign:
     @property
     def orders(self) -> tuple[str, ...]:
         """What allocation assigns: an arm (between) or an arm order such as 'verify>rely' (within)."""
+        if self.factors:
+            return allocation_units(self.factors)
         if self.allocation.kind == "between":
             return self.arms
         return tuple(ORDER_SEPARATOR.join(order) for order in _rotations(self.arms))
 
+    def first_workflow(self, assignment: str) -> str:
+        """The workflow (arm) the participant's first trials are read under, which their instructions
+        and practice follow: the arm, the first of an order, or a factor design's workflow."""
+        if not self.factors:
+            return order_arms(assignment)[0]
+        between, _ = read_unit(self.factors, assignment)
+        workflow = next((f for f in self.factors if f.sets == "workflow"), None)
+        return between[workflow.name] if workflow is not None else self.arms[0]
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "schema": DESIGN_SCHEMA}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> StudyDesign:
-        """The design `to_json` wrote (as the database holds it); sections added later take their defaults."""
-        rating = dict(raw["peer_rating"])
-        analysis = dict(raw.get("analysis") or {})
-        allocation = raw["allocation"]
-        explanation = {**raw["explanation"]}
-        explanation.setdefault("look", default_looks(tuple(raw["arms"])))
-        return cls(
-            id=raw["id"], title=raw["title"], seed=raw["seed"], arms=tuple(raw["arms"]),
-            consent_text=raw["consent_text"], withdrawal=raw["withdrawal"], instructions=dict(raw["instructions"]),
-            debrief_text=raw["debrief_text"], data=DataSpec(**raw["data"]) if raw["data"] else None,
-            cases=CaseSpec(**raw["cases"]),
-            allocation=AllocationSpec(kind=allocation["kind"], strata=tuple(allocation["strata"]),
-                                      block_sizes=tuple(allocation["block_sizes"])),
-            explanation=ExplanationSpec(**explanation), attention=AttentionSpec(**raw["attention"]),
-            profile=tuple(Choice(c["name"], tuple(c["options"])) for c in raw["profile"]),
-            questionnaires=tuple(Instrument(q["id"], q["title"], _likert_items(q["items"]))
-                                 for q in raw["questionnaires"]),
-            peer_rating=PeerRatingSpec(**{**rating, "items": _likert_items(rating["items"]),
-                                          "vignettes": tuple(Vignette(**v) for v in rating["vignettes"])}),
-            enrolment=EnrolmentSpec(**raw.get("enrolment", {})), trials=TrialSpec(**raw.get("trials", {})),
-            analysis=AnalysisSpec(**{**analysis, "contrast": tuple(analysis.get("contrast", ())),
-                                     "secondary": tuple(analysis.get("secondary", ()))}),
-            source=raw.get("source", ""))
+        """The design `to_json` wrote (as the database holds it); sections and settings added later take
+        their declared defaults. A design stored by a newer release is refused, not misread."""
+        schema = raw.get("schema", 1)
+        if schema > DESIGN_SCHEMA:
+            raise ConfigError(f"study {raw.get('id')!r} was registered by a newer xai-lab (design schema {schema}; "
+                              f"this one reads up to {DESIGN_SCHEMA}); upgrade xai-lab to serve or analyse it")
+        content = {key: value for key, value in raw.items() if key != "schema"}
+        # Stored before looks could be set per arm: the default look for every arm that sees AI.
+        content["explanation"] = {"look": default_looks(tuple(raw["arms"])), **raw["explanation"]}
+        return from_record(cls, content)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the design's content (not its file name): a changed design is a new design."""
-        content = {k: v for k, v in self.to_json().items() if k != "source"}
-        # Sections added after studies were registered count only when set, so an unchanged design
-        # keeps its fingerprint (and its participants) across upgrades.
-        for key, default in (("enrolment", EnrolmentSpec()), ("trials", TrialSpec()), ("analysis", AnalysisSpec())):
-            if content[key] == asdict(default):
+        """SHA-256 of what defines the experiment (not its file name): a changed design is a new design.
+
+        Settings added after schema 1 count only when they differ from their default (`Setting.since`),
+        so an upgrade that adds one leaves every registered study's fingerprint as it was
+        (tests/test_upgrade.py pins the shipped designs'). The exceptions below are schema 1's own
+        later additions, frozen as they were released: never edit them, declare `since` instead.
+        """
+        content = without_later_defaults(StudyDesign, {k: v for k, v in asdict(self).items() if k != "source"})
+        for key, section in (("enrolment", EnrolmentSpec), ("trials", TrialSpec), ("analysis", AnalysisSpec)):
+            # compared as the fingerprint sees them: a later setting in these sections is already gone
+            if content.get(key) == without_later_defaults(section, asdict(section())):
                 del content[key]
         explanation = content["explanation"]
         if explanation["look"] == default_looks(self.arms) and explanation["normal_advice"] == "withhold":
             del explanation["look"], explanation["normal_advice"]
         if not explanation["parameters"]:
             del explanation["parameters"]
-        if content["data"] and content["data"]["min_val_auroc"] is None:  # added later: counts only when set
+        if content["data"] and content["data"]["min_val_auroc"] is None:
             del content["data"]["min_val_auroc"]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-
-
-def _likert_items(rows: list[dict[str, Any]]) -> tuple[LikertItem, ...]:
-    return tuple(LikertItem(**{**row, "anchors": tuple(row["anchors"])}) for row in rows)
 
 
 def order_arms(assignment: str) -> list[str]:

@@ -7,6 +7,7 @@ checks that span sections (trials need data, by-arm vignettes need a between des
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,11 @@ from xai_lab.paths import check_name
 from xai_lab.study.design import (
     AI_METRICS,
     ARMS,
-    CONFIDENCE_DISPLAYS,
     DEFAULT_PROFILE,
     MAX_BLOCK_SIZE,
     MAX_DESIGN_BYTES,
-    MAX_ENROLMENTS,
     MAX_SEED,
-    NORMAL_ADVICE,
     RATE_METRICS,
-    SCORE_QUESTIONS,
     AllocationSpec,
     AnalysisSpec,
     AttentionSpec,
@@ -42,7 +39,10 @@ from xai_lab.study.design import (
     Vignette,
     default_looks,
 )
+from xai_lab.study.design_factors import contrast_factor, factor_arms, factor_checks, read_factors
+from xai_lab.study.design_fields import read_section, read_setting
 from xai_lab.study.design_toml import TomlTable, identifier, short, unique_ids
+from xai_lab.study.factors import Factor, allocation_units
 
 
 def load_design(path: str | Path) -> StudyDesign:
@@ -88,14 +88,9 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         check_name(study_id, "study id")
     except ConfigError as error:
         raise ConfigError(f"{source}: id: {error}") from None
-    if "arms" not in raw:
-        top.fail("arms", "is missing; list the arms to compare, e.g. arms = [\"verify\", \"rely\"]")
-    arms = tuple(top.strings("arms"))
-    for arm in arms:
-        if arm not in ARMS:
-            top.fail("arms", f"lists unknown arm {arm!r}; use verify, rely and optionally control")
-    if len(set(arms)) != len(arms) or len(arms) < 1:
-        top.fail("arms", "must list each arm once, e.g. [\"verify\", \"rely\"]")
+    factors = read_factors(top.table("factors", optional=True))
+    arms = factor_arms(top, factors) if factors else _arms(top)
+    units = allocation_units(factors) if factors else None
     data = _data(top.table("data", optional=True))
     cases = _cases(top.table("cases", optional=True))
     design = StudyDesign(
@@ -106,7 +101,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         instructions=_instructions(top.table("instructions"), arms),
         debrief_text=top.string("debrief"),
         data=data, cases=cases,
-        allocation=_allocation(top.table("allocation", optional=True), arms),
+        allocation=_allocation(top.table("allocation", optional=True), arms, units),
         explanation=_explanation(top.table("explanation", optional=True), arms),
         attention=_attention(top.table("attention", optional=True)),
         profile=_profile(top.table("profile", optional=True)),
@@ -114,12 +109,28 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         peer_rating=_peer_rating(top.table("peer_rating", optional=True), arms),
         enrolment=_enrolment(top.table("enrolment", optional=True)),
         trials=_trials(top.table("trials", optional=True)),
-        analysis=_analysis(top.table("analysis", optional=True), arms),
+        analysis=_analysis(top.table("analysis", optional=True), arms, factors),
+        factors=factors,
         source=source,
     )
     top.done()
     _cross_checks(design, top)
+    if factors:
+        factor_checks(design, top)
     return design
+
+
+def _arms(top: TomlTable) -> tuple[str, ...]:
+    if "arms" not in top.raw:
+        top.fail("arms", "is missing; list the arms to compare, e.g. arms = [\"verify\", \"rely\"]")
+    arms = tuple(top.strings("arms"))
+    for arm in arms:
+        if arm not in ARMS:
+            top.fail("arms", f"lists unknown arm {arm!r}; use verify, rely and optionally control (or declare "
+                             "[factors.workflow] for on_demand)")
+    if len(set(arms)) != len(arms) or len(arms) < 1:
+        top.fail("arms", "must list each arm once, e.g. [\"verify\", \"rely\"]")
+    return arms
 
 
 def _cross_checks(design: StudyDesign, top: TomlTable) -> None:
@@ -148,9 +159,7 @@ def _cross_checks(design: StudyDesign, top: TomlTable) -> None:
 def _data(table: TomlTable | None) -> DataSpec | None:
     if table is None:
         return None
-    floor = table.number("min_val_auroc", default=None, low=0.5, high=1.0) if "min_val_auroc" in table.raw else None
-    spec = DataSpec(dataset=table.string("dataset"), model=table.string("model"),
-                    build=table.string("build", default="synthetic"), min_val_auroc=floor)
+    spec = DataSpec(**read_section(table, DataSpec))
     table.done()
     for key, value in (("dataset", spec.dataset), ("model", spec.model)):
         try:
@@ -163,33 +172,30 @@ def _data(table: TomlTable | None) -> DataSpec | None:
 def _cases(table: TomlTable | None) -> CaseSpec:
     if table is None:
         return CaseSpec()
-    spec = CaseSpec(n=table.integer("n", default=0, low=0, high=500),
-                    practice=table.integer("practice", default=0, low=0, high=20),
-                    ai_wrong_share=table.number("ai_wrong_share", default=0.2),
-                    positive_share=table.number("positive_share", default=0.5),
-                    advice=table.choice("advice", ("model", "planted"), default="model"),
-                    split=table.choice("split", ("test", "val"), default="test"))
+    spec = CaseSpec(**read_section(table, CaseSpec))
     table.done()
     return spec
 
 
-def _allocation(table: TomlTable | None, arms: tuple[str, ...]) -> AllocationSpec:
+def _allocation(table: TomlTable | None, arms: tuple[str, ...], units: tuple[str, ...] | None) -> AllocationSpec:
+    # what one block must hold equally often: arms (between), arm orders (within), or factor cells
+    unit = len(units) if units else len(arms)
+    what = "between cells and rotations of [factors]" if units else None
     if table is None:
-        return AllocationSpec(block_sizes=(len(arms), 2 * len(arms)))
-    kind = table.choice("kind", ("between", "within"), default="between")
+        return AllocationSpec(block_sizes=(unit, 2 * unit) if 2 * unit <= MAX_BLOCK_SIZE else (unit,))
+    kind = read_setting(table, AllocationSpec, "kind")
     strata = tuple(table.strings("strata", default=[]))
     for name in strata:
         if name not in ("role", "specialty", "prior_ai_use"):
             table.fail("strata", f"lists {name!r}; stratify by role, specialty or prior_ai_use")
-    unit = len(arms)
     sizes = table.raw_value("block_sizes", [unit, 2 * unit], "a list of integers")
     if not isinstance(sizes, list) or not 1 <= len(sizes) <= 8 or not all(
             isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_BLOCK_SIZE and s % unit == 0
             for s in sizes):
         table.fail("block_sizes", f"must list 1-8 multiples of {unit} (the number of "
-                                  f"{'arms' if kind == 'between' else 'arm orders'}) up to {MAX_BLOCK_SIZE}, "
+                                  f"{what or ('arms' if kind == 'between' else 'arm orders')}) up to {MAX_BLOCK_SIZE}, "
                                   f"e.g. [{unit}, {2 * unit}]; got {short(sizes)}")
-    if kind == "within" and len(arms) < 2:
+    if kind == "within" and len(arms) < 2 and not units:
         table.fail("kind", "within needs at least two arms")
     table.done()
     return AllocationSpec(kind=kind, strata=strata, block_sizes=tuple(sorted(set(sizes))))
@@ -210,13 +216,8 @@ def _explanation(table: TomlTable | None, arms: tuple[str, ...]) -> ExplanationS
         overlay_table.done()
         if overlay.get("control"):
             table.fail("overlay.control", "must be false: the control arm sees no AI")
-    spec = ExplanationSpec(method=method, overlay=overlay,
-                           confidence_display=table.choice("confidence_display", CONFIDENCE_DISPLAYS,
-                                                           default="percent"),
-                           min_confidence=table.number("min_confidence", default=0.0),
-                           look=_looks(table.table("look", optional=True), arms),
-                           normal_advice=table.choice("normal_advice", NORMAL_ADVICE, default="withhold"),
-                           parameters=_method_parameters(table, method))
+    spec = ExplanationSpec(method=method, overlay=overlay, look=_looks(table.table("look", optional=True), arms),
+                           parameters=_method_parameters(table, method), **read_section(table, ExplanationSpec))
     table.done()
     return spec
 
@@ -256,11 +257,9 @@ def _looks(table: TomlTable | None, arms: tuple[str, ...]) -> dict[str, str]:
 def _attention(table: TomlTable | None) -> AttentionSpec:
     if table is None:
         return AttentionSpec()
-    count = table.integer("count", default=1, low=0, high=10)
-    answer = table.string("answer")
-    prompt = table.string("prompt", default=AttentionSpec.prompt)
+    spec = AttentionSpec(**read_section(table, AttentionSpec, count=1, answer=None))  # a present table: one check
     table.done()
-    return AttentionSpec(count=count, prompt=prompt.replace("{answer}", answer), answer=answer)
+    return replace(spec, prompt=spec.prompt.replace("{answer}", spec.answer))
 
 
 def _profile(table: TomlTable | None) -> tuple[Choice, ...]:
@@ -277,10 +276,7 @@ def _profile(table: TomlTable | None) -> tuple[Choice, ...]:
 
 
 def _likert(table: TomlTable) -> LikertItem:
-    item = LikertItem(id=identifier(table), text=table.string("text"),
-                      scale_min=table.integer("scale_min", default=1, low=0, high=10),
-                      scale_max=table.integer("scale_max", default=7, low=1, high=11),
-                      anchors=tuple(table.strings("anchors", default=list(LikertItem.anchors))))
+    item = LikertItem(id=identifier(table), **read_section(table, LikertItem))
     if item.scale_max <= item.scale_min:
         table.fail("scale_max", f"must be above scale_min ({item.scale_min})")
     if len(item.anchors) != 2:
@@ -302,20 +298,15 @@ def _instrument(table: TomlTable) -> Instrument:
 def _peer_rating(table: TomlTable | None, arms: tuple[str, ...]) -> PeerRatingSpec:
     if table is None:
         return PeerRatingSpec()
-    kind = table.choice("kind", ("none", "vignette", "peer_record"), default="vignette")
     vignettes = []
     for entry in table.tables("vignettes"):
-        vignette = Vignette(id=identifier(entry), target_arm=entry.choice("target_arm", ARMS),
-                            text=entry.string("text"))
+        vignette = Vignette(id=identifier(entry), **read_section(entry, Vignette))
         entry.done()
         vignettes.append(vignette)
     items = tuple(_likert(t) for t in table.tables("items"))
-    spec = PeerRatingSpec(kind=kind, per_rater=table.integer("per_rater", default=1, low=1, high=20),
-                          assignment=table.choice("assignment", ("balanced", "by_arm"), default="balanced"),
-                          fallback=table.choice("fallback", ("vignette", "pilot"), default="vignette"),
-                          show_correctness=table.boolean("show_correctness", False),
-                          items=items, vignettes=tuple(vignettes))
-    if kind != "none" and not items:
+    spec = PeerRatingSpec(items=items, vignettes=tuple(vignettes),
+                          **read_section(table, PeerRatingSpec, kind="vignette"))  # a present table: vignettes
+    if spec.kind != "none" and not items:
         table.fail("items", "is empty; add [[peer_rating.items]] with id and text (e.g. clinical skill, 1-7)")
     unique_ids(table, "items", [i.id for i in items])
     unique_ids(table, "vignettes", [v.id for v in vignettes])
@@ -325,16 +316,28 @@ def _peer_rating(table: TomlTable | None, arms: tuple[str, ...]) -> PeerRatingSp
     return spec
 
 
-def _analysis(table: TomlTable | None, arms: tuple[str, ...]) -> AnalysisSpec:
+def _analysis(table: TomlTable | None, arms: tuple[str, ...], factors: tuple[Factor, ...] = ()) -> AnalysisSpec:
     if table is None:
         return AnalysisSpec()
-    primary = table.choice("primary", RATE_METRICS)
+    primary = read_setting(table, AnalysisSpec, "primary", default=None)  # required in a present table
+    if "interaction" in table.raw:
+        return _interaction_analysis(table, primary, factors)
+    factor = contrast_factor(table, factors)
     text = table.string("contrast")
     parts = [part.strip() for part in text.split(" - ")]
-    if len(parts) != 2 or parts[0] == parts[1] or not all(part in arms for part in parts):
-        table.fail("contrast", f"must name two of the design's arms ({', '.join(arms)}) as \"a - b\", e.g. "
-                               f"\"{arms[-1] if len(arms) > 1 else 'rely'} - {arms[0]}\"; got {short(text)}")
-    if primary in AI_METRICS and "control" in parts:
+    levels = factor.levels if factor else arms
+    if len(parts) != 2 or parts[0] == parts[1] or not all(part in levels for part in parts):
+        other = next((f.name for f in factors for part in parts if factor and f is not factor and part in f.levels),
+                     None)
+        if other:
+            table.fail("contrast", f"names a level of factor {other!r}, not of {factor.name!r}: a contrast compares "
+                                   f"two levels of analysis.factor ({', '.join(levels)}); for another factor, set "
+                                   "analysis.factor to it")
+        what = f"levels of factor {factor.name!r}" if factor else "of the design's arms"
+        table.fail("contrast", f"must name two {what} ({', '.join(levels)}) as \"a - b\", e.g. "
+                               f"\"{levels[-1] if len(levels) > 1 else 'rely'} - {levels[0]}\"; got {short(text)}")
+    workflow_contrast = factor is None or factor.sets == "workflow"
+    if primary in AI_METRICS and "control" in parts and workflow_contrast:
         table.fail("contrast", f"compares control, which sees no AI, on {primary}; contrast two AI arms or choose "
                                "accuracy_final")
     secondary = tuple(table.strings("secondary", default=[]))
@@ -343,18 +346,41 @@ def _analysis(table: TomlTable | None, arms: tuple[str, ...]) -> AnalysisSpec:
             table.fail("secondary", f"lists {name!r}; use other metrics from {', '.join(RATE_METRICS)}")
     effect = table.raw_value("effect", None, "a number")
     spec = AnalysisSpec(primary=primary, contrast=tuple(parts), secondary=secondary,
-                        effect=None if effect is None else table.number("effect", low=-1.0, high=1.0))
+                        effect=None if effect is None else table.number("effect", low=-1.0, high=1.0),
+                        factor=factor.name if factor else "")
     if spec.effect == 0:
         table.fail("effect", "must be a non-zero risk difference (the one the study is sized to detect)")
     table.done()
     return spec
 
 
+def _interaction_analysis(table: TomlTable, primary: str, factors: tuple[Factor, ...]) -> AnalysisSpec:
+    """[analysis] interaction = "A x B": the primary estimand is the interaction of two declared factors."""
+    text = table.string("interaction")
+    names = tuple(part.strip() for part in text.split(" x "))
+    known = [f.name for f in factors]
+    if not factors:
+        table.fail("interaction", "needs [factors]: an interaction is between two declared factors")
+    if len(names) != 2 or names[0] == names[1] or not all(name in known for name in names):
+        missing = next((name for name in names if name not in known), None)
+        table.fail("interaction", (f"names {missing!r}, which is not a factor of the design; " if missing else "")
+                   + f"write two of {', '.join(known)} as \"A x B\", e.g. \"{known[0]} x {known[-1]}\"; "
+                   f"got {short(text)}")
+    for key in ("contrast", "factor", "effect"):
+        if key in table.raw:
+            table.fail(key, "cannot be set with interaction: the interaction is the primary estimand; remove one")
+    secondary = tuple(table.strings("secondary", default=[]))
+    for name in secondary:
+        if name not in RATE_METRICS or name == primary:
+            table.fail("secondary", f"lists {name!r}; use other metrics from {', '.join(RATE_METRICS)}")
+    table.done()
+    return AnalysisSpec(primary=primary, secondary=secondary, interaction=names)
+
+
 def _trials(table: TomlTable | None) -> TrialSpec:
     if table is None:
         return TrialSpec()
-    spec = TrialSpec(score=table.choice("score", SCORE_QUESTIONS, default="confidence"),
-                     practice_feedback=table.boolean("practice_feedback", False))
+    spec = TrialSpec(**read_section(table, TrialSpec))
     table.done()
     return spec
 
@@ -362,9 +388,7 @@ def _trials(table: TomlTable | None) -> TrialSpec:
 def _enrolment(table: TomlTable | None) -> EnrolmentSpec:
     if table is None:
         return EnrolmentSpec()
-    cap = table.raw_value("max_enrolments", None, "an integer")
-    spec = EnrolmentSpec(max_enrolments=None if cap is None else table.integer("max_enrolments", low=1,
-                                                                                high=MAX_ENROLMENTS))
+    spec = EnrolmentSpec(**read_section(table, EnrolmentSpec))
     table.done()
     return spec
 

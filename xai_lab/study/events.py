@@ -16,8 +16,10 @@ from sqlalchemy import Connection, delete, select, update
 from xai_lab.store import repository as repo
 from xai_lab.store.schema import events, participants, questionnaire_answers, ratings, trials
 from xai_lab.study import flow
-from xai_lab.study.flow import StepKey
-from xai_lab.study.steps import STEP_KINDS
+from xai_lab.study.steps import STEP_KINDS, kind_of
+
+# Events a step kind lets participants log on its steps (`StepKind.logs`), e.g. overlay toggles on trials.
+LOGGED = frozenset(log for step_kind in STEP_KINDS.values() for log in step_kind.logs)
 
 
 def apply_event(connection: Connection, event: dict[str, Any]) -> None:
@@ -46,7 +48,7 @@ def apply_event(connection: Connection, event: dict[str, Any]) -> None:
     elif kind == "rating_targets":
         connection.execute(update(participants).where(where).values(rating_targets=payload["targets"]))
         repo.bump_rating_load(connection, event["study_id"], [t["id"] for t in payload["targets"]])
-    elif kind in ("overlay_toggle", "viewer"):
+    elif event.get("step_key") and kind in LOGGED:
         _log_on_step(connection, event)
     elif kind == "withdrawn":
         _withdrawn(connection, event)
@@ -62,20 +64,16 @@ def _apply_answer(connection: Connection, event: dict[str, Any]) -> None:
     participant_id = event["participant_id"]
     pending = _pending(connection, participant_id)
     pending.pop("initial", None)  # a first reading waits only until the step after it is answered
-    step_kind = STEP_KINDS[StepKey.parse(event["step_key"]).kind]
+    step_kind = kind_of(event["step_key"])
     values = {"pending": pending, **step_kind.apply(connection, event, pending)}
     connection.execute(update(participants).where(participants.c.participant_id == participant_id).values(**values))
     _advance(connection, participant_id, event)
 
 
 def _log_on_step(connection: Connection, event: dict[str, Any]) -> None:
-    """An overlay toggle counts up; a viewer report replaces the phase's earlier one (they are cumulative)."""
-    participant_id, payload = event["participant_id"], event["payload"]
-    pending = _pending(connection, participant_id)
-    if event["kind"] == "overlay_toggle":
-        pending["toggles"] = pending.get("toggles", 0) + 1
-    else:
-        pending["viewer"] = {**pending.get("viewer", {}), payload["phase"]: payload}
+    """A logged event folds into its step's pending state, as the step's kind says."""
+    participant_id = event["participant_id"]
+    pending = kind_of(event["step_key"]).fold_log(connection, event, _pending(connection, participant_id))
     connection.execute(update(participants).where(participants.c.participant_id == participant_id)
                        .values(pending=pending))
 

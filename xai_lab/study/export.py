@@ -19,13 +19,16 @@ from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
 from xai_lab.private_files import private_staging, write_private_csv, write_private_text
-from xai_lab.store.schema import participants, questionnaire_answers, ratings, studies, trials
+from xai_lab.store.schema import column_meanings, participants, questionnaire_answers, ratings, studies, trials
+from xai_lab.study.cases import CaseSet
+from xai_lab.study.design import StudyDesign
 
 COLUMNS: dict[str, dict[str, str]] = {
     "participants": {
         "study_id": "study id from the design file",
         "participant_id": "pseudonymous participant id (random; not the invitation token)",
-        "arm": "allocated arm (verify | rely | control), or arm order for within designs, e.g. verify>rely",
+        "arm": "allocated arm (verify | rely | control), or arm order for within designs, e.g. verify>rely; with "
+               "[factors], the participant's workflow (verify | rely | control | on_demand)",
         "stratum": "allocation stratum, e.g. role=nurse ('all' without strata)",
         "role": "self-reported role (profile)",
         "specialty": "self-reported specialty (profile)",
@@ -40,51 +43,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "enrolled_via": "how the participant arrived: code (the shared link), invite (a personal link from "
                         "`xai-lab invite`), api, or simulation (`xai-lab simulate`: not a person; `xai-lab analyze` "
                         "leaves them out unless --rehearsal)",
+        "allocation_unit": "what allocation assigned: the arm or arm order; with [factors], the between levels "
+                           "joined by + and, with within factors, @ and the rotation, e.g. verify@1 "
+                           "(docs/studies.md)",
     },
-    "trials": {
-        "study_id": "study id", "participant_id": "pseudonymous participant id",
-        "arm": "arm this trial was read under (verify | rely | control)",
-        "trial_index": "0-based position in the participant's (shuffled) sequence; practice not included",
-        "case_id": "image id in the dataset", "true_label": "ground-truth class name",
-        "ai_label": "class the AI advised (empty in control)",
-        "ai_confidence": "AI's calibrated probability for its label, 0-1 (empty in control)",
-        "ai_correct": "ai_label == true_label (empty in control)",
-        "advice_source": "model (the model's real output) or planted (deliberately wrong advice)",
-        "explanation_method": "saliency method of the overlay shown (empty when no overlay was shown)",
-        "overlay_shown": "whether the overlay was available on this trial (empty in control)",
-        "overlay_look": "how the map was drawn: contour | side_by_side | heatmap (empty when no overlay was shown)",
-        "initial_label": "verify only: the participant's label before seeing the AI",
-        "initial_confidence": "verify only: confidence 0-100 before seeing the AI",
-        "final_label": "the participant's final label", "final_confidence": "final confidence, 0-100",
-        "final_correct": "final_label == true_label",
-        "rt_initial_ms": "verify only: server-measured ms from showing the image to the initial answer",
-        "rt_final_ms": "server-measured ms from showing the final step to its answer",
-        "started_at": "when the trial was first shown, ISO 8601 UTC",
-        "completed_at": "when the final answer was recorded, ISO 8601 UTC",
-        "overlay_toggles": "times the participant showed or hid the overlay",
-        "viewer_max_zoom": "highest zoom the participant used on this case (1 = not zoomed)",
-        "viewer_actions": "zoom and pan actions in the viewer on this case (both looks in verify)",
-        "viewer_window_changes": "contrast (window/level) preset changes on this case",
-        "record_id": "pseudonymous id of this trial when peers rate it (ratings.target_id)",
-        "initial_score": "verify only: the initial reading as the probability 0-100 that the case shows score_class",
-        "final_score": "the final reading as the probability 0-100 that the case shows score_class (an ROC rating)",
-        "score_class": "the class whose probability initial_score and final_score give (the positive class)",
-    },
-    "ratings": {
-        "study_id": "study id", "rater_id": "pseudonymous id of the rating participant",
-        "target_kind": "vignette | peer_record", "target_id": "vignette id or record_id of the rated trial",
-        "target_arm": "how the rated clinician used AI: verify | rely | control",
-        "item": "rating item id from the design", "score": "the rating",
-        "scale_min": "lowest possible score", "scale_max": "highest possible score",
-        "rated_at": "ISO 8601 UTC",
-        "target_source": "peer | pilot | vignette | fallback_vignette (vignette shown because too few peer "
-                         "records existed yet)",
-    },
-    "questionnaire": {
-        "study_id": "study id", "participant_id": "pseudonymous participant id",
-        "instrument": "questionnaire id from the design", "item": "item id", "response": "the answer (Likert score)",
-        "answered_at": "ISO 8601 UTC",
-    },
+    # the derived tables' columns and meanings are declared once, on the columns (store/schema.py)
+    "trials": {**column_meanings(trials),
+               "score_class": "the class whose probability initial_score and final_score give (the positive class)"},
+    "ratings": column_meanings(ratings),
+    "questionnaire": column_meanings(questionnaire_answers),
 }
 
 # The columns `xai-lab analyze` requires (the export's contract); every other column is optional for
@@ -111,12 +78,15 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         if registered is None:
             known = [row[0] for row in connection.execute(select(studies.c.study_id))]
             raise ConfigError(f"no study {study_id!r} in the database; known studies: {', '.join(known) or 'none'}")
-        design, case_set = registered
-        question, positive = _score_settings(design, case_set)
+        design = registered.design  # written as stored to design.json, which `analyze` reads
+        # read as the records the pages serve from, so a stored design of any schema reads the same way
+        record = StudyDesign.from_json(registered.design)
+        question, positive = _score_settings(record, CaseSet.from_json(registered.case_set))
         tables = {
-            "participants": _participants(connection, study_id),
-            "trials": _with_scores(_frame(connection, trials, trials.c.study_id == study_id,
-                                          [trials.c.participant_id, trials.c.trial_index]), question, positive),
+            "participants": _participants(connection, study_id, record),
+            "trials": _with_factor_columns(_with_scores(_frame(connection, trials, trials.c.study_id == study_id,
+                                                               [trials.c.participant_id, trials.c.trial_index]),
+                                                        question, positive), record),
             "ratings": _frame(connection, ratings, ratings.c.study_id == study_id,
                               [ratings.c.rater_id, ratings.c.target_id, ratings.c.item]),
             "questionnaire": _frame(connection, questionnaire_answers, questionnaire_answers.c.study_id == study_id,
@@ -140,7 +110,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
     write_private_text(out_dir / "flow.json", json.dumps(flow, indent=2) + "\n")
     # the registered design: `xai-lab analyze` reads the declared estimand ([analysis]) and allocation from it
     write_private_text(out_dir / "design.json", json.dumps(design, indent=2) + "\n")
-    write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive))
+    write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive, record))
     return counts
 
 
@@ -155,10 +125,10 @@ def export_zip(engine: Engine, study_id: str, fmt: str = "csv") -> bytes:
     return buffer.getvalue()
 
 
-def _score_settings(design: dict | None, case_set: dict | None) -> tuple[str, str]:
+def _score_settings(design: StudyDesign, case_set: CaseSet) -> tuple[str, str]:
     """What the trial slider asked (design `[trials] score`) and the positive class (the second class)."""
-    names = (case_set or {}).get("class_names") or []
-    return ((design or {}).get("trials") or {}).get("score", "confidence"), (names[-1] if len(names) > 1 else "")
+    names = case_set.class_names
+    return design.trials.score, (names[-1] if len(names) > 1 else "")
 
 
 def _with_scores(frame: pd.DataFrame, question: str, positive: str) -> pd.DataFrame:
@@ -173,12 +143,24 @@ def _with_scores(frame: pd.DataFrame, question: str, positive: str) -> pd.DataFr
     return frame.convert_dtypes()
 
 
+def _with_factor_columns(frame: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
+    """One `factor_<name>` column per declared factor (the level each trial was read under), and the
+    levels as JSON text, so CSV and Parquet hold the same value."""
+    frame = frame.copy()
+    levels = [value if isinstance(value, dict) else {} for value in frame["conditions"]]
+    for factor in design.factors:
+        frame[f"factor_{factor.name}"] = pd.array([row.get(factor.name) for row in levels], dtype="string")
+    frame["conditions"] = pd.array([json.dumps(row, sort_keys=True) if row else None for row in levels],
+                                   dtype="string")
+    return frame
+
+
 def _frame(connection, table, where, order) -> pd.DataFrame:
     rows = connection.execute(select(table).where(where).order_by(*order)).mappings().all()
     return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in table.columns]).convert_dtypes()
 
 
-def _participants(connection, study_id: str) -> pd.DataFrame:
+def _participants(connection, study_id: str, design: StudyDesign) -> pd.DataFrame:
     # People who declined, or opened a link and never answered the consent screen, are counted in
     # flow.json but are not participants: no row here.
     query = (select(participants).where(participants.c.study_id == study_id, participants.c.status != "declined",
@@ -188,12 +170,14 @@ def _participants(connection, study_id: str) -> pd.DataFrame:
     rows = []
     for row in connection.execute(query).mappings():
         profile = row["profile"] or {}
-        rows.append({"study_id": row["study_id"], "participant_id": row["participant_id"], "arm": row["arm"],
+        unit = row["arm"]
+        arm = design.first_workflow(unit) if design.factors and unit else unit
+        rows.append({"study_id": row["study_id"], "participant_id": row["participant_id"], "arm": arm,
                      "stratum": row["stratum"], **{f: profile.get(f) for f in PROFILE_FIELDS},
                      "status": row["status"], "enrolled_at": row["enrolled_at"],
                      "completed_at": row["completed_at"], "withdrawn_at": row["withdrawn_at"],
                      "attention_failures": row["attention_failures"], "pilot": row["pilot"],
-                     "enrolled_via": row["enrolled_via"]})
+                     "enrolled_via": row["enrolled_via"], "allocation_unit": unit})
     return pd.DataFrame(rows, columns=list(COLUMNS["participants"])).convert_dtypes()
 
 
@@ -224,7 +208,8 @@ def _not_consented(status: str, step_key: str) -> bool:
     return status == "in_progress" and step_key == "consent"
 
 
-def codebook(study_id: str, question: str = "confidence", positive: str = "") -> str:
+def codebook(study_id: str, question: str = "confidence", positive: str = "",
+             design: StudyDesign | None = None) -> str:
     asked = (f"On each trial the slider asked how likely the case shows `{positive}` (0-100); initial_score and "
              "final_score are that answer, and initial/final_confidence are the confidence in the chosen label "
              "derived from it (p for the positive label, else 100 - p)." if question == "probability" else
@@ -249,5 +234,12 @@ def codebook(study_id: str, question: str = "confidence", positive: str = "") ->
         lines += [f"## {name}", "", "| column | contract | meaning |", "|---|---|---|"]
         lines += [f"| `{column}` | {'required' if column in CONTRACT[name] else 'optional'} | {meaning} |"
                   for column, meaning in columns.items()]
+        lines.append("")
+    if design is not None and design.factors:
+        lines += ["## factors", "", "Each trial's level of every factor is in `trials.factor_<name>` (and, together, "
+                  "in `trials.conditions` as JSON). The design's factors:", "",
+                  "| column | sets | varies | levels |", "|---|---|---|---|"]
+        lines += [f"| `factor_{f.name}` | {f.sets} | {f.vary}{' (' + f.schedule + ')' if f.vary == 'within' else ''} "
+                  f"| {', '.join(f.levels)} |" for f in design.factors]
         lines.append("")
     return "\n".join(lines)

@@ -14,7 +14,9 @@ step can be answered only while it is current. Pure functions: no database, no U
 Trial phases by arm (Fogliato et al. 2022's one-step vs two-step reading):
 - verify: ``initial`` (image alone) then ``final`` (with the AI's label, confidence, overlay);
 - rely: ``final`` only, the AI panel shown from the start;
-- control: ``final`` only, no AI.
+- control: ``final`` only, no AI;
+- on_demand (designs with [factors]): ``final`` only, the AI panel shown when the reader asks for it
+  (Buçinca et al. 2021's cognitive forcing).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from xai_lab.errors import XaiLabError
 from xai_lab.study.design import StudyDesign, order_arms
+from xai_lab.study.factors import trial_schedule
 
 START_PLAN = ["consent", "profile"]
 ENDS = ("complete", "declined", "withdrawn")
@@ -34,29 +37,27 @@ class InvalidAnswer(XaiLabError):
     """An answer that does not fit its step (missing field, out of range, unknown label)."""
 
 
+class SliderNotMoved(InvalidAnswer):
+    """A reading whose 0-100 slider the reader never moved: its starting value is not an answer, and
+    accepting it would record the slider's default as a confidence (anchoring every untouched trial)."""
+
+
 @dataclass(frozen=True)
 class StepKey:
-    kind: str  # consent | profile | instructions | practice | trial | attention | rating | questionnaire | debrief ...
+    """A step key read by its kind's declared shape (`StepKind.key_fields`): ``trial:3:final`` is
+    kind trial, index 3, phase final. `xai_lab.study.steps.parse_step_key` builds these."""
+
+    kind: str
     index: int | None = None
     phase: str | None = None  # initial | final (trial-like steps)
     name: str | None = None  # arm (instructions), instrument id (questionnaire)
-
-    @classmethod
-    def parse(cls, key: str) -> StepKey:
-        parts = key.split(":")
-        kind = parts[0]
-        if kind in ("practice", "trial"):
-            return cls(kind, int(parts[1]), parts[2])
-        if kind in ("attention", "rating"):
-            return cls(kind, int(parts[1]))
-        if kind in ("instructions", "questionnaire"):
-            return cls(kind, name=parts[1])
-        return cls(kind)
 
 
 def trial_arms(design: StudyDesign, assignment: str) -> list[str]:
     """The arm of each main trial: one arm (between), or the order's arms in equal runs (within)."""
     n = design.cases.n
+    if design.factors:  # workflow varies between participants only: one for all their trials
+        return [design.first_workflow(assignment)] * n
     if design.allocation.kind == "between":
         return [assignment] * n
     order = order_arms(assignment)
@@ -70,6 +71,15 @@ def case_order(design: StudyDesign, participant_id: str) -> list[int]:
     return order
 
 
+def trial_cases(design: StudyDesign, assignment: str, participant_id: str) -> list[tuple[int, dict[str, str]]]:
+    """(index into the case set, factor -> level) of each main trial, in reading order; no levels for
+    designs without factors."""
+    shuffled = case_order(design, participant_id)
+    if not design.factors:
+        return [(j, {}) for j in shuffled]
+    return trial_schedule(design.factors, assignment, design.cases.n, shuffled)
+
+
 def _phases(arm: str) -> list[str]:
     return ["initial", "final"] if arm == "verify" else ["final"]
 
@@ -77,7 +87,7 @@ def _phases(arm: str) -> list[str]:
 def build_plan(design: StudyDesign, assignment: str) -> list[str]:
     """Every step after allocation, in order (the part of the plan after consent and profile)."""
     arms = trial_arms(design, assignment)
-    first_arm = arms[0] if arms else order_arms(assignment)[0]
+    first_arm = arms[0] if arms else design.first_workflow(assignment)
     plan = [f"instructions:{first_arm}"]
     plan += [f"practice:{i}:{phase}" for i in range(design.cases.practice) for phase in _phases(first_arm)]
     checks_after = _attention_positions(design)

@@ -27,9 +27,10 @@ from xai_lab.errors import ConfigError
 from xai_lab.explain.cache import ExplanationCache
 from xai_lab.explain.overlay import render_layer
 from xai_lab.explain.precompute import locate_cases
-from xai_lab.model.storage import read_model_card, resolve_model_dir
+from xai_lab.model.card import read_model_card, resolve_model_dir
 from xai_lab.paths import explanation_cache_dir
 from xai_lab.study.cases import CaseSet
+from xai_lab.study.factors import OWN_MAP
 
 DISPLAY_SIZE = 512  # the overlays are rendered at 512 px; the radiograph matches them
 
@@ -44,6 +45,7 @@ class StudyMedia:
     def __post_init__(self) -> None:
         # the cases that show a map (trials and practice), by id: looked up on every map request
         self.mapped_cases = {case.case_id: case for case in (*self.case_set.cases, *self.case_set.practice)}
+        self.caches = {self.case_set.model: self.cache}  # other models' caches open on first use
 
     @classmethod
     def open(cls, case_set: CaseSet) -> StudyMedia:
@@ -74,14 +76,23 @@ class StudyMedia:
             picture.thumbnail((MAX_READING_PX, MAX_READING_PX), Image.Resampling.LANCZOS)
         return _png(picture)
 
-    def layer_png(self, case_id: str, look: str = "contour") -> bytes | None:
-        """The case's cached map alone as an RGBA layer in `look`, or None when the cache has no entry."""
+    def layer_png(self, case_id: str, look: str = "contour", model: str | None = None,
+                  map_source: str = OWN_MAP) -> bytes | None:
+        """The case's cached map alone as an RGBA layer in `look`, or None when the cache has no entry.
+        `model` advises (None: the study's model); `map_source` says whose map (`CaseSet.map_request`)."""
         self._where(case_id)
         case = self.mapped_cases.get(case_id)
         if case is None:
             return None  # attention checks show no map
-        entry = self.cache.load_explanation(case_id, self.case_set.explanation_request(case))
+        holder, request = self.case_set.map_request(case, model, map_source)
+        entry = self._cache(holder).load_explanation(case_id, request)
         return None if entry is None else _png(render_layer(entry.attribution, look, display_size=DISPLAY_SIZE))
+
+    def _cache(self, model: str) -> ExplanationCache:
+        if model not in self.caches:
+            card = read_model_card(resolve_model_dir(model))
+            self.caches[model] = ExplanationCache(explanation_cache_dir(model), card)
+        return self.caches[model]
 
     def _where(self, case_id: str) -> tuple[str, int]:
         try:

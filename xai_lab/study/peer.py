@@ -28,6 +28,7 @@ USE_OF_AI = {
     "verify": "decided first without AI, then saw the AI's advice and decided again",
     "rely": "saw the AI's advice together with the image and decided",
     "control": "decided without AI",
+    "on_demand": "could ask for the AI's advice while reading, and decided",  # whether they asked: the record
 }
 
 

@@ -15,6 +15,11 @@ The behavioural model, per participant i and trial:
   P(final != AI | AI right), so the population values are exactly the planted ones;
 - verify records the unaided read as the initial answer; rely records only the final one;
   control sees no AI;
+- factorial designs (`[factors]`): participants per allocation unit, each trial at the levels the
+  lab's schedule gives it (`factors.trial_schedule`); an over- or under-reliance keyed
+  `factor.level` (e.g. `explanation.contour`) holds on trials at that level, one keyed
+  `explanation.contour&model.standard` on trials at both (an interaction; the key naming most levels
+  wins), else the arm's; the case-by-arm shift is drawn per case and condition;
 - a peer rating is round(mean[target arm] + rater + target + noise), clipped to the scale
   (no target term for vignettes: the vignette is the condition).
   Rounding and clipping move the observed mean off the latent one: `expected_rating` gives
@@ -34,10 +39,11 @@ from scipy.special import expit, logit
 from xai_lab.errors import ConfigError
 from xai_lab.study.design import StudyDesign, order_arms
 from xai_lab.study.export import COLUMNS
+from xai_lab.study.factors import trial_schedule
 from xai_lab.study.flow import trial_arms
 
 CLASSES = ("normal", "abnormal")
-AI_ARMS = ("verify", "rely")
+AI_ARMS = ("verify", "rely", "on_demand")  # on_demand: planted readers always ask
 
 
 @dataclass(frozen=True)
@@ -85,13 +91,25 @@ class PlantedEffects:
                                   f"({1 - self.skill:.2f}): only readers who disagree with right advice can "
                                   "reject it; raise skill's complement or lower under_reliance")
 
-    def switch_probabilities(self, arm: str, period: int = 1) -> tuple[float, float]:
-        """(P(take AI | disagree, AI wrong), P(take AI | disagree, AI right)) for one arm (and period)."""
-        over = self.over_reliance.get(arm, 1.0 - self.skill) + (self.period_effect if period == 2 else 0.0)
-        under = self.under_reliance.get(arm, 0.0)
+    def switch_probabilities(self, arm: str, period: int = 1,
+                             levels: dict[str, str] | None = None) -> tuple[float, float]:
+        """(P(take AI | disagree, AI wrong), P(take AI | disagree, AI right)) for one arm (and period), or
+        for a factorial design's trial at these factor levels (keys `factor.level`)."""
+        over = _at_levels(self.over_reliance, levels, self.over_reliance.get(arm, 1.0 - self.skill)) + \
+            (self.period_effect if period == 2 else 0.0)
+        under = _at_levels(self.under_reliance, levels, self.under_reliance.get(arm, 0.0))
         take_wrong = (over - (1.0 - self.skill)) / self.skill
         take_right = 1.0 - under / (1.0 - self.skill)
         return take_wrong, take_right
+
+
+def _at_levels(values: dict[str, float], levels: dict[str, str] | None, otherwise: float) -> float:
+    """The planted value of a trial at these factor levels: the key naming the most of its levels wins
+    (`explanation.contour&model.standard` over `explanation.contour`: an interaction), else `otherwise`."""
+    held = {f"{factor}.{level}" for factor, level in (levels or {}).items()}
+    matching = [(len(key.split("&")), value) for key, value in values.items()
+                if "." in key and set(key.split("&")) <= held]
+    return max(matching, key=lambda match: match[0])[1] if matching else otherwise
 
 
 def expected_rating(mean: float, sd: float, scale_min: int, scale_max: int) -> float:
@@ -127,13 +145,19 @@ def simulate_export(design: StudyDesign, effects: PlantedEffects, per_arm: int, 
     if per_arm < 2:
         raise ConfigError(f"participants per arm must be at least 2, got {per_arm}")
     rng = np.random.default_rng(seed)
-    arms = [arm for arm in design.orders for _ in range(per_arm)]
+    # a factorial design: per_arm participants per between cell, spread evenly over its within rotations
+    per_unit = -(-per_arm * len(_between_cells(design)) // len(design.orders)) if design.factors else per_arm
+    arms = [arm for arm in design.orders for _ in range(per_unit)]
     people = pd.DataFrame({"participant_id": [f"p{i:05d}" for i in range(len(arms))], "arm": arms})
     people["role"] = rng.choice(["physician", "nurse"], size=len(people))
     cases = _cases(design, rng)
     trials = _trials(design, effects, people, cases, rng) if design.has_trials else _empty("trials")
     ratings = _ratings(design, effects, people, trials, rng)
     return SimulatedExport(_participants(design, people), trials, ratings, _empty("questionnaire"))
+
+
+def _between_cells(design: StudyDesign) -> set[str]:
+    return {unit.split("@")[0] for unit in design.orders}
 
 
 def _cases(design: StudyDesign, rng: np.random.Generator) -> pd.DataFrame:
@@ -151,24 +175,44 @@ def _trials(design: StudyDesign, effects: PlantedEffects, people: pd.DataFrame, 
     a = effects.skill * effects.skill_concentration
     skills = rng.beta(a, effects.skill_concentration - a, size=len(people))
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-    shift = {(arm, case): rng.normal(0, effects.case_arm_sd) if effects.case_arm_sd else 0.0
-             for arm in AI_ARMS for case in cases["case_id"]}
+    # case-by-condition shifts, drawn alike for every condition (arm, or arm and factor levels) on first use;
+    # arm designs draw them up front in the order earlier releases did, so their seeds give the same data
+    shift_of: dict[tuple, dict[str, float]] = {} if design.factors else {
+        (arm,): {case: rng.normal(0, effects.case_arm_sd) if effects.case_arm_sd else 0.0 for case in cases["case_id"]}
+        for arm in ("verify", "rely")}
     rows = []
     for person, skill in zip(people.itertuples(), skills, strict=True):
         order = rng.permutation(len(cases))
         arms_by_trial = trial_arms(design, person.arm)
+        levels_by_trial = [levels for _, levels in trial_schedule(design.factors, person.arm, len(cases),
+                                                                   list(order))] if design.factors else None
+        if levels_by_trial is not None:
+            order = np.array([case for case, _ in trial_schedule(design.factors, person.arm, len(cases), list(order))])
         for index, case in enumerate(cases.iloc[order].itertuples()):
             arm = arms_by_trial[index]
-            period = order_arms(person.arm).index(arm) + 1
-            take_wrong, take_right = effects.switch_probabilities(arm, period)
+            levels = levels_by_trial[index] if levels_by_trial is not None else {}
+            period = 1 if design.factors else order_arms(person.arm).index(arm) + 1
+            take_wrong, take_right = effects.switch_probabilities(arm, period, levels)
             own = case.truth if rng.random() < skill else 1 - case.truth
             final = own
             has_ai = arm in AI_ARMS
             take = take_right if case.ai == case.truth else take_wrong
-            if has_ai and own != case.ai and rng.random() < _shifted(take, shift[(arm, case.case_id)]):
+            if has_ai and own != case.ai and rng.random() < _shifted(take, _shift(shift_of, (arm, *sorted(
+                    levels.items())), case.case_id, cases, effects, rng)):
                 final = case.ai
-            rows.append(_trial_row(design, person._replace(arm=arm), index, case, own, final, has_ai, start, rng))
-    return pd.DataFrame(rows, columns=list(COLUMNS["trials"])).convert_dtypes()
+            row = _trial_row(design, person._replace(arm=arm), index, case, own, final, has_ai, start, rng)
+            rows.append({**row, "conditions": levels or None, **{f"factor_{k}": v for k, v in levels.items()}})
+    columns = list(COLUMNS["trials"]) + [f"factor_{f.name}" for f in design.factors]
+    return pd.DataFrame(rows, columns=columns).convert_dtypes()
+
+
+def _shift(shift_of: dict[tuple, dict[str, float]], condition: tuple, case_id: str, cases: pd.DataFrame,
+           effects: PlantedEffects, rng: np.random.Generator) -> float:
+    """The case x condition logit shift, the condition's shifts drawn when it is first met."""
+    if condition not in shift_of:
+        shift_of[condition] = {c: rng.normal(0, effects.case_arm_sd) if effects.case_arm_sd else 0.0
+                               for c in cases["case_id"]}
+    return shift_of[condition][case_id]
 
 
 def _shifted(probability: float, logit_shift: float) -> float:
@@ -257,8 +301,10 @@ def _participants(design: StudyDesign, people: pd.DataFrame) -> pd.DataFrame:
         "enrolled_at": "2026-01-05T09:00:00+00:00", "completed_at": "2026-01-05T09:30:00+00:00",
         "withdrawn_at": None, "attention_failures": 0, "pilot": False,
         # a planted export stands for the study being planned (power, recovery): analysed as people are
-        "enrolled_via": "code",
+        "enrolled_via": "code", "allocation_unit": people["arm"],
     })
+    if design.factors:  # the participant's workflow, as the export gives it
+        frame["arm"] = [design.first_workflow(unit) for unit in people["arm"]]
     return frame[list(COLUMNS["participants"])].convert_dtypes()
 
 

@@ -9,7 +9,6 @@ into the model's explanation cache, and writes the case set to
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -24,27 +23,15 @@ from xai_lab.explain.cache import ExplanationCache
 from xai_lab.explain.precompute import precompute, predict_cases
 from xai_lab.explain.request import ExplanationRequest
 from xai_lab.model.calibration import calibration_claim
-from xai_lab.model.quality import QualityVerdict, quality_verdict
-from xai_lab.model.storage import check_model_fits, load_model, read_model_card, resolve_model_dir
-from xai_lab.paths import explanation_cache_dir, lab_home, model_dir
+from xai_lab.model.card import ModelCard, resolve_model_dir
+from xai_lab.model.storage import check_model_fits, load_model
+from xai_lab.paths import explanation_cache_dir, model_dir
 from xai_lab.private_files import write_private_text
-from xai_lab.study.cases import CaseSet, empty_case_set, select_cases
+from xai_lab.study.cases import CaseSet, empty_case_set, prepared_path, select_cases
 from xai_lab.study.design import StudyDesign
+from xai_lab.study.prepare_factors import prepare_factor_models
 from xai_lab.study.registration import check_registration, register_study
-
-
-def prepared_path(study_id: str) -> Path:
-    return lab_home() / "prepared" / study_id / "case_set.json"
-
-
-def load_case_set(design: StudyDesign) -> CaseSet:
-    if not design.has_trials and not design.cases.practice:
-        return empty_case_set(design)
-    case_set = CaseSet.load(prepared_path(design.id), design.source or "FILE")
-    if case_set.study_id != design.id:
-        raise ConfigError(f"{prepared_path(design.id)} belongs to study {case_set.study_id!r}; run "
-                          f"'xai-lab study prepare {design.source}' again")
-    return case_set
+from xai_lab.study.serve_setup import gate_fix, model_quality
 
 
 def prepare_study(design: StudyDesign, engine: Engine | None = None,
@@ -65,24 +52,26 @@ def prepare_study(design: StudyDesign, engine: Engine | None = None,
     split = dataset[design.cases.split]
     predictions = predict_cases(model, split.images, split.labels.tolist(), list(split.case_ids))
     provenance = {"dataset": dataset.name, "dataset_sha256": dataset.card.content_sha256,
-                  "model": design.data.model, "model_sha256": card.get("weights_sha256", "")}
+                  "model": design.data.model, "model_sha256": card.weights_sha256 or ""}
     request = ExplanationRequest.create(method, dict(design.explanation.parameters))
     case_set = select_cases(design, predictions, list(dataset.class_names), request, provenance,
-                            threshold=(card.get("decision") or {}).get("threshold"),
+                            threshold=card.decision.threshold,
                             calibration_claim=_calibration_claim(card))
     chosen = case_set.cases + case_set.practice
     planted = {case.case_id: case.target for case in chosen if case.advice_source == "planted"}
     summary = precompute(model, dataset, ExplanationCache(explanation_cache_dir(design.data.model), card),
                          [case.case_id for case in chosen], [request], targets=planted)
     say(f"overlays ({method}): {summary.computed} computed, {summary.reused} reused")
+    if design.factors:
+        case_set = prepare_factor_models(design, dataset, (model, card), case_set, say)
     return _save_and_register(design, case_set, engine)
 
 
-def _calibration_claim(card: dict) -> bool:
+def _calibration_claim(card: ModelCard) -> bool:
     """The card's verdict on the calibration sentence; cards from before the verdict was kept
     are judged from their test metrics (without an ECE interval: no claim)."""
-    recorded = (card.get("calibration") or {}).get("claim")
-    return bool((recorded or calibration_claim((card.get("metrics") or {}).get("test") or {}))["supported"])
+    recorded = card.calibration.get("claim")
+    return bool((recorded or calibration_claim(card.split_metrics("test")))["supported"])
 
 
 def _save_and_register(design: StudyDesign, case_set: CaseSet, engine: Engine | None) -> CaseSet:
@@ -112,23 +101,19 @@ def _registrations(study_id: str) -> dict:
         return {"case_set_sha256": "", "databases": []}
 
 
-def _case_set_sha256(case_set: CaseSet) -> str:
-    return hashlib.sha256(json.dumps(case_set.to_json(), sort_keys=True).encode()).hexdigest()
-
-
 def _refuse_to_replace_another_databases(design: StudyDesign, case_set: CaseSet, engine: Engine) -> None:
     """The prepared file is what `serve` checks a registration against: a preparation for one database
     never replaces the file another database registered (its `serve` would then refuse it)."""
     known = _registrations(design.id)
     others = [name for name in known["databases"] if name != _database_name(engine)]
-    if others and known["case_set_sha256"] != _case_set_sha256(case_set):
+    if others and known["case_set_sha256"] != case_set.fingerprint():
         raise ConfigError(f"{prepared_path(design.id)} holds the cases study {design.id!r} registered in {others[0]}, "
                           f"and this preparation for {_database_name(engine)} selected different ones (the data or "
                           "model changed since); give this study a new id, or prepare it for that database again")
 
 
 def _note_registration(study_id: str, case_set: CaseSet, engine: Engine) -> None:
-    known, digest = _registrations(study_id), _case_set_sha256(case_set)
+    known, digest = _registrations(study_id), case_set.fingerprint()
     databases = known["databases"] if known["case_set_sha256"] == digest else []
     names = sorted({*databases, _database_name(engine)})
     write_private_text(_registrations_path(study_id), json.dumps({"case_set_sha256": digest, "databases": names},
@@ -179,29 +164,11 @@ def _ensure_model(design: StudyDesign, dataset: ImageDataset, say: Callable[[str
     return model, card
 
 
-def model_quality(design: StudyDesign, card: dict) -> QualityVerdict:
-    """The quality gate's verdict on the design's model (the design's floor, else its dataset's)."""
-    return quality_verdict(card, design.data.min_val_auroc, f"{design.source} [data] min_val_auroc")
-
-
-def gate_fix(design: StudyDesign) -> str:
-    return (f"retrain it (xai-lab train --data {design.data.dataset} --out {model_dir(design.data.model)}) or name "
-            f"a better model in {design.source} [data]; if the floor does not suit these data, set [data] "
-            "min_val_auroc there")
-
-
-def served_model_quality(design: StudyDesign) -> QualityVerdict | None:
-    """The gate's verdict on the model a prepared design serves (reads the card only); None without data."""
-    if design.data is None:
-        return None
-    return model_quality(design, read_model_card(resolve_model_dir(model_dir(design.data.model))))
-
-
-def _method(design: StudyDesign, card: dict) -> str:
+def _method(design: StudyDesign, card: ModelCard) -> str:
     if design.explanation.method != "default":
         return design.explanation.method
-    chosen = (card.get("explanations") or {}).get("default_method")
+    chosen = (card.explanations or {}).get("default_method")
     if not chosen:
-        raise ConfigError(f"{design.source}: explanation.method = \"default\" but model {card.get('name')!r} has no "
+        raise ConfigError(f"{design.source}: explanation.method = \"default\" but model {card.name!r} has no "
                           "evaluated default; run 'xai-lab explain evaluate' on it, or name a method")
     return chosen

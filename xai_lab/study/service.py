@@ -30,12 +30,12 @@ from xai_lab.store.database import open_database
 from xai_lab.store.schema import participants, studies
 from xai_lab.study import flow
 from xai_lab.study.cases import CaseSet
-from xai_lab.study.clock import shown_reading
+from xai_lab.study.clock import elapsed_ms, shown_reading
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.events import apply_event, delete_participant_data
 from xai_lab.study.flow import InvalidAnswer, StepKey
 from xai_lab.study.registration import register_study
-from xai_lab.study.steps import STEP_KINDS, StepContext
+from xai_lab.study.steps import STEP_KINDS, StepContent, StepContext, kind_of, parse_step_key
 from xai_lab.study.steps.trial import check_viewer_activity
 
 TOKEN_BYTES = 24  # 192 bits, above the 128 the design requires
@@ -69,7 +69,7 @@ class Step:
     status: str
     done: int
     total: int
-    content: dict[str, Any] = field(default_factory=dict)
+    content: StepContent | dict[str, Any] = field(default_factory=dict)  # empty once participation ended
 
 
 def hash_token(token: str) -> str:
@@ -143,7 +143,7 @@ class StudyService:
         with self.engine.begin() as connection:
             row = self._participant(connection, token)
             self._check_current(connection, row, step_key, idempotency_key)
-            kind, payload = self._answer(connection, row, StepKey.parse(step_key), answer)
+            kind, payload = self._answer(connection, row, parse_step_key(step_key), answer)
             event = repo.append_event(connection, self.design.id, row["participant_id"], kind, payload,
                                       step_key=step_key, idempotency_key=idempotency_key)
             apply_event(connection, event)
@@ -159,14 +159,33 @@ class StudyService:
         payload = {"phase": step_key.rsplit(":", 1)[-1], **check_viewer_activity(activity)}
         self._log_on_trial(token, step_key, "viewer", payload, idempotency_key)
 
+    def request_ai(self, token: str, step_key: str, idempotency_key: str) -> Step:
+        """The reader asks for the AI on the current trial of the on_demand workflow; the step returned
+        shows the advice. The request and its time since the case was shown are recorded; the advice is
+        never sent before it (so a reader who does not ask reads without AI, whatever the client does)."""
+        with self.engine.begin() as connection:
+            row = self._participant(connection, token)
+            self._check_current(connection, row, step_key, idempotency_key)
+            key = parse_step_key(step_key)
+            if "ai_request" not in kind_of(step_key).logs or \
+                    not kind_of(step_key).content(self.context, row, key).get("on_demand"):
+                raise NotCurrentStep(f"step {step_key!r} does not offer the AI on request")
+            if "ai_request" in (row["pending"] or {}):
+                return self._present(connection, token)  # asked already (another tab, a double click)
+            event = repo.append_event(connection, self.design.id, row["participant_id"], "ai_request",
+                                      {"after_ms": elapsed_ms(row)}, step_key=step_key,
+                                      idempotency_key=idempotency_key)
+            apply_event(connection, event)
+            return self._present(connection, token)
+
     def _log_on_trial(self, token: str, step_key: str, kind: str, payload: dict[str, Any],
                       idempotency_key: str) -> None:
         """Append an event about how the current trial step is being read (not an answer)."""
         with self.engine.begin() as connection:
             row = self._participant(connection, token)
             self._check_current(connection, row, step_key, idempotency_key)
-            if StepKey.parse(step_key).kind not in ("trial", "practice"):
-                raise NotCurrentStep(f"{kind} is logged on trial steps only, not {step_key!r}")
+            if kind not in kind_of(step_key).logs:
+                raise NotCurrentStep(f"{kind} is not logged on {step_key!r} steps")
             if repo.count_step_events(connection, row["participant_id"], step_key, kind) >= MAX_READING_EVENTS_PER_STEP:
                 return  # a flood from a scripted client: the trial keeps what came before (docs/studies.md)
             event = repo.append_event(connection, self.design.id, row["participant_id"], kind, payload,
@@ -223,7 +242,7 @@ class StudyService:
         row = self._participant(connection, token)
         if row["status"] != "in_progress":
             return self._step(row)
-        prepared = STEP_KINDS[StepKey.parse(row["step_key"]).kind].before_show(self.context, connection, row)
+        prepared = kind_of(row["step_key"]).before_show(self.context, connection, row)
         if prepared is not None:
             apply_event(connection, repo.append_event(connection, self.design.id, row["participant_id"], *prepared))
             row = self._participant(connection, token)
@@ -237,6 +256,6 @@ class StudyService:
         status = row["status"]
         plan = row["plan"] or flow.START_PLAN
         done, total = flow.progress(plan, row["step_index"])
-        key = StepKey.parse(row["step_key"])
+        key = parse_step_key(row["step_key"])
         return Step(key=row["step_key"], kind=key.kind, status=status, done=done, total=total,
                     content=STEP_KINDS[key.kind].content(self.context, row, key) if status == "in_progress" else {})

@@ -33,6 +33,7 @@ from xai_lab.study.steps import STEP_KINDS
 
 # Competence ratings by target arm in Yang, Dai et al. 2025 (1-7): the simulator's default truth.
 RATING_MEANS = {"control": 5.93, "rely": 3.79, "verify": 4.99}
+MAX_CONCURRENCY = 64  # threads, each with a database connection
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,28 @@ class SimulationConfig:
     dropout: float = 0.1
     withdraw: float = 0.0
     pilot: bool = False
+    # Planted effects of conditions (designs with [factors]): the reliance of a trial read at a factor's
+    # level, e.g. (("explanation", "contour", 0.4),); a trial matching several takes the last listed.
+    reliance_at: tuple[tuple[str, str, float], ...] = ()
+    ask_ai: float = 0.7  # on_demand workflow: the chance a reader asks for the AI on a case
+
+    def __post_init__(self) -> None:
+        """The ranges every caller gets (CLI, tests, power analysis), each refused in one line."""
+        if isinstance(self.participants, bool) or not isinstance(self.participants, int) or self.participants < 1:
+            raise ConfigError(f"participants must be a whole number of at least 1 (--participants), "
+                              f"got {self.participants!r}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ConfigError(f"concurrency must be from 1 to {MAX_CONCURRENCY} (--concurrency), "
+                              f"got {self.concurrency}")
+        for name in ("skill", "reliance", "dropout", "withdraw", "ask_ai"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be a probability from 0 to 1 (--{name.replace('_', '-')}), "
+                                  f"got {value}")
+        for factor, level, value in self.reliance_at:
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"the reliance at {factor}={level} must be a probability from 0 to 1 "
+                                  f"(--reliance-at {factor}={level}:P), got {value}")
 
 
 @dataclass
@@ -73,6 +96,7 @@ def simulate(service: StudyService, config: SimulationConfig) -> SimulationSumma
     participant is marked `enrolled_via = simulation` and left out of the analysis, but a pilot flag
     also keeps them out of the researcher's counts and says, in every export, that they are not data.
     """
+    _check_levels(service, config)
     real = real_participants(service)
     if real and not config.pilot:
         raise ConfigError(f"study {service.design.id!r} already has {real} real participant(s); simulated ones "
@@ -87,6 +111,16 @@ def simulate(service: StudyService, config: SimulationConfig) -> SimulationSumma
         summary.enrolled += not resumed
         setattr(summary, outcome, getattr(summary, outcome) + 1)
     return summary
+
+
+def _check_levels(service: StudyService, config: SimulationConfig) -> None:
+    """A planted effect must name a level the design has: a misspelt one would plant nothing, silently."""
+    levels = {(f.name, level) for f in service.design.factors for level in f.levels}
+    for factor, level, _ in config.reliance_at:
+        if (factor, level) not in levels:
+            known = ", ".join(f"{f}={lv}" for f, lv in sorted(levels)) or "none (the design declares no [factors])"
+            raise ConfigError(f"--reliance-at names {factor}={level}, which is not a level of study "
+                              f"{service.design.id!r}; its levels: {known}")
 
 
 def real_participants(service: StudyService) -> int:
@@ -113,6 +147,8 @@ def _run_one(service: StudyService, config: SimulationConfig, number: int, token
         if withdraw_after is not None and step.done >= withdraw_after:
             service.withdraw(token)
             return "withdrawn", resumed
+        if step.content.get("on_demand") and not step.content.get("ai_requested") and clinician.asks_ai(step):
+            step = service.request_ai(token, step.key, idempotency_key=str(uuid.uuid4()))
         step = service.submit(token, step.key, clinician.answer(step), idempotency_key=str(uuid.uuid4()))
     return {"completed": "completed", "declined": "declined", "withdrawn": "withdrawn"}[step.status], resumed
 
@@ -133,6 +169,14 @@ class SimulatedClinician:
         self.arm_of_text = {v.text: v.target_arm for v in service.design.peer_rating.vignettes}
         self.arm_of_text.update({phrase: arm for arm, phrase in USE_OF_AI.items()})
         self.attention_answer = service.design.attention.answer
+
+    def reliance_on(self, levels: dict[str, str]) -> float:
+        """The chance of taking differing advice on a trial read at these factor levels."""
+        matching = [value for factor, level, value in self.config.reliance_at if levels.get(factor) == level]
+        return matching[-1] if matching else self.reliance
+
+    def asks_ai(self, step: Step) -> bool:
+        return random.Random(f"{self.config.seed}:{self.number}:{step.key}:ask").random() < self.config.ask_ai
 
     def answer(self, step: Step) -> dict[str, Any]:
         rng = random.Random(f"{self.config.seed}:{self.number}:{step.key}")

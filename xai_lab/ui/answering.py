@@ -16,8 +16,9 @@ import streamlit as st
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from xai_lab.study.catalogue import ServedStudy
-from xai_lab.study.flow import InvalidAnswer
+from xai_lab.study.flow import InvalidAnswer, SliderNotMoved
 from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, Step
+from xai_lab.study.steps import STEP_KINDS
 
 LOG = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def submit(served: ServedStudy, token: str, step_key: str, answer: dict[str, Any
     except NotCurrentStep:
         st.session_state["notice"] = ("That screen had already been answered (perhaps in another tab or window). "
                                       "You are now at your current step.")
+    except SliderNotMoved:
+        st.session_state["problem"] = "Please move the slider first."
     except InvalidAnswer as error:
         LOG.info("study page: an answer was refused (%s)", error)
         st.session_state["problem"] = "That answer could not be saved because part of it was missing. Please " \
@@ -58,7 +61,7 @@ def notices() -> None:
 
 
 def progress(step: Step) -> None:
-    if step.kind in ("consent", "profile"):
+    if not STEP_KINDS[step.kind].plan_known:
         return  # the plan, and so the number of steps, is fixed only at allocation (after the profile)
     st.progress(min(1.0, step.done / max(step.total, 1)), text=f"Step {min(step.done + 1, step.total)} of "
                                                                f"{step.total}")

@@ -70,10 +70,14 @@ def _render() -> None:
         return
     notices()
     _someone_new(served, step)
-    SCREENS.get(step.kind, _ended)(served, token, step)
-    if step.status == "in_progress" and step.kind not in ("consent",):
-        _continue_later(served, token)
-        _withdraw_box(served, token)
+    if step.status != "in_progress":
+        _ended(served, token, step)
+    else:
+        screen = SCREENS[step.kind]  # every kind has one: checked when the screens load
+        screen.draw(served, token, step)
+        if screen.offers_leaving:
+            _continue_later(served, token)
+            _withdraw_box(served, token)
     _remember(served, token)
 
 
@@ -104,7 +108,7 @@ def _served_study() -> ServedStudy | None:
         study_id = next(iter(studies))
     if not studies:
         st.title("xai-lab")
-        st.info("No study is being served here. Researchers: start one with `xai-lab serve --study "
+        st.info("No study is being served here. Researchers: start one with `xai-lab serve --design "
                 "studies/demo.toml` (or `xai-lab demo`). Trainers: open the trainer page at /trainer.")
         return None
     if study_id not in studies:

@@ -13,14 +13,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine
 
 from xai_lab.store.database import database_url, open_database
 from xai_lab.study.access import AccessGuard
 from xai_lab.study.catalogue import ServedStudy, open_catalogue, served_study_ids
-from xai_lab.study.media import StudyMedia
+
+if TYPE_CHECKING:  # the media module loads the dataset code (PyTorch): imported when a page first shows an image
+    from xai_lab.study.media import StudyMedia
 
 T = TypeVar("T")
 MEDIA_ENTRIES = 8  # studies whose images are held in memory at once
@@ -58,6 +60,8 @@ def media(study_id: str) -> StudyMedia:
         if key in _media:
             _media.move_to_end(key)
             return _media[key]
+    from xai_lab.study.media import StudyMedia
+
     loaded = StudyMedia.open(catalogue()[study_id].case_set)  # seconds: outside the lock
     with _lock:
         _media[key] = _media.get(key, loaded)

@@ -123,9 +123,9 @@ def _links(study_id: str) -> None:
         code = enrolment_code(resources.database(), study_id)
         st.markdown(f"Enrolment code: `{code}`. Participant link (relative to this server): "
                     f"`/?study={study_id}&code={code}`. Personal links with one token each: "
-                    f"`xai-lab invite --study FILE --n 20`.")
+                    f"`xai-lab invite --design FILE --n 20`.")
         if study_id not in resources.catalogue():
-            st.caption("This server does not serve this study; start it with `xai-lab serve --study FILE`.")
+            st.caption("This server does not serve this study; start it with `xai-lab serve --design FILE`.")
 
 
 def _quality(status: StudyStatus) -> None:

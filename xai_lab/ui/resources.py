@@ -21,8 +21,9 @@ def reading_png(study_id: str, case_id: str) -> bytes:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def layer_png(study_id: str, case_id: str, look: str) -> bytes | None:
-    return media(study_id).layer_png(case_id, look)
+def layer_png(study_id: str, case_id: str, look: str, model: str | None = None,
+              map_source: str = "model") -> bytes | None:
+    return media(study_id).layer_png(case_id, look, model, map_source)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -18,12 +18,15 @@ import torch
 
 from xai_lab.data.records import ImageDataset
 from xai_lab.data.storage import list_datasets, load_dataset
-from xai_lab.data.uploads import MAX_UPLOAD_BYTES, read_uploaded_image
+from xai_lab.data.upload_limits import MAX_UPLOAD_BYTES
+from xai_lab.data.uploads import read_uploaded_image
 from xai_lab.errors import XaiLabError
-from xai_lab.explain.attribution import attribute
+from xai_lab.explain.attribution import attribute, methods_for
 from xai_lab.explain.live import CascadeStep, predict_image, randomisation_cascade
 from xai_lab.explain.methods import METHODS
 from xai_lab.explain.overlay import render_overlay
+from xai_lab.explain.randomisation import cascade_blocks
+from xai_lab.model.card import ModelCard
 from xai_lab.model.familiarity import FAMILIARITY_FILE, FamiliarityCheck
 from xai_lab.model.network import ImageClassifier
 from xai_lab.model.quality import quality_verdict
@@ -52,7 +55,7 @@ def _familiarity(folder: str, dataset: str) -> FamiliarityCheck:
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=6)
-def _model(folder: str) -> tuple[ImageClassifier, dict]:
+def _model(folder: str) -> tuple[ImageClassifier, ModelCard]:
     return load_model(folder)
 
 
@@ -109,7 +112,7 @@ def render() -> None:
     with maps:
         # the maps' controls sit in one row right above the maps they change: at 1366 x 768 moving a
         # slider never scrolls the maps away
-        methods, alpha, clip, outline = _view_controls(chosen.mask is not None)
+        methods, alpha, clip, outline = _view_controls(chosen.mask is not None, methods_for(model, list(METHODS))[0])
     look = {"alpha": alpha, "clip_percentile": clip, "outline_mask": chosen.mask if outline else None}
     with maps:
         if chosen.unfamiliar:
@@ -134,7 +137,7 @@ class Choice:
     mask: np.ndarray | None  # the true lesion, synthetic test cases only
     truth: str | None  # None for uploads
     unfamiliar: bool  # an upload unlike the model's training images
-    card: dict  # the chosen model's card
+    card: ModelCard  # the chosen model's card
 
 
 def _choose(cards: list) -> Choice | None:
@@ -177,12 +180,12 @@ def _models_for(dataset_sha256: str, size: int, class_names: list[str]) -> dict[
     model taking images of the same size (e.g. a chest X-ray model)."""
     own, same_classes, other = {}, {}, {}
     for folder, card in list_models():
-        trained_on = card.get("dataset", {})
-        if trained_on.get("content_sha256") == dataset_sha256:
+        trained_on = card.dataset
+        if trained_on.content_sha256 == dataset_sha256:
             own[folder.name] = str(folder)
-        elif card.get("preprocessing", {}).get("input_size") == size:
-            group = same_classes if trained_on.get("class_names") == class_names else other
-            group[f"{folder.name} (trained on {trained_on['name']})"] = str(folder)
+        elif card.preprocessing.input_size == size:
+            group = same_classes if list(trained_on.class_names) == list(class_names) else other
+            group[f"{folder.name} (trained on {trained_on.name})"] = str(folder)
     return {**own, **same_classes, **other}
 
 
@@ -209,10 +212,11 @@ def _prediction(model: ImageClassifier, image: torch.Tensor, class_names: list[s
                "The percentage is calibrated on validation images like these (temperature scaling).")
 
 
-def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
+def _view_controls(has_mask: bool, available: list[str]) -> tuple[list[str], float, float, bool]:
+    """available: the methods this model can run (a TorchScript model has no Grad-CAM, `methods_for`)."""
     choice, opacity, clipping, outline = st.columns([3.0, 1.6, 1.6, 1.4], vertical_alignment="bottom")
-    methods = choice.multiselect("Saliency methods", list(METHODS), default=DEFAULT_METHODS, max_selections=4,
-                                 format_func=_title)
+    methods = choice.multiselect("Saliency methods", available, default=[m for m in DEFAULT_METHODS if m in available],
+                                 max_selections=4, format_func=_title)
     alpha = opacity.slider("Overlay opacity", 0.1, 1.0, 0.6, 0.05)
     clip = clipping.slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5,
                            help="Values above this percentile of the map get the top colour.")
@@ -221,7 +225,7 @@ def _view_controls(has_mask: bool) -> tuple[list[str], float, float, bool]:
     return methods, alpha, clip, shown
 
 
-def _gate(card: dict) -> None:
+def _gate(card: ModelCard) -> None:
     """The quality gate's verdict (the dataset's floor): the same rule that keeps a model out of studies."""
     verdict = quality_verdict(card)
     if verdict.passed:
@@ -274,13 +278,13 @@ def _randomisation(folder: str, model: ImageClassifier, image: torch.Tensor, met
                "showing the image, not what the model learned.")
     row = st.columns([2, 1], vertical_alignment="bottom")
     # every method can be checked, not only the ones shown above (the guide checks Guided Grad-CAM)
-    offered = list(dict.fromkeys([*methods, *METHODS]))
+    offered = methods_for(model, list(dict.fromkeys([*methods, *METHODS])))[0]
     method = row[0].selectbox("Method to check", offered, key="randomise_method", format_func=_title)
     if not row[1].button("Run the randomisation check", key="trainer:randomise"):
         return
     with st.spinner("Randomising layer by layer ..."):
         steps, passed = _cascade(folder, image.numpy(), method)
-    blocks = len(model.network.features)
+    blocks = [name for name, _ in cascade_blocks(model)]
     for column, step in zip(st.columns(len(steps)), steps, strict=True):
         column.image(step.overlay, caption=f"{cascade_caption(step.randomised_up_to, blocks)} (SSIM {step.ssim:.2f})",
                      width="stretch", output_format="PNG")
@@ -289,15 +293,15 @@ def _randomisation(folder: str, model: ImageClassifier, image: torch.Tensor, met
                 f"correlation {steps[-1].spearman:.2f} to the original (pass: both below 0.5).")
 
 
-def cascade_caption(randomised_up_to: str, blocks: int) -> str:
-    """A cascade step in words: "head" and "features.k" are the network's names for its output layer
-    and its k-th feature block (0 = nearest the image)."""
+def cascade_caption(randomised_up_to: str, blocks: list[str]) -> str:
+    """A cascade step in words. blocks: the cascade's block names, output first (`cascade_blocks`): "head",
+    "features.3" ... for the lab's networks, the module names ("fc", "layer4" ...) of an imported one."""
     if randomised_up_to == "original":
         return "trained weights"
-    if randomised_up_to == "head":
+    if randomised_up_to == blocks[0]:
         return "output layer's weights randomised"
-    block = int(randomised_up_to.rsplit(".", 1)[1]) + 1
-    return f"weights randomised from the output back to block {block} of {blocks}"
+    block = len(blocks) - blocks.index(randomised_up_to)
+    return f"weights randomised from the output back to block {block} of {len(blocks) - 1}"
 
 
 def _second_model(models: dict[str, str], first_folder: str, image: torch.Tensor, methods: list[str], look: dict,
@@ -316,8 +320,11 @@ def _second_model(models: dict[str, str], first_folder: str, image: torch.Tensor
     left, right = st.columns(2)
     for column, name in ((left, first), (right, other)):
         model, card = _model(models[name])
+        if not methods_for(model, [method])[0]:
+            column.caption(f"{name} is a TorchScript model: {_title(method)} cannot run on it (docs/models.md).")
+            continue
         prediction = predict_image(model, image)
-        labels = card.get("dataset", {}).get("class_names") or class_names  # the model's own classes
+        labels = card.dataset.class_names or class_names  # the model's own classes
         overlay = _overlay_png(models[name], image.numpy(), method, render_size(2), **look)
         column.image(overlay, caption=f"{name}: {labels[prediction.label]} at {percent(prediction.confidence)}",
                      width="stretch")

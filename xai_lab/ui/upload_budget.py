@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 
 from starlette.responses import PlainTextResponse
 
-from xai_lab.data.uploads import MAX_UPLOAD_BYTES
+from xai_lab.data.upload_limits import MAX_UPLOAD_BYTES
 
 LOG = logging.getLogger("xai_lab.web")
 UPLOADS_PER_SESSION = 2

@@ -16,3 +16,19 @@ def percent(probability: float) -> str:
     if shown > 99:
         return ">99%"
     return f"{shown}%"
+
+
+# The verbal confidence display (a design's `confidence` factor at `verbal`): probability bands in the
+# words of verbal-probability scales (e.g. the IPCC's and intelligence analysts' likelihood terms), so
+# "likely" never stands for a probability below 2/3.
+VERBAL_BANDS = ((0.9, "very likely"), (0.67, "likely"), (0.0, "more likely than not"))
+
+
+def verbal(probability: float) -> str:
+    """The AI's confidence in its own suggestion (at least 1/2 for two classes) in words."""
+    return next(words for floor, words in VERBAL_BANDS if probability >= floor)
+
+
+def adviser(source: str) -> str:
+    """Who advises, inside a sentence: "the AI", or the source factor's label as written."""
+    return "the AI" if source == "AI" else source

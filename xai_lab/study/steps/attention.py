@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection
 
@@ -13,10 +13,17 @@ from xai_lab.study.steps.base import StepContext, StepKind
 MISS_RATE = 0.05  # simulated readers who miss the check
 
 
+class AttentionContent(TypedDict):
+    case_id: str
+    prompt: str
+    class_names: list[str]
+
+
 class Attention(StepKind):
     kind = "attention"
+    key_fields = ("index",)
 
-    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
+    def content(self, context: StepContext, row: Any, key: StepKey) -> AttentionContent:
         return {"case_id": context.case_set.attention[key.index].case_id, "prompt": context.design.attention.prompt,
                 "class_names": list(context.case_set.class_names)}
 

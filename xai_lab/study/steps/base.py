@@ -10,9 +10,15 @@ kind (`xai_lab.study.steps.STEP_KINDS`) for everything kind-specific:
 - `apply(connection, event, pending)`: the derived rows an answered event writes (replayed by
   a rebuild, so it reads only the event);
 - `before_show(context, connection, row)`: an event to record when the step is first shown;
-- `simulated_answer(reader, rng, content)`: what a simulated clinician answers.
+- `simulated_answer(reader, rng, content)`: what a simulated clinician answers;
+- `refused_answers(content)`: answers the kind must refuse (the generic test in tests/test_step_kinds.py
+  submits each and expects `InvalidAnswer`);
+- `key_fields`: what follows the kind in its step key (``trial:3:final`` carries index and phase);
+- `logs` and `fold_log`: events about how the step is being used (not answers), kept on the step;
+- `plan_known`: False for the steps before allocation, when the number of steps is not yet fixed.
 
-The study UI keeps one screen function per kind (`xai_lab.ui.screens.SCREENS`).
+The study UI keeps one screen function per kind (`xai_lab.ui.screens.SCREENS`); the two registries are
+checked against each other when the pages load, so a kind without a screen stops the server at start-up.
 """
 
 from __future__ import annotations
@@ -56,9 +62,36 @@ class SimulatedReader(Protocol):
     arm_of_text: dict[str, str]
     rating_means: dict[str, float]  # the mean competence rating a simulated rater gives each arm
 
+    def reliance_on(self, levels: dict[str, str]) -> float:
+        """The reliance on a trial read at these factor levels (planted effects of conditions)."""
+
+
+KEY_FIELDS = ("index", "phase", "name")
+
 
 class StepKind:
     kind: ClassVar[str] = ""
+    key_fields: ClassVar[tuple[str, ...]] = ()  # of KEY_FIELDS, in the order they follow the kind
+    plan_known: ClassVar[bool] = True
+    logs: ClassVar[tuple[str, ...]] = ()  # event kinds a participant may log while on this step
+
+    def parse_key(self, parts: list[str]) -> StepKey:
+        """The key's parts after the kind, read by `key_fields`; a key of another shape is refused."""
+        if len(parts) != len(self.key_fields):
+            shape = ":".join((self.kind, *(f"<{name}>" for name in self.key_fields)))
+            raise ValueError(f"a {self.kind} step key has the shape {shape}, got {':'.join((self.kind, *parts))!r}")
+        values: dict[str, Any] = dict(zip(self.key_fields, parts, strict=True))
+        if "index" in values:
+            values["index"] = int(values["index"])
+        return StepKey(self.kind, **values)
+
+    def fold_log(self, connection: Connection, event: dict[str, Any], pending: dict[str, Any]) -> dict[str, Any]:
+        """The step's pending state after a logged event of one of `logs` (replayed by a rebuild)."""
+        raise NotImplementedError(f"{self.kind} steps log no events")
+
+    def refused_answers(self, content: dict[str, Any]) -> list[dict[str, Any]]:
+        """Answers this kind must refuse with `InvalidAnswer` (the generic kind test submits each)."""
+        return [{"unexpected": 1}]
 
     def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
         return {}

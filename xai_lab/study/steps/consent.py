@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection
 
@@ -10,10 +10,16 @@ from xai_lab.study.flow import InvalidAnswer, StepKey
 from xai_lab.study.steps.base import Event, StepContext, StepKind
 
 
+class ConsentContent(TypedDict):
+    text: str
+    withdrawal: str  # delete | keep: what withdrawing does to the answers
+
+
 class Consent(StepKind):
     kind = "consent"
+    plan_known = False
 
-    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
+    def content(self, context: StepContext, row: Any, key: StepKey) -> ConsentContent:
         return {"text": context.design.consent_text, "withdrawal": context.design.withdrawal}
 
     def answer(self, context: StepContext, connection: Connection, row: Any, key: StepKey,

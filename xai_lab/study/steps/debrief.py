@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from xai_lab.study.flow import StepKey
 from xai_lab.study.steps.base import StepContext, StepKind
 
 
+class DebriefContent(TypedDict):
+    text: str
+
+
 class Debrief(StepKind):
     kind = "debrief"
 
-    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
+    def content(self, context: StepContext, row: Any, key: StepKey) -> DebriefContent:
         return {"text": context.design.debrief_text}

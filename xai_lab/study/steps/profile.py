@@ -6,7 +6,7 @@ the profile; the participant's plan (every later step) is fixed at this moment.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, select
 
@@ -18,10 +18,15 @@ from xai_lab.study.flow import InvalidAnswer, StepKey
 from xai_lab.study.steps.base import Event, StepContext, StepKind
 
 
+class ProfileContent(TypedDict):
+    fields: dict[str, list[str]]  # question name -> its options
+
+
 class Profile(StepKind):
     kind = "profile"
+    plan_known = False
 
-    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
+    def content(self, context: StepContext, row: Any, key: StepKey) -> ProfileContent:
         return {"fields": {choice.name: list(choice.options) for choice in context.design.profile}}
 
     def answer(self, context: StepContext, connection: Connection, row: Any, key: StepKey,

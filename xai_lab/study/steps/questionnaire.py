@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection
 
@@ -12,10 +12,16 @@ from xai_lab.study.flow import StepKey, check_scores
 from xai_lab.study.steps.base import StepContext, StepKind
 
 
+class QuestionnaireContent(TypedDict):
+    title: str
+    items: list[dict[str, Any]]  # the instrument's Likert items
+
+
 class Questionnaire(StepKind):
     kind = "questionnaire"
+    key_fields = ("name",)
 
-    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
+    def content(self, context: StepContext, row: Any, key: StepKey) -> QuestionnaireContent:
         instrument = _instrument(context, key)
         return {"title": instrument.title, "items": [vars(item) for item in instrument.items]}
 

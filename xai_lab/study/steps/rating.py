@@ -7,7 +7,7 @@ the same peer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection
 
@@ -19,10 +19,17 @@ from xai_lab.study.steps.base import Event, StepContext, StepKind
 RATING_SD = 1.2  # spread of a simulated rater's answers around the arm's mean, in scale points
 
 
+class RatingContent(TypedDict):
+    target: str  # what the rater reads: a vignette, or a peer's record in words
+    target_kind: str  # vignette | peer_record
+    items: list[dict[str, Any]]  # the design's Likert items (id, text, scale_min, scale_max, anchors)
+
+
 class Rating(StepKind):
     kind = "rating"
+    key_fields = ("index",)
 
-    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
+    def content(self, context: StepContext, row: Any, key: StepKey) -> RatingContent:
         target = row["rating_targets"][key.index]
         return {"target": target["display"], "target_kind": target["kind"],
                 "items": [vars(item) for item in context.design.peer_rating.items]}

@@ -1,21 +1,23 @@
-"""Trial: one case read, in one or two phases by arm (verify: on one's own, then with the AI; rely:
-with the AI from the start; control: no AI), with the label, a 0-100 slider and response times.
+"""Trial: one case read, in one or two phases by workflow (verify: on one's own, then with the AI;
+rely: with the AI from the start; control: no AI; on_demand: the AI when the reader asks), with the
+label, a 0-100 slider and response times, under the condition its design gives it (`Condition`).
 
 The first phase's answer waits on the participant (`pending`) until the final answer writes the
-trial row; overlay toggles and viewer reports on the step wait there too.
+trial row; overlay toggles, viewer reports and an on-demand request for the AI wait there too.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 from sqlalchemy import Connection
 
 from xai_lab.store.schema import trials
 from xai_lab.study import flow
 from xai_lab.study.cases import StudyCase
-from xai_lab.study.flow import InvalidAnswer, StepKey, check_label
+from xai_lab.study.factors import Condition, resolve
+from xai_lab.study.flow import InvalidAnswer, SliderNotMoved, StepKey, check_label
 from xai_lab.study.steps.base import StepContext, StepKind
 
 VIEWER_COUNTS = ("zoom_actions", "pan_actions", "window_changes", "resets")
@@ -23,40 +25,100 @@ VIEWER_MAX_COUNT = 100_000
 VIEWER_MAX_ZOOM = 8.0
 
 
+class Advice(TypedDict):
+    label: str
+    source: str  # who the screen says advises ("AI", or a source factor's label)
+    display: str  # how the confidence is shown: percent | verbal | none
+    confidence: float | None  # None when the design hides it (confidence_display = "none")
+    threshold: float | None
+    calibrated: bool
+    no_finding: bool
+    withheld_for_normal: bool
+    overlay: dict[str, Any] | None  # method, model, target, look; None when no map is shown
+
+
+class TrialContent(TypedDict, total=False):
+    case_id: str
+    trial_index: int
+    practice: bool
+    n_trials: int
+    phase: str  # initial | final
+    arm: str
+    class_names: list[str]
+    show_ai: bool
+    dataset: str
+    question: str  # confidence | probability
+    positive_label: str
+    ai: Advice  # only when show_ai (on_demand: once the reader asked)
+    levels: dict[str, str]  # designs with [factors]: factor -> level (for simulations and tests; not shown)
+    on_demand: bool  # the AI is shown when the reader asks for it
+    ai_requested: bool  # on_demand: whether they have asked
+    initial: dict[str, Any]  # the first reading (label, confidence, score), on a verify final step
+
+
 class Trial(StepKind):
     kind = "trial"
+    key_fields = ("index", "phase")
+    logs = ("overlay_toggle", "viewer", "ai_request")
+    is_practice: ClassVar[bool] = False
 
-    def case_and_arm(self, context: StepContext, row: Any, key: StepKey) -> tuple[StudyCase, str]:
-        """The case this step shows (in the participant's shuffled order) and the arm it is read under."""
-        order = flow.case_order(context.design, row["participant_id"])
+    def case_and_condition(self, context: StepContext, row: Any, key: StepKey) -> tuple[StudyCase, Condition]:
+        """The case this step shows (in the participant's reading order) and the condition it is read under."""
+        index, levels = flow.trial_cases(context.design, row["arm"], row["participant_id"])[key.index]
         arm = flow.trial_arms(context.design, row["arm"])[key.index]
-        return context.case_set.cases[order[key.index]], arm
+        return context.case_set.cases[index], condition_of(context, arm, levels)
 
     def trial_count(self, context: StepContext) -> int:
         return context.design.cases.n
 
-    def content(self, context: StepContext, row: Any, key: StepKey) -> dict[str, Any]:
-        case, arm = self.case_and_arm(context, row, key)
-        shows_ai = arm != "control" and key.phase == "final"
-        content: dict[str, Any] = {
-            "case_id": case.case_id, "trial_index": key.index, "practice": self.kind == "practice",
-            "n_trials": self.trial_count(context), "phase": key.phase, "arm": arm,
+    def content(self, context: StepContext, row: Any, key: StepKey) -> TrialContent:
+        case, condition = self.case_and_condition(context, row, key)
+        on_demand = condition.workflow == "on_demand"
+        requested = on_demand and "ai_request" in (row["pending"] or {})
+        shows_ai = condition.shows_ai and key.phase == "final" and (requested or not on_demand)
+        content: TrialContent = {
+            "case_id": case.case_id, "trial_index": key.index, "practice": self.is_practice,
+            "n_trials": self.trial_count(context), "phase": key.phase, "arm": condition.workflow,
             "class_names": list(context.case_set.class_names), "show_ai": shows_ai,
             "dataset": context.case_set.dataset, "question": context.design.trials.score,
             "positive_label": context.positive_label,
         }
+        if condition.levels:
+            content["levels"] = condition.level_dict()
+        if on_demand:
+            content["on_demand"], content["ai_requested"] = True, requested
         if shows_ai:
-            content["ai"] = _advice(context, case, arm)
+            content["ai"] = _advice(context, context.case_set.advice(case, condition.advice_model), condition)
         initial = (row["pending"] or {}).get("initial")
         if key.phase == "final" and initial:
             content["initial"] = {"label": initial["label"], "confidence": initial["confidence"],
                                   "score": initial.get("score")}
         return content
 
+    def refused_answers(self, content: dict[str, Any]) -> list[dict[str, Any]]:
+        label, question = content["class_names"][0], content.get("question", "confidence")
+        return [{"label": "no-such-class", question: 50, "slider_moved": True},
+                {"label": label, question: 101, "slider_moved": True},
+                {"label": label, question: 50},  # the slider never moved
+                {"label": label, "slider_moved": True}]
+
+    def fold_log(self, connection: Connection, event: dict[str, Any], pending: dict[str, Any]) -> dict[str, Any]:
+        """An overlay toggle counts up; a viewer report replaces the phase's earlier one (they are cumulative);
+        the first request for the AI is kept with its time (asking again changes nothing)."""
+        if event["kind"] == "ai_request":
+            return pending if "ai_request" in pending else {**pending, "ai_request": event["payload"]}
+        if event["kind"] == "overlay_toggle":
+            return {**pending, "toggles": pending.get("toggles", 0) + 1}
+        payload = event["payload"]
+        return {**pending, "viewer": {**pending.get("viewer", {}), payload["phase"]: payload}}
+
     def check(self, context: StepContext, row: Any, key: StepKey, answer: dict[str, Any], rt_ms: int,
               answered_at: str) -> dict[str, Any]:
         label = check_label(answer, context.case_set.class_names)
         question = context.design.trials.score
+        if answer.get("slider_moved") is not True:
+            raise SliderNotMoved(f"move the slider to give your {question} before answering "
+                                 "(slider_moved must be true)")
         confidence, score = reading_scores(label, check_confidence(answer, question), question,
                                            context.positive_label)
         if key.phase == "initial":
@@ -67,21 +129,24 @@ class Trial(StepKind):
     def final_fields(self, context: StepContext, row: Any, key: StepKey, label: str, confidence: int, score: int,
                      rt_ms: int, answered_at: str) -> dict[str, Any]:
         """The exported trial row: the reading, what the AI showed, both phases' timings, viewer use."""
-        case, arm = self.case_and_arm(context, row, key)
+        shown, condition = self.case_and_condition(context, row, key)
+        case = context.case_set.advice(shown, condition.advice_model)  # the advising model's view of the case
         pending = row["pending"] or {}
         initial = pending.get("initial") or {}
-        shows_ai = arm != "control"
-        overlay_shown = shows_ai and overlay_available(context, arm, case)
-        return {"trial": {
+        on_demand = condition.workflow == "on_demand"
+        # on demand, the AI was shown only if asked for: a trial read without asking is read without AI
+        shows_ai = condition.shows_ai and (not on_demand or "ai_request" in pending)
+        overlay_shown = shows_ai and overlay_available(context, condition, case)
+        return {"trial": recorded_row({
             "study_id": context.design.id, "participant_id": row["participant_id"], "trial_index": key.index,
-            "arm": arm, "case_id": case.case_id, "true_label": case.true_label,
+            "arm": condition.workflow, "case_id": case.case_id, "true_label": case.true_label,
             "ai_label": case.ai_label if shows_ai else None,
             "ai_confidence": case.ai_confidence if shows_ai else None,
             "ai_correct": case.ai_correct if shows_ai else None,
             "advice_source": case.advice_source if shows_ai else None,
             "explanation_method": context.case_set.explanation_method if overlay_shown else None,
             "overlay_shown": overlay_shown if shows_ai else None,
-            "overlay_look": look_of(context, arm) if overlay_shown else None,
+            "overlay_look": condition.look if overlay_shown else None,
             "initial_label": initial.get("label"), "initial_confidence": initial.get("confidence"),
             "final_label": label, "final_confidence": confidence, "final_correct": label == case.true_label,
             "rt_initial_ms": initial.get("rt_ms"), "rt_final_ms": rt_ms,
@@ -90,15 +155,22 @@ class Trial(StepKind):
             **viewer_columns(pending.get("viewer", {})),
             "record_id": "r" + hashlib.sha256(f"{row['participant_id']}:{key.index}".encode()).hexdigest()[:12],
             "initial_score": initial.get("score"), "final_score": score,
-        }}
+            "conditions": condition.level_dict() or None,
+            "advice_label": condition.source_label if shows_ai else None,
+            "confidence_display": condition.confidence_display if shows_ai else None,
+            "ai_requested": ("ai_request" in pending) if on_demand else None,
+            "rt_ai_request_ms": (pending.get("ai_request") or {}).get("after_ms"),
+            "advice_model": (condition.advice_model or context.case_set.model) if shows_ai else None,
+            "map_source": condition.map_source if overlay_shown else None,
+        })}
 
     def apply(self, connection: Connection, event: dict[str, Any], pending: dict[str, Any]) -> dict[str, Any]:
         payload = event["payload"]
         if "initial" in payload:
             pending["initial"] = payload["initial"]
             return {}
-        pending.pop("toggles", None)  # what was logged on this step belongs to the row just written
-        pending.pop("viewer", None)
+        for logged in ("toggles", "viewer", "ai_request"):  # what was logged on this step belongs to the row
+            pending.pop(logged, None)
         if "trial" in payload:
             connection.execute(trials.insert().values(**payload["trial"]))
         return {}
@@ -112,34 +184,59 @@ class Trial(StepKind):
             own = truth if rng.random() < reader.skill else rng.choice([c for c in classes if c != truth])
         label = own
         ai = content.get("ai") or {}
-        if content["phase"] == "final" and ai.get("label") and ai["label"] != own and rng.random() < reader.reliance:
+        if content["phase"] == "final" and ai.get("label") and ai["label"] != own and \
+                rng.random() < reader.reliance_on(content.get("levels") or {}):
             label = ai["label"]
         confidence = int(min(100, max(0, round(rng.gauss(72 if label == own else 58, 15)))))
         if content.get("question") == "probability":  # the same reading, asked as P(positive class)
             positive = content["positive_label"]
-            return {"label": label, "probability": confidence if label == positive else 100 - confidence}
-        return {"label": label, "confidence": confidence}
+            return {"label": label, "probability": confidence if label == positive else 100 - confidence,
+                    "slider_moved": True}
+        return {"label": label, "confidence": confidence, "slider_moved": True}
 
 
-def _advice(context: StepContext, case: StudyCase, arm: str) -> dict[str, Any]:
-    display = context.design.explanation.confidence_display
+def condition_of(context: StepContext, arm: str, levels: dict[str, str]) -> Condition:
+    """What a trial read under `arm` (its workflow) and the factor `levels` shows. Without a factor for
+    it, the map and the confidence display are the design's per-arm settings, and the map's look is
+    the one the case set was prepared with (a case set from before looks keeps its heat map)."""
+    design = context.design
+    workflow = next((levels[f.name] for f in design.factors if f.sets == "workflow"), arm)
+    look = look_of(context, workflow) if design.explanation.overlay.get(workflow) else None
+    return resolve(design.factors, levels, workflow, look, design.explanation.confidence_display)
+
+
+def _advice(context: StepContext, case: StudyCase, condition: Condition) -> Advice:
+    display = condition.confidence_display
     return {
         "label": case.ai_label,
-        "confidence": case.ai_confidence if display == "percent" else None,
-        "threshold": context.case_set.decision_threshold,
-        "calibrated": context.case_set.calibration_claim is not False,
+        "source": condition.source_label,
+        "display": display,
+        "confidence": case.ai_confidence if display != "none" else None,
+        "threshold": context.case_set.threshold(condition.advice_model),
+        "calibrated": context.case_set.calibrated(condition.advice_model) is not False,
         "no_finding": no_finding(context, case),
         "withheld_for_normal": withheld_for_normal(context, case),
-        "overlay": {"method": context.case_set.explanation_method, "model": context.case_set.model,
+        "overlay": {"method": context.case_set.explanation_method,
+                    "model": condition.advice_model or context.case_set.model,
                     "target": case.target if case.advice_source == "planted" else None,
-                    "look": look_of(context, arm)}
-        if overlay_available(context, arm, case) else None,
+                    "look": condition.look, "map_source": condition.map_source}
+        if overlay_available(context, condition, case) else None,
     }
 
 
-def overlay_available(context: StepContext, arm: str, case: StudyCase) -> bool:
-    explanation = context.design.explanation
-    return bool(explanation.overlay.get(arm)) and case.ai_confidence >= explanation.min_confidence \
+def recorded_row(values: dict[str, Any]) -> dict[str, Any]:
+    """The trial row as recorded: exactly the columns `store/schema.py` declares for `trials` (which the
+    export and codebook also read), so a declared column without a value fails at the first answer,
+    in the step-kind tests, rather than exporting as empty."""
+    declared = {column.name for column in trials.columns}
+    if set(values) != declared:
+        raise RuntimeError(f"the trial row lacks {sorted(declared - set(values))} and has undeclared "
+                           f"{sorted(set(values) - declared)}; give every column of store/schema.py's trials a value")
+    return values
+
+
+def overlay_available(context: StepContext, condition: Condition, case: StudyCase) -> bool:
+    return condition.look is not None and case.ai_confidence >= context.design.explanation.min_confidence \
         and not withheld_for_normal(context, case)
 
 

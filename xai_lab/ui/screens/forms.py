@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import streamlit as st
 
 from xai_lab.errors import XaiLabError
 from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.service import Step
+from xai_lab.study.steps import (
+    ConsentContent,
+    DebriefContent,
+    InstructionsContent,
+    ProfileContent,
+    QuestionnaireContent,
+    RatingContent,
+)
 from xai_lab.ui import resources
 from xai_lab.ui.answering import continue_button, progress, submit
 from xai_lab.ui.screens.reading import advice_probability
@@ -27,7 +35,7 @@ def consent(served: ServedStudy, token: str, step: Step) -> None:
     progress(step)
     st.title(served.design.title)
     st.subheader("Information and consent")
-    st.markdown(step.content["text"])
+    st.markdown(cast(ConsentContent, step.content)["text"])
     left, right, _ = st.columns([2, 2, 3])
     left.button("I agree to take part", type="primary", key=f"agree:{step.key}", on_click=submit,
                 args=(served, token, step.key, {"agree": True}))
@@ -40,7 +48,7 @@ def profile(served: ServedStudy, token: str, step: Step) -> None:
     st.subheader("About you")
     st.caption("Used to balance the groups and describe who took part. No names or free text are stored.")
     answers = {}
-    for name, options in step.content["fields"].items():
+    for name, options in cast(ProfileContent, step.content)["fields"].items():
         answers[name] = st.selectbox(PROFILE_QUESTIONS.get(name, name.replace("_", " ").capitalize()), options,
                                      index=None,
                                      placeholder="Choose ...", key=f"{step.key}:{name}")
@@ -71,7 +79,7 @@ def _likert(step: Step, items: list[dict[str, Any]]) -> dict[str, int | None]:
 
 
 def rating(served: ServedStudy, token: str, step: Step) -> None:
-    content = step.content
+    content = cast(RatingContent, step.content)
     progress(step)
     st.subheader("How did this clinician do?")
     record, questions = st.columns([2, 3], gap="large")
@@ -109,8 +117,9 @@ def _rating_target(served: ServedStudy, content: dict[str, Any]) -> None:
 
 def questionnaire(served: ServedStudy, token: str, step: Step) -> None:
     progress(step)
-    st.subheader(step.content["title"])
-    answers = _likert(step, step.content["items"])
+    content = cast(QuestionnaireContent, step.content)
+    st.subheader(content["title"])
+    answers = _likert(step, content["items"])
     continue_button(served, token, step, answers)
 
 
@@ -124,6 +133,6 @@ def _text_step(served: ServedStudy, token: str, step: Step, heading: str, button
     """A screen of text the participant reads and confirms: the step's text, a note, one button."""
     progress(step)
     st.subheader(heading)
-    st.markdown(step.content["text"])
+    st.markdown(cast(InstructionsContent | DebriefContent, step.content)["text"])
     st.caption(note)
     st.button(button, type="primary", key=f"go:{step.key}", on_click=submit, args=(served, token, step.key, {}))

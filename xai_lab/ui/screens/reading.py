@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import streamlit as st
 
 from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.flow import InvalidAnswer
 from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, Step
+from xai_lab.study.steps.attention import AttentionContent
+from xai_lab.study.steps.trial import TrialContent
 from xai_lab.ui import resources
 from xai_lab.ui.answering import progress, submit
 from xai_lab.ui.viewer import show_viewer
-from xai_lab.ui.wording import percent
+from xai_lab.ui.wording import adviser, percent, verbal
 
 # Case images go to the viewer (`xai_lab.ui.viewer`) at their stored resolution, at most 1024 px:
 # the browser scales and windows them, so the server encodes each image once (cached).
@@ -29,6 +31,7 @@ LEGENDS = {
     "heatmap": "Brighter yellow marks the areas that most influenced the AI's suggestion; dark purple, little "
                "influence. " + _NOT_RIGHTNESS,
 }
+ON_DEMAND = "You may ask for the AI's suggestion before you decide, or decide without it."
 # Shown only when the model's test ECE supports it (`xai_lab.model.calibration.calibration_claim`).
 CALIBRATED = "The AI's probabilities are calibrated: of cases given 80%, about 80% have the finding."
 NORMAL_MAP_NOTE = ("For a normal suggestion the map marks what the AI judged normal; it does not mark a finding.")
@@ -37,7 +40,7 @@ NO_MAP_FOR_NORMAL = ("No map is shown when the AI suggests normal: it would mark
 
 
 def trial(served: ServedStudy, token: str, step: Step) -> None:
-    content = step.content
+    content = cast(TrialContent, step.content)
     progress(step)
     image_side, decision_side = st.columns([5, 4], gap="large")
     with decision_side:
@@ -54,6 +57,9 @@ def trial(served: ServedStudy, token: str, step: Step) -> None:
                 st.caption(f"Your first reading: **{first['label']}**, {first['confidence']}% sure.")
         if content["phase"] == "initial" and content["arm"] == "verify":
             st.caption("Decide on your own first. You will then see the AI's suggestion and can decide again.")
+        if content.get("on_demand") and not content.get("ai_requested"):
+            st.caption(ON_DEMAND)
+            st.button("Ask the AI", key=f"ask:{step.key}", on_click=_ask_ai, args=(served, token, step.key))
         _decision(served, token, step, content)
     with image_side:
         layer, visible, look = shown_map or (None, False, "")
@@ -61,6 +67,13 @@ def trial(served: ServedStudy, token: str, step: Step) -> None:
         show_viewer(viewer_key, resources.reading_png(served.design.id, content["case_id"]), layer,
                     layer_visible=visible, side_by_side=look == "side_by_side", heatmap_legend=look == "heatmap",
                     on_activity=lambda: _log_viewer(served, token, step.key, viewer_key))
+
+
+def _ask_ai(served: ServedStudy, token: str, step_key: str) -> None:
+    try:
+        served.service.request_ai(token, step_key, uuid.uuid4().hex)
+    except (NotCurrentStep, ReplayedSubmit):
+        pass  # the step moved on in another tab; the next render shows where the participant is
 
 
 def _log_viewer(served: ServedStudy, token: str, step_key: str, viewer_key: str) -> None:
@@ -77,26 +90,33 @@ def _log_viewer(served: ServedStudy, token: str, step_key: str, viewer_key: str)
 def _ai_panel(served: ServedStudy, token: str, step: Step) -> tuple[bytes, bool, str] | None:
     """The AI's label, calibrated probability and map toggle; returns (map layer, shown, look)
     when the step has a map."""
-    ai = step.content["ai"]
+    ai = cast(TrialContent, step.content)["ai"]
     with st.container(border=True):
-        st.markdown(f"**AI suggestion: {ai['label']}**")
-        if ai.get("confidence") is not None:
+        source = ai.get("source", "AI")
+        st.markdown(f"**AI suggestion: {ai['label']}**" if source == "AI" else
+                    f"**Suggestion from {source}: {ai['label']}**")
+        if ai.get("confidence") is not None and ai.get("display") == "verbal":
+            st.markdown(f"{adviser(source).capitalize()} considers {ai['label']} {verbal(ai['confidence'])}.")
+        elif ai.get("confidence") is not None:
             st.markdown(advice_probability(ai, step.content["class_names"]))
-            if ai.get("calibrated", True):  # only when the model's test calibration supports it (model card)
+            if ai.get("calibrated", True) and source == "AI":  # only when the model card supports it
                 st.caption(CALIBRATED)
         overlay = ai.get("overlay")
         if overlay is None:
             st.caption(NO_MAP_FOR_NORMAL if ai.get("withheld_for_normal") else "No map is shown for this case.")
             return None
         look = overlay.get("look", "heatmap")
-        png = resources.layer_png(served.design.id, step.content["case_id"], look)
+        png = resources.layer_png(served.design.id, step.content["case_id"], look, overlay.get("model"),
+                                  overlay.get("map_source", "model"))
         if png is None:
             st.caption("The map for this case could not be loaded. Please decide from the image.")
             return None
         toggle_key = f"overlay:{step.key}"
-        visible = st.toggle("Show the AI's map", value=True, key=toggle_key, on_change=_log_toggle,
+        label = "Show the AI's map" if source == "AI" else "Show the map"  # a source factor names another adviser
+        visible = st.toggle(label, value=True, key=toggle_key, on_change=_log_toggle,
                             args=(served, token, step.key, toggle_key))
-        legend = LEGENDS[look] + (" " + NORMAL_MAP_NOTE if ai.get("no_finding") else "")
+        legend = LEGENDS[look].replace("the AI", adviser(source)) + (" " + NORMAL_MAP_NOTE if ai.get("no_finding")
+                                                                     else "")
         st.caption(legend if visible else "The map is hidden. Switch it on to see where the AI looked.")
         return png, visible, look
 
@@ -108,6 +128,7 @@ def advice_probability(ai: dict[str, Any], class_names: list[str]) -> str:
     suggestion was skimmed as the opposite advice); otherwise the probability of the suggested
     label, which is the highest the AI gives."""
     threshold = ai.get("threshold")
+    who = adviser(ai.get("source", "AI"))
     if threshold is None or len(class_names) != 2:
         return f"Probability of {ai['label']}: {percent(ai['confidence'])}."
     finding = class_names[1]
@@ -118,7 +139,7 @@ def advice_probability(ai: dict[str, Any], class_names: list[str]) -> str:
     if p_finding < threshold and round(100 * p_finding) >= cut:
         number = f"just under {cut}%"
     side = "below" if p_finding < threshold else "at or above"
-    return (f"Probability of {finding}: {number}, {side} the AI's threshold of {cut}%, so the AI suggests "
+    return (f"Probability of {finding}: {number}, {side} {who}'s threshold of {cut}%, so {who} suggests "
             f"{ai['label']}.")
 
 
@@ -168,16 +189,16 @@ def _feedback(truth: str, answer: str, content: dict[str, Any]) -> str:
 
 def _decide(served: ServedStudy, token: str, step_key: str, label: str, question: str, slider_key: str,
             touched_key: str, feedback: str | None = None) -> None:
-    if not st.session_state.get(touched_key):
-        st.session_state["problem"] = "Please move the slider first."
-        return
-    submit(served, token, step_key, {"label": label, question: int(st.session_state[slider_key])})
+    # Whether the slider was moved is the service's rule (a trial answer needs slider_moved = true); the
+    # page reports what the reader did and shows the refusal as "Please move the slider first."
+    submit(served, token, step_key, {"label": label, question: int(st.session_state[slider_key]),
+                                     "slider_moved": bool(st.session_state.get(touched_key))})
     if feedback and "problem" not in st.session_state:
         st.session_state["notice"] = feedback
 
 
 def attention(served: ServedStudy, token: str, step: Step) -> None:
-    content = step.content
+    content = cast(AttentionContent, step.content)
     progress(step)
     image_side, decision_side = st.columns([5, 4], gap="large")
     with decision_side:
