@@ -27,8 +27,8 @@ from support.chromium import VIEWPORT, idle, stored_cookie
 
 from xai_lab.store.database import open_database
 from xai_lab.study.access import enrolment_code
+from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
-from xai_lab.study.prepare import load_case_set
 from xai_lab.study.service import StudyService
 
 pytestmark = [pytest.mark.browser, pytest.mark.served]
@@ -171,8 +171,16 @@ def check_viewer(participant: Participant) -> None:
     page.keyboard.press("+")
     page.wait_for_timeout(400)
     assert scale() > 1.4
-    transforms = {stages.nth(i).evaluate("node => getComputedStyle(node).transform") for i in range(stages.count())}
-    assert len(transforms) == 1  # side by side: both panes show the same region
+    # side by side: both panes show the same region. Polled through the locator (the viewer lives in a
+    # shadow root, which document.querySelectorAll does not enter): on a loaded machine the second pane's
+    # transform follows the first a frame or two later (Panzoom applies it in requestAnimationFrame)
+    transforms = lambda: {stages.nth(i).evaluate("node => getComputedStyle(node).transform")  # noqa: E731
+                          for i in range(stages.count())}
+    for _ in range(50):
+        if len(transforms()) == 1:
+            break
+        page.wait_for_timeout(100)
+    assert len(transforms()) == 1, transforms()
     page.get_by_role("button", name="Dark areas contrast (4)").click()
     page.wait_for_timeout(1200)  # the viewer reports after the reader pauses (600 ms)
     idle(page)

@@ -59,10 +59,14 @@ function createViewer(root, data, setStateValue) {
       state.activity.max_zoom = Math.max(state.activity.max_zoom, Math.round(event.detail.scale * 100) / 100);
       if (syncing) return;
       syncing = true; // side by side: both panes show the same region
+      // The follower copies the leader's clamped values as they are (contain: false). Clamping them again
+      // would measure the follower's box, whose new transform Panzoom applies only in the next animation
+      // frame, so quick key presses could leave the two panes on slightly different regions.
+      const copy = { animate: false, silent: true, contain: false };
       for (const other of views) {
         if (other !== view) {
-          other.zoom.zoom(event.detail.scale, { animate: false, silent: true });
-          other.zoom.pan(event.detail.x, event.detail.y, { animate: false, silent: true });
+          other.zoom.zoom(event.detail.scale, copy);
+          other.zoom.pan(event.detail.x, event.detail.y, copy);
         }
       }
       syncing = false;
