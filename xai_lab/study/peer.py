@@ -88,7 +88,10 @@ def _vignettes(design: StudyDesign, rater, loads: dict[str, int], rng: random.Ra
     if source == "fallback_vignette":
         # a fallback stands in for peers' records, which exist only for the design's arms: a "control"
         # vignette in a verify-vs-rely study would add a group the design does not have
-        pool = [v for v in pool if v.target_arm in design.arms] or pool
+        # unless that leaves fewer than per_rater: a rater rating one vignette twice broke the ratings' one
+        # rating per item and target (a one-arm study with one vignette of its arm crashed at rating:1)
+        narrowed = [v for v in pool if v.target_arm in design.arms]
+        pool = narrowed if len(narrowed) >= min(spec.per_rater, len(pool)) else pool
     if spec.assignment == "by_arm":
         pool = [v for v in pool if v.target_arm == rater["arm"]]
     ranked = sorted(pool, key=lambda v: (loads.get(v.id, 0), rng.random()))
