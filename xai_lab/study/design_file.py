@@ -16,15 +16,14 @@ from xai_lab.explain.catalogue import METHOD_SPECS
 from xai_lab.explain.looks import DEFAULT_LOOK, OVERLAY_LOOKS
 from xai_lab.paths import check_name
 from xai_lab.study.design import (
-    AI_METRICS,
+    ADVICE_KINDS,
     ARMS,
     DEFAULT_PROFILE,
+    IMPORTED_ADVICE,
     MAX_BLOCK_SIZE,
     MAX_DESIGN_BYTES,
     MAX_SEED,
-    RATE_METRICS,
     AllocationSpec,
-    AnalysisSpec,
     AttentionSpec,
     CaseSpec,
     Choice,
@@ -39,10 +38,11 @@ from xai_lab.study.design import (
     Vignette,
     default_looks,
 )
-from xai_lab.study.design_factors import contrast_factor, factor_arms, factor_checks, read_factors
+from xai_lab.study.design_analysis import read_analysis
+from xai_lab.study.design_factors import factor_arms, factor_checks, read_factors
 from xai_lab.study.design_fields import read_section, read_setting
 from xai_lab.study.design_toml import TomlTable, identifier, short, unique_ids
-from xai_lab.study.factors import Factor, allocation_units
+from xai_lab.study.factors import allocation_units
 
 
 def load_design(path: str | Path) -> StudyDesign:
@@ -91,8 +91,8 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
     factors = read_factors(top.table("factors", optional=True))
     arms = factor_arms(top, factors) if factors else _arms(top)
     units = allocation_units(factors) if factors else None
-    data = _data(top.table("data", optional=True))
     cases = _cases(top.table("cases", optional=True))
+    data = _data(top.table("data", optional=True), cases)
     design = StudyDesign(
         id=study_id, title=top.string("title"), seed=top.integer("seed", default=0, low=0, high=MAX_SEED),
         arms=arms,
@@ -109,7 +109,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         peer_rating=_peer_rating(top.table("peer_rating", optional=True), arms),
         enrolment=_enrolment(top.table("enrolment", optional=True)),
         trials=_trials(top.table("trials", optional=True)),
-        analysis=_analysis(top.table("analysis", optional=True), arms, factors),
+        analysis=read_analysis(top.table("analysis", optional=True), arms, factors),
         factors=factors,
         source=source,
     )
@@ -156,11 +156,19 @@ def _cross_checks(design: StudyDesign, top: TomlTable) -> None:
                                               "rater could be shown; add vignettes or lower per_rater")
 
 
-def _data(table: TomlTable | None) -> DataSpec | None:
+def _data(table: TomlTable | None, cases: CaseSpec) -> DataSpec | None:
     if table is None:
         return None
     spec = DataSpec(**read_section(table, DataSpec))
     table.done()
+    imported = cases.imported_advice
+    if imported is not None and spec.model not in (None, imported):
+        table.fail("model", f"is {spec.model!r} but [cases] advice = \"imported:{imported}\" makes the advice set "
+                            f"{imported!r} the study's model; leave model out (or set it to {imported!r})")
+    spec = replace(spec, model=spec.model or imported or "")
+    if not spec.model:
+        table.fail("model", "is missing; name the model under $XAI_LAB_HOME/models (or set [cases] advice = "
+                            "\"imported:NAME\" for a vendor's advice set)")
     for key, value in (("dataset", spec.dataset), ("model", spec.model)):
         try:
             check_name(value, key)
@@ -173,8 +181,18 @@ def _cases(table: TomlTable | None) -> CaseSpec:
     if table is None:
         return CaseSpec()
     spec = CaseSpec(**read_section(table, CaseSpec))
+    advice = table.string("advice", default="model")
+    if advice not in ADVICE_KINDS:
+        name = advice.removeprefix(IMPORTED_ADVICE)
+        if not advice.startswith(IMPORTED_ADVICE):
+            table.fail("advice", f"is {advice!r}; use model, planted or imported:NAME (a vendor's advice set from "
+                                 "'xai-lab advice import')")
+        try:
+            check_name(name, "advice set name")
+        except ConfigError as error:
+            table.fail("advice", str(error))
     table.done()
-    return spec
+    return replace(spec, advice=advice)
 
 
 def _allocation(table: TomlTable | None, arms: tuple[str, ...], units: tuple[str, ...] | None) -> AllocationSpec:
@@ -314,67 +332,6 @@ def _peer_rating(table: TomlTable | None, arms: tuple[str, ...]) -> PeerRatingSp
         table.fail("per_rater", "must be 1 with assignment = \"by_arm\" (one vignette per rater)")
     table.done()
     return spec
-
-
-def _analysis(table: TomlTable | None, arms: tuple[str, ...], factors: tuple[Factor, ...] = ()) -> AnalysisSpec:
-    if table is None:
-        return AnalysisSpec()
-    primary = read_setting(table, AnalysisSpec, "primary", default=None)  # required in a present table
-    if "interaction" in table.raw:
-        return _interaction_analysis(table, primary, factors)
-    factor = contrast_factor(table, factors)
-    text = table.string("contrast")
-    parts = [part.strip() for part in text.split(" - ")]
-    levels = factor.levels if factor else arms
-    if len(parts) != 2 or parts[0] == parts[1] or not all(part in levels for part in parts):
-        other = next((f.name for f in factors for part in parts if factor and f is not factor and part in f.levels),
-                     None)
-        if other:
-            table.fail("contrast", f"names a level of factor {other!r}, not of {factor.name!r}: a contrast compares "
-                                   f"two levels of analysis.factor ({', '.join(levels)}); for another factor, set "
-                                   "analysis.factor to it")
-        what = f"levels of factor {factor.name!r}" if factor else "of the design's arms"
-        table.fail("contrast", f"must name two {what} ({', '.join(levels)}) as \"a - b\", e.g. "
-                               f"\"{levels[-1] if len(levels) > 1 else 'rely'} - {levels[0]}\"; got {short(text)}")
-    workflow_contrast = factor is None or factor.sets == "workflow"
-    if primary in AI_METRICS and "control" in parts and workflow_contrast:
-        table.fail("contrast", f"compares control, which sees no AI, on {primary}; contrast two AI arms or choose "
-                               "accuracy_final")
-    secondary = tuple(table.strings("secondary", default=[]))
-    for name in secondary:
-        if name not in RATE_METRICS or name == primary:
-            table.fail("secondary", f"lists {name!r}; use other metrics from {', '.join(RATE_METRICS)}")
-    effect = table.raw_value("effect", None, "a number")
-    spec = AnalysisSpec(primary=primary, contrast=tuple(parts), secondary=secondary,
-                        effect=None if effect is None else table.number("effect", low=-1.0, high=1.0),
-                        factor=factor.name if factor else "")
-    if spec.effect == 0:
-        table.fail("effect", "must be a non-zero risk difference (the one the study is sized to detect)")
-    table.done()
-    return spec
-
-
-def _interaction_analysis(table: TomlTable, primary: str, factors: tuple[Factor, ...]) -> AnalysisSpec:
-    """[analysis] interaction = "A x B": the primary estimand is the interaction of two declared factors."""
-    text = table.string("interaction")
-    names = tuple(part.strip() for part in text.split(" x "))
-    known = [f.name for f in factors]
-    if not factors:
-        table.fail("interaction", "needs [factors]: an interaction is between two declared factors")
-    if len(names) != 2 or names[0] == names[1] or not all(name in known for name in names):
-        missing = next((name for name in names if name not in known), None)
-        table.fail("interaction", (f"names {missing!r}, which is not a factor of the design; " if missing else "")
-                   + f"write two of {', '.join(known)} as \"A x B\", e.g. \"{known[0]} x {known[-1]}\"; "
-                   f"got {short(text)}")
-    for key in ("contrast", "factor", "effect"):
-        if key in table.raw:
-            table.fail(key, "cannot be set with interaction: the interaction is the primary estimand; remove one")
-    secondary = tuple(table.strings("secondary", default=[]))
-    for name in secondary:
-        if name not in RATE_METRICS or name == primary:
-            table.fail("secondary", f"lists {name!r}; use other metrics from {', '.join(RATE_METRICS)}")
-    table.done()
-    return AnalysisSpec(primary=primary, secondary=secondary, interaction=names)
 
 
 def _trials(table: TomlTable | None) -> TrialSpec:
