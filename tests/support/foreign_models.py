@@ -104,3 +104,18 @@ def direct_probabilities(network: nn.Module, images: torch.Tensor, mean: float, 
     """P(finding) computed straight from the network, without the lab: what its own evaluation would say."""
     x = ((images - mean) / std).repeat(1, channels // images.shape[1], 1, 1)
     return torch.softmax(network.eval()(x), dim=1)[:, finding]
+
+
+def assert_explains(model, images: torch.Tensor, method: str) -> None:
+    """The method's maps of the finding are finite, image-sized and not all zero. Grad-CAM (and Guided
+    Grad-CAM, which multiplies by it) keeps only positive evidence: a few-step network's map of one class
+    can be zero on every image, rightly, and then differed between CI runs by thread count alone; a hook
+    that reads nothing gives zero for both classes, so there either class's map must be non-zero."""
+    from xai_lab.explain.attribution import attribute
+
+    maps = attribute(model, images, 1, method)
+    assert maps.shape == (len(images), *images.shape[-2:]) and torch.isfinite(maps).all(), method
+    total = maps.abs().sum().item()
+    if "gradcam" in method:
+        total += attribute(model, images, 0, method).abs().sum().item()
+    assert total > 0, f"{method} gives zero maps"
