@@ -326,6 +326,11 @@ def _methods(analysis: Analysis) -> str:
     if analysis.mrmc is not None and (analysis.mrmc.sequential or analysis.mrmc.between_arms):
         parts.append("Reader-study ROC AUCs are compared by the Obuchowski-Rockette method with Hillis's ddf "
                      "(jackknife covariances).")
+    advice = ((analysis.tables.design or {}).get("cases") or {}).get("advice", "model")
+    if advice.startswith("imported:"):
+        parts.append(f"The AI's advice and maps were a vendor's (advice set {advice.removeprefix('imported:')!r}, "
+                     "imported with its outputs, not run by xai-lab); no randomisation check of the maps was possible, "
+                     "because the model behind them was not available.")
     if analysis.competence:
         parts.append("Peer-rated competence: one-way ANOVA with Welch contrasts (one rating per rater) or a linear "
                      "mixed model (several per rater), Holm within each item; ratings of vignettes and of peers' "

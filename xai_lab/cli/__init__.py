@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xai_lab.cli.advice import add_advice_commands
 from xai_lab.cli.analysis import add_analysis_commands
 from xai_lab.cli.common import EXIT_USAGE
 from xai_lab.cli.data import add_data_commands
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(commands)
     add_evaluate_command(commands)
     add_model_commands(commands)
+    add_advice_commands(commands)
     add_explain_commands(commands)
     add_study_commands(commands)
     add_serve_commands(commands)

@@ -65,3 +65,12 @@ class ExplanationRequest:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ExplanationRequest:
         return cls(raw["method"], dict(raw["parameters"]), int(raw["seed"]), raw.get("target"), raw.get("source"))
+
+
+# A vendor's own map of a case (`xai-lab advice import`): not a method the lab runs, so no parameters and no
+# seed; the request only names the cache entry the import wrote.
+VENDOR_MAP = "vendor_map"
+
+
+def vendor_map_request() -> ExplanationRequest:
+    return ExplanationRequest(VENDOR_MAP, {}, 0)

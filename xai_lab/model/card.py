@@ -18,6 +18,15 @@ from xai_lab.paths import check_name, model_dir
 
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.json"
+# A vendor's advice set (`xai-lab advice import`) lives in a model folder without weights: its card
+# (architecture type ADVICE_SET) and the table it came from, as advice.csv or advice.parquet.
+ADVICE_SET = "advice_set"
+ADVICE_FILE = "advice.csv"
+ADVICE_TABLES = (ADVICE_FILE, "advice.parquet")
+
+
+def is_advice_set(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ADVICE_TABLES) and not (folder / WEIGHTS_FILE).is_file()
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -28,7 +37,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     if not folder.exists():
         raise ModelError(f"no model folder at {folder}; train one with 'xai-lab train --data NAME' "
                          "or check the --model path")
-    if not (folder / CARD_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+    if not (folder / CARD_FILE).is_file() or not ((folder / WEIGHTS_FILE).is_file() or is_advice_set(folder)):
         raise ModelError(f"{folder} is not a model folder (it needs {CARD_FILE} and {WEIGHTS_FILE}); "
                          "point --model to a folder written by 'xai-lab train'")
     return folder

@@ -26,7 +26,15 @@ import torchvision
 from xai_lab.data.records import NOT_FOR_CLINICAL_USE, ImageDataset
 from xai_lab.errors import ModelError
 from xai_lab.model.calibration import ECE_BINS, calibration_claim, prior_prevalence
-from xai_lab.model.card import CARD_FILE, CARD_VERSION, WEIGHTS_FILE, ModelCard, read_model_card, resolve_model_dir
+from xai_lab.model.card import (
+    CARD_FILE,
+    CARD_VERSION,
+    WEIGHTS_FILE,
+    ModelCard,
+    is_advice_set,
+    read_model_card,
+    resolve_model_dir,
+)
 from xai_lab.model.evaluation import calibration_report, evaluate_split
 from xai_lab.model.imported import rebuild
 from xai_lab.model.network import IMPORTED, ImageClassifier, NetworkSpec
@@ -131,6 +139,9 @@ def save_model(model: ImageClassifier, card: dict[str, Any], out_dir: Path, over
 def load_model(path: str | Path) -> tuple[ImageClassifier, ModelCard]:
     """Load an eval-mode `ImageClassifier` and its card from a model folder (or a model name)."""
     folder = resolve_model_dir(path)
+    if is_advice_set(folder):
+        raise ModelError(f"'{folder.name}' is a vendor's advice set (xai-lab advice import), not a network: studies "
+                         f"use it with [cases] advice = \"imported:{folder.name}\"; it cannot be run on images")
     card = read_model_card(folder)
     if card.weights_sha256 not in (None, _sha256(folder / WEIGHTS_FILE)):
         raise ModelError(f"the weights in {folder} cannot be loaded: they changed since the model card was "
@@ -173,6 +184,8 @@ def list_models() -> list[tuple[Path, ModelCard]]:
         return []
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if is_advice_set(folder):  # a vendor's outputs: nothing to run
+            continue
         try:
             found.append((folder, read_model_card(resolve_model_dir(folder))))
         except ModelError:

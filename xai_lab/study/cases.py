@@ -203,6 +203,10 @@ def select_cases(design: StudyDesign, predictions: list[CachedPrediction], class
     wrong = _take_balanced(errors, n_wrong, spec.positive_share, positive)
     planted: list[CachedPrediction] = []
     if len(wrong) < n_wrong:
+        if spec.imported_advice:
+            raise ConfigError(f"{design.source}: cases.ai_wrong_share asks for {n_wrong} AI-wrong cases but the "
+                              f"vendor's advice is wrong on only {len(errors)} {spec.split} cases; lower "
+                              "cases.ai_wrong_share or cases.n (a vendor's advice is never planted)")
         if spec.advice != "planted":
             raise ConfigError(
                 f"{design.source}: cases.ai_wrong_share asks for {n_wrong} AI-wrong cases but the model makes only "

@@ -18,6 +18,8 @@ from xai_lab.study.design_fields import from_record, setting, without_later_defa
 from xai_lab.study.factors import Factor, allocation_units, read_unit
 
 ARMS = ("verify", "rely", "control")
+ADVICE_KINDS = ("model", "planted")
+IMPORTED_ADVICE = "imported:"  # [cases] advice = "imported:NAME": a vendor's advice set
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
 CONFIDENCE_DISPLAYS = ("percent", "verbal", "none")
 # A map for a "no finding" suggestion marks what looks normal, and colour reads as "finding here":
@@ -43,7 +45,10 @@ DESIGN_SCHEMA = 2
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str = setting(help="dataset name under `$XAI_LAB_HOME/data` (built by `prepare` when missing)")
-    model: str = setting(help="model name under `$XAI_LAB_HOME/models` (trained by `prepare` when missing)")
+    # None only while reading: a design with [cases] advice = "imported:NAME" may leave it out (it is NAME)
+    model: str | None = setting(None, help="model name under `$XAI_LAB_HOME/models` (trained by `prepare` when "
+                                         "missing); leave it out when [cases] advice = \"imported:NAME\" (the advice "
+                                         "set is the model)")
     # How `study prepare` builds a missing dataset: "synthetic" (the embedded generator) or a
     # file for `xai-lab data import` (relative paths are relative to the design file).
     build: str = setting("synthetic", help="`synthetic`, or a file for `xai-lab data import` (relative to the "
@@ -62,10 +67,17 @@ class CaseSpec:
     ai_wrong_share: float = setting(0.2, low=0.0, high=1.0, help="share of main cases where the AI is wrong")
     positive_share: float = setting(0.5, low=0.0, high=1.0, help="share of main cases showing the finding")
     # "model": AI errors are the model's real errors only; "planted": wrong advice is planted
-    # (flagged advice_source=planted) where the model has too few real errors.
-    advice: str = setting("model", choices=("model", "planted"),
+    # (flagged advice_source=planted) where the model has too few real errors; "imported:NAME": the
+    # advice (and maps) of a vendor's advice set (`xai-lab advice import`), which then is the study's model.
+    advice: str = setting("model", custom=True,
                           help="`model`: AI errors are the model's real errors; `planted`: plant wrong advice when "
-                               "real errors run out")
+                               "real errors run out; `imported:NAME`: a vendor's advice set (`xai-lab advice "
+                               "import`), whose errors are its own")
+
+    @property
+    def imported_advice(self) -> str | None:
+        """The advice set's name when the advice is imported (`imported:NAME`), else None."""
+        return self.advice.removeprefix(IMPORTED_ADVICE) if self.advice.startswith(IMPORTED_ADVICE) else None
     split: str = setting("test", choices=("test", "val"), help="the split the cases come from")
 
 

@@ -29,6 +29,7 @@ from xai_lab.paths import explanation_cache_dir, model_dir
 from xai_lab.private_files import write_private_text
 from xai_lab.study.cases import CaseSet, empty_case_set, prepared_path, select_cases
 from xai_lab.study.design import StudyDesign
+from xai_lab.study.prepare_advice import prepare_imported_advice
 from xai_lab.study.prepare_factors import prepare_factor_models
 from xai_lab.study.registration import check_registration, register_study
 from xai_lab.study.serve_setup import gate_fix, model_quality
@@ -44,6 +45,8 @@ def prepare_study(design: StudyDesign, engine: Engine | None = None,
     if design.data is None:
         return _save_and_register(design, empty_case_set(design), engine)
     dataset = _ensure_dataset(design, say)
+    if design.cases.imported_advice:
+        return _save_and_register(design, prepare_imported_advice(design, dataset, say), engine)
     model, card = _ensure_model(design, dataset, say)
     method = _method(design, card)
     if design.attention.count and design.attention.answer not in dataset.class_names:

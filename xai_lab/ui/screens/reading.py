@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import streamlit as st
 
+from xai_lab.explain.request import VENDOR_MAP
 from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.flow import InvalidAnswer
 from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, Step
@@ -35,6 +36,8 @@ ON_DEMAND = "You may ask for the AI's suggestion before you decide, or decide wi
 # Shown only when the model's test ECE supports it (`xai_lab.model.calibration.calibration_claim`).
 CALIBRATED = "The AI's probabilities are calibrated: of cases given 80%, about 80% have the finding."
 NORMAL_MAP_NOTE = ("For a normal suggestion the map marks what the AI judged normal; it does not mark a finding.")
+# A vendor's advice set (`xai-lab advice import`) brings its own maps: participants are told whose map it is.
+VENDOR_MAP_NOTE = "The map comes from the AI's vendor with its suggestion; this study did not compute it."
 NO_MAP_FOR_NORMAL = ("No map is shown when the AI suggests normal: it would mark normal areas, and colour is easily "
                      "read as a finding.")
 
@@ -112,12 +115,16 @@ def _ai_panel(served: ServedStudy, token: str, step: Step) -> tuple[bytes, bool,
             st.caption("The map for this case could not be loaded. Please decide from the image.")
             return None
         toggle_key = f"overlay:{step.key}"
-        label = "Show the AI's map" if source == "AI" else "Show the map"  # a source factor names another adviser
+        vendors = overlay.get("method") == VENDOR_MAP
+        # a source factor names another adviser; a vendor's map is labelled as the vendor's
+        label = "Show the vendor's map" if vendors else "Show the AI's map" if source == "AI" else "Show the map"
         visible = st.toggle(label, value=True, key=toggle_key, on_change=_log_toggle,
                             args=(served, token, step.key, toggle_key))
         legend = LEGENDS[look].replace("the AI", adviser(source)) + (" " + NORMAL_MAP_NOTE if ai.get("no_finding")
                                                                      else "")
         st.caption(legend if visible else "The map is hidden. Switch it on to see where the AI looked.")
+        if vendors:
+            st.caption(VENDOR_MAP_NOTE)
         return png, visible, look
 
 
