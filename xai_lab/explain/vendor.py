@@ -34,7 +34,7 @@ from xai_lab.data.records import NOT_FOR_CLINICAL_USE, ImageDataset
 from xai_lab.errors import ExplainError
 from xai_lab.explain.cache import CachedExplanation, CachedPrediction, ExplanationCache
 from xai_lab.explain.request import VENDOR_MAP, vendor_map_request
-from xai_lab.model.card import ADVICE_SET, CARD_FILE, CARD_VERSION, ModelCard
+from xai_lab.model.card import ADVICE_SET, CARD_FILE, CARD_VERSION, ModelCard, write_model_folder
 from xai_lab.model.metrics import classification_metrics
 from xai_lab.paths import explanation_cache_dir, model_dir
 
@@ -327,17 +327,11 @@ def _sha256(path: Path) -> str:
 
 
 def _write(folder: Path, card: dict[str, Any], table: Path) -> None:
-    """The card and the table, atomically (a temporary folder renamed into place)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    """The card and the table, atomically."""
+    def fill(staging: Path) -> None:
         shutil.copyfile(table, staging / ("advice.parquet" if table.suffix.lower() == ".parquet" else "advice.csv"))
         (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=_plain) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_model_folder(folder, fill)
 
 
 def _plain(value: Any) -> Any:

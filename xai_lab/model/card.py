@@ -9,6 +9,9 @@ loading torch. Writing cards and loading weights stay in `xai_lab.model.storage`
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,20 @@ ADVICE_TABLES = (ADVICE_FILE, "advice.parquet")
 
 def is_advice_set(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ADVICE_TABLES) and not (folder / WEIGHTS_FILE).is_file()
+
+
+def write_model_folder(folder: Path, fill: Callable[[Path], None]) -> None:
+    """Write a model folder atomically: `fill` writes into a temporary folder beside it, which then replaces
+    `folder`, so a reader finds the old folder or the new one, never half of one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        fill(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def resolve_model_dir(path: str | Path) -> Path:

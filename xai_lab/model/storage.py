@@ -14,7 +14,6 @@ import json
 import pickle
 import platform
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from xai_lab.model.card import (
     is_advice_set,
     read_model_card,
     resolve_model_dir,
+    write_model_folder,
 )
 from xai_lab.model.evaluation import calibration_report, evaluate_split
 from xai_lab.model.imported import rebuild
@@ -120,19 +120,14 @@ def save_model(model: ImageClassifier, card: dict[str, Any], out_dir: Path, over
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ModelError(f"{out_dir} already exists; choose another --out or remove it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         torch.save(model.state_dict(), staging / WEIGHTS_FILE)
         for name, source in (files or {}).items():
             shutil.copyfile(source, staging / name)
-        card = {**card, "weights_sha256": _sha256(staging / WEIGHTS_FILE)}
-        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        signed = {**card, "weights_sha256": _sha256(staging / WEIGHTS_FILE)}
+        (staging / CARD_FILE).write_text(json.dumps(signed, indent=2, default=_json_default) + "\n")
+    write_model_folder(out_dir, fill)
     return out_dir
 
 
