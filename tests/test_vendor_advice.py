@@ -263,3 +263,17 @@ def test_the_report_says_the_advice_was_a_vendors_and_unchecked(vendor, monkeypa
     assert result.code == 0, result.err
     report = (tmp_path / "report" / "report.html").read_text()
     assert "advice set &#39;vendor_r&#39;" in report and "no randomisation check of the maps was possible" in report
+
+
+def test_without_validation_rows_the_quality_gate_says_what_to_add(vendor, monkeypatch, tmp_path):
+    home, share, table, *_ = vendor
+    use_lab(home, monkeypatch)
+    from xai_lab.data.storage import load_dataset
+
+    test_ids = set(load_dataset("tiny")["test"].case_ids)
+    only_test = rewrite(table, tmp_path, lambda rows: rows.__setitem__(slice(None), [r for r in rows
+                                                                                     if r["case_id"] in test_ids]))
+    assert run_cli("advice", "import", str(only_test), "--data", "tiny", "--name", "test_only").code == 0
+    design = study(home, "vgate", "", share, "", advice="imported:test_only")
+    result = run_cli("study", "prepare", str(design))
+    assert result.code == 2 and "no validation AUROC" in result.err and "validation split" in result.err, result.err

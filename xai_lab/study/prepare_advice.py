@@ -18,7 +18,7 @@ from xai_lab.paths import explanation_cache_dir, model_dir
 from xai_lab.study.cases import CaseSet, select_cases
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.factors import OTHER_MODEL_MAP, OWN_MAP, models_needed
-from xai_lab.study.serve_setup import gate_fix, model_quality
+from xai_lab.study.serve_setup import model_quality
 
 
 def prepare_imported_advice(design: StudyDesign, dataset: ImageDataset, say: Callable[[str], None]) -> CaseSet:
@@ -57,7 +57,10 @@ def _advice_card(design: StudyDesign, name: str, dataset: ImageDataset) -> Model
         raise ConfigError(f"{design.source}: advice set {name!r} was imported for dataset {card.dataset.name!r}, not "
                           f"{dataset.name!r}; import the vendor's table with --data {dataset.name}")
     check_model_fits(card, dataset)
-    model_quality(design, card).require(gate_fix(design))
+    model_quality(design, card).require(
+        f"add the vendor's outputs on the validation split of {dataset.name!r} to the table and import it again "
+        f"(--overwrite): the gate reads the validation AUROC, measured on those rows; if the floor does not suit "
+        f"these data, set [data] min_val_auroc in {design.source}")
     return card
 
 
