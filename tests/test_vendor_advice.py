@@ -11,13 +11,14 @@ import csv
 import io
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_cli, use_lab, write_study
 from PIL import Image
-from support.vendor_files import vendor_files
+from support.vendor_files import VendorFiles, vendor_files
 
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
@@ -40,7 +41,14 @@ def vendor(study_home: Path, tmp_path_factory: pytest.TempPathFactory):
             design = study(study_home, "m", 'model = "tiny"', share, 'method = "gradcam"')
             assert run_cli("study", "prepare", str(design)).code == 0
             files = vendor_files("tiny", "tiny", load_case_set(load_design(design)), tmp_path_factory.mktemp("v"))
-        yield study_home, share, files.table, files.exact_maps, files.rounded_maps, files.threshold
+        yield Vendor(study_home, share, files)
+
+
+@dataclass(frozen=True)
+class Vendor:
+    home: Path  # the module's lab, holding study 'm' prepared on model 'tiny'
+    share: float  # the studies' ai_wrong_share: the model's real errors only
+    files: VendorFiles  # the vendor's table and maps, made from the model's own outputs
 
 
 def study(home: Path, study_id: str, model_line: str, share: float, method_line: str, advice: str = "model") -> Path:
@@ -53,12 +61,11 @@ def study(home: Path, study_id: str, model_line: str, share: float, method_line:
 
 
 def imported_study(vendor, name: str, study_id: str, maps: Path | None, *extra: str) -> Path:
-    home, share, table, *_ = vendor
-    threshold = vendor[-1]
-    command = ["advice", "import", str(table), "--data", "tiny", "--name", name, "--threshold", str(threshold), *extra]
+    command = ["advice", "import", str(vendor.files.table), "--data", "tiny", "--name", name, "--threshold",
+               str(vendor.files.threshold), *extra]
     result = run_cli(*command, *(["--maps", str(maps)] if maps else []))
     assert result.code == 0, result.err
-    return study(home, study_id, "", share, "", advice=f"imported:{name}")
+    return study(vendor.home, study_id, "", vendor.share, "", advice=f"imported:{name}")
 
 
 def screens(design: Path, home: Path) -> dict[str, dict]:
@@ -89,10 +96,10 @@ def layers(design: Path, look: str) -> dict[str, np.ndarray]:
 
 
 def test_a_vendor_table_of_the_models_own_outputs_gives_the_same_study(vendor, monkeypatch):
-    home, *_ = vendor
+    home = vendor.home
     use_lab(home, monkeypatch)
     model_design = home / "m.toml"
-    vendor_design = imported_study(vendor, "vendor_npy", "v", vendor[3])
+    vendor_design = imported_study(vendor, "vendor_npy", "v", vendor.files.exact_maps)
     assert run_cli("study", "prepare", str(vendor_design)).code == 0
     on_model, on_vendor = (load_case_set(load_design(d)) for d in (model_design, vendor_design))
     for part in ("cases", "practice", "attention"):
@@ -122,9 +129,9 @@ def test_a_vendor_table_of_the_models_own_outputs_gives_the_same_study(vendor, m
 
 
 def test_maps_from_png_files_equal_the_models_within_png_rounding(vendor, monkeypatch):
-    home, *_ = vendor
+    home = vendor.home
     use_lab(home, monkeypatch)
-    design = imported_study(vendor, "vendor_png", "vp", vendor[4])
+    design = imported_study(vendor, "vendor_png", "vp", vendor.files.rounded_maps)
     assert run_cli("study", "prepare", str(design)).code == 0
     from xai_lab.explain.cache import ExplanationCache
     from xai_lab.explain.request import vendor_map_request
@@ -143,7 +150,7 @@ def test_maps_from_png_files_equal_the_models_within_png_rounding(vendor, monkey
 
 
 def test_the_card_says_where_the_advice_came_from_and_what_cannot_be_checked(vendor, monkeypatch, tmp_path):
-    home, _, table, exact, *_ = vendor
+    home, table, exact = vendor.home, vendor.files.table, vendor.files.exact_maps
     use_lab(home, monkeypatch)
     small = tmp_path / "small"
     small.mkdir()
@@ -187,7 +194,7 @@ def _set(rows: list[dict], key: str, value: str) -> None:
     (lambda rows: rows.append(dict(rows[0])), "more than one row"),
 ])
 def test_a_bad_table_is_refused_in_one_line_and_nothing_is_written(vendor, monkeypatch, tmp_path, edit, message):
-    home, _, table, *_ = vendor
+    home, table = vendor.home, vendor.files.table
     use_lab(home, monkeypatch)
     result = run_cli("advice", "import", str(rewrite(table, tmp_path, edit)), "--data", "tiny", "--name", "bad")
     assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
@@ -195,7 +202,7 @@ def test_a_bad_table_is_refused_in_one_line_and_nothing_is_written(vendor, monke
 
 
 def test_bad_maps_are_refused_in_one_line(vendor, monkeypatch, tmp_path):
-    home, _, table, exact, *_ = vendor
+    home, table, exact = vendor.home, vendor.files.table, vendor.files.exact_maps
     use_lab(home, monkeypatch)
     first = sorted(exact.iterdir())[0]
     cases = {
@@ -216,7 +223,7 @@ def test_bad_maps_are_refused_in_one_line(vendor, monkeypatch, tmp_path):
 
 
 def test_prepare_refuses_cases_without_a_row_listing_them(vendor, monkeypatch, tmp_path):
-    home, share, table, exact, *_ = vendor
+    home, share, table = vendor.home, vendor.share, vendor.files.table
     use_lab(home, monkeypatch)
     from xai_lab.data.storage import load_dataset
 
@@ -231,7 +238,7 @@ def test_prepare_refuses_cases_without_a_row_listing_them(vendor, monkeypatch, t
 
 
 def test_a_design_cannot_name_another_model_or_method_beside_imported_advice(vendor, monkeypatch):
-    home, share, *_ = vendor
+    home, share = vendor.home, vendor.share
     use_lab(home, monkeypatch)
     both = study(home, "vboth", 'model = "tiny"', share, "", advice="imported:vendor_npy")
     result = run_cli("study", "validate", str(both))
@@ -242,10 +249,10 @@ def test_a_design_cannot_name_another_model_or_method_beside_imported_advice(ven
 
 
 def test_the_report_says_the_advice_was_a_vendors_and_unchecked(vendor, monkeypatch, tmp_path):
-    home, share, table, exact, *_ = vendor
+    home, share, table, exact = vendor.home, vendor.share, vendor.files.table, vendor.files.exact_maps
     use_lab(home, monkeypatch)
     assert run_cli("advice", "import", str(table), "--data", "tiny", "--name", "vendor_r", "--maps", str(exact),
-                   "--threshold", str(vendor[-1])).code == 0
+                   "--threshold", str(vendor.files.threshold)).code == 0
     design = write_study(home, study_id="vr", arms='["verify", "rely"]', blocks="[2, 4]")
     text = design.read_text().replace('model = "tiny"\n', "").replace('method = "gradcam"\n', "")
     design.write_text(text.replace('advice = "planted"', 'advice = "imported:vendor_r"')
@@ -266,7 +273,7 @@ def test_the_report_says_the_advice_was_a_vendors_and_unchecked(vendor, monkeypa
 
 
 def test_without_validation_rows_the_quality_gate_says_what_to_add(vendor, monkeypatch, tmp_path):
-    home, share, table, *_ = vendor
+    home, share, table = vendor.home, vendor.share, vendor.files.table
     use_lab(home, monkeypatch)
     from xai_lab.data.storage import load_dataset
 

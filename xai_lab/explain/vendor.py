@@ -76,10 +76,10 @@ def read_advice_table(path: Path, dataset: ImageDataset) -> list[AdviceRow]:
                                _decision(row.get("decision"), dataset.class_names, path, number)))
     if unknown:
         raise ExplainError(f"{path}: {len(unknown)} {id_column}(s) are not in dataset '{dataset.name}': "
-                           f"{_listed(unknown)}; import the vendor's outputs with the dataset they were made on")
+                           f"{listed_ids(unknown)}; import the vendor's outputs with the dataset they were made on")
     repeated = sorted(case_id for case_id, count in Counter(row.case_id for row in found).items() if count > 1)
     if repeated:
-        raise ExplainError(f"{path}: case(s) {_listed(repeated)} have more than one row; keep one row per case")
+        raise ExplainError(f"{path}: case(s) {listed_ids(repeated)} have more than one row; keep one row per case")
     if not found:
         raise ExplainError(f"{path} has no rows; give one row per case")
     return found
@@ -188,16 +188,17 @@ def find_maps(folder: Path, case_ids: list[str]) -> dict[str, Path]:
     found = [path for path in sorted(folder.iterdir()) if path.suffix.lower() in MAP_SUFFIXES]
     twice = sorted(stem for stem, count in Counter(path.stem for path in found).items() if count > 1)
     if twice:
-        raise ExplainError(f"{folder}: case(s) {_listed(twice)} have more than one map file; keep one per case")
+        raise ExplainError(f"{folder}: case(s) {listed_ids(twice)} have more than one map file; keep one per case")
     files = {path.stem: path for path in found}
     stray = sorted(set(files) - set(case_ids))
     if stray:
-        raise ExplainError(f"{folder}: map(s) {_listed(stray)} have no row in the table; name each map by its "
+        raise ExplainError(f"{folder}: map(s) {listed_ids(stray)} have no row in the table; name each map by its "
                            "case id, or add the rows")
     return {case_id: files[case_id] for case_id in case_ids if case_id in files}
 
 
-def _listed(items: list[str]) -> str:
+def listed_ids(items: list[str]) -> str:
+    """The first five ids and how many in all: a refusal names them without flooding the line."""
     return ", ".join(items[:5]) + (f" ... ({len(items)} in all)" if len(items) > 5 else "")
 
 

@@ -12,6 +12,7 @@ from xai_lab.data.records import ImageDataset
 from xai_lab.errors import ConfigError, ModelError
 from xai_lab.explain.cache import ExplanationCache
 from xai_lab.explain.request import VENDOR_MAP, vendor_map_request
+from xai_lab.explain.vendor import listed_ids
 from xai_lab.model.card import ModelCard, is_advice_set, read_model_card, resolve_model_dir
 from xai_lab.model.storage import check_model_fits
 from xai_lab.paths import explanation_cache_dir, model_dir
@@ -31,7 +32,7 @@ def prepare_imported_advice(design: StudyDesign, dataset: ImageDataset, say: Cal
     missing = [case_id for case_id, prediction in predictions.items() if prediction is None]
     if missing:
         raise ConfigError(f"{design.source}: advice set {name!r} has no row for {len(missing)} of the "
-                          f"{len(split)} {design.cases.split} cases: {_listed(missing)}; add their rows to the "
+                          f"{len(split)} {design.cases.split} cases: {listed_ids(missing)}; add their rows to the "
                           f"vendor's table and import it again ('xai-lab advice import TABLE --data {dataset.name} "
                           f"--name {name} --overwrite')")
     provenance = {"dataset": dataset.name, "dataset_sha256": dataset.card.content_sha256, "model": name,
@@ -86,10 +87,4 @@ def _refuse_missing_maps(design: StudyDesign, case_set: CaseSet, cache: Explanat
                if cache.load_explanation(case.case_id, case_set.explanation_request(case)) is None]
     if missing:
         raise ConfigError(f"{design.source}: advice set {name!r} has no map for {len(missing)} case(s) the study "
-                          f"shows with a map: {_listed(missing)}; add their maps (--maps DIR) and import it again")
-
-
-def _listed(items: list[str]) -> str:
-    return ", ".join(items[:5]) + (f" ... ({len(items)} in all)" if len(items) > 5 else "")
-
-
+                          f"shows with a map: {listed_ids(missing)}; add their maps (--maps DIR) and import it again")
