@@ -206,7 +206,9 @@ def _flow(analysis: Analysis) -> dict | None:
                f"declined consent {flow.get('declined_consent', 0)}",
                f"consented {flow.get('consented', 'n/a')}", f"not yet allocated {flow.get('not_yet_allocated', 0)}"]
     arms = [{"name": arm, "lines": [f"allocated {c.get('allocated', 0)}", f"completed {c.get('completed', 0)}",
-                                    f"withdrawn {c.get('withdrawn', 0)}", f"in progress {c.get('in_progress', 0)}",
+                                    f"withdrawn {c.get('withdrawn', 0)}"
+                                    + (f" (erased on request {c['erased']})" if c.get("erased") else ""),
+                                    f"in progress {c.get('in_progress', 0)}",
                                     f"analysed {analysis.n_participants.get(arm, 'n/a')}"]}
             for arm, c in (flow.get("by_arm") or {}).items()]
     return {"boxes": [opened, decided], "arms": arms}

@@ -15,6 +15,7 @@ from xai_lab.cli.analysis import add_analysis_commands
 from xai_lab.cli.common import EXIT_USAGE
 from xai_lab.cli.data import add_data_commands
 from xai_lab.cli.explain import add_explain_commands
+from xai_lab.cli.governance import add_governance_commands
 from xai_lab.cli.model import add_evaluate_command, add_train_command
 from xai_lab.cli.model_import import add_model_commands
 from xai_lab.cli.serve import add_demo_command, add_serve_commands
@@ -53,5 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_commands(commands)
     add_serve_commands(commands)
     add_analysis_commands(commands)
+    add_governance_commands(commands)
     add_demo_command(commands)
     return parser

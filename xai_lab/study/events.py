@@ -18,6 +18,13 @@ from xai_lab.store.schema import events, participants, questionnaire_answers, ra
 from xai_lab.study import flow
 from xai_lab.study.steps import STEP_KINDS, kind_of
 
+# Events that end a participation from outside its steps: the participant's own withdrawal, and a
+# researcher's erasure on request (`xai_lab.study.erasure`), whose payload adds who and why.
+ENDINGS = ("withdrawn", "erased")
+# The events a deletion keeps: none holds an answer, and a rebuild needs them to know the participant
+# enrolled, ended and (for the audit) was erased.
+TOMBSTONES = ("enrolled", *ENDINGS)
+
 # Events a step kind lets participants log on its steps (`StepKind.logs`), e.g. overlay toggles on trials.
 LOGGED = frozenset(log for step_kind in STEP_KINDS.values() for log in step_kind.logs)
 
@@ -50,7 +57,7 @@ def apply_event(connection: Connection, event: dict[str, Any]) -> None:
         repo.bump_rating_load(connection, event["study_id"], [t["id"] for t in payload["targets"]])
     elif event.get("step_key") and kind in LOGGED:
         _log_on_step(connection, event)
-    elif kind == "withdrawn":
+    elif kind in ENDINGS:
         _withdrawn(connection, event)
 
 
@@ -79,15 +86,18 @@ def _log_on_step(connection: Connection, event: dict[str, Any]) -> None:
 
 
 def _withdrawn(connection: Connection, event: dict[str, Any]) -> None:
-    payload = event["payload"]
-    values = {"status": "withdrawn", "step_key": "withdrawn", "withdrawn_at": event["created_at"],
-              "arm": payload.get("arm"), "stratum": payload.get("stratum")}
+    payload, where = event["payload"], participants.c.participant_id == event["participant_id"]
+    status = connection.execute(select(participants.c.status).where(where)).scalar()
+    values: dict[str, Any] = {}
+    if status not in ("withdrawn", "declined"):  # an erasure after a withdrawal (or a decline) keeps its ending
+        values = {"status": "withdrawn", "step_key": "withdrawn", "withdrawn_at": event["created_at"],
+                  "arm": payload.get("arm"), "stratum": payload.get("stratum")}
     if payload.get("completed_at"):
         values["completed_at"] = payload["completed_at"]
     if payload.get("deleted"):
         values.update(profile=None, plan=None, pending=None, rating_targets=None)
-    connection.execute(update(participants).where(participants.c.participant_id == event["participant_id"])
-                       .values(**values))
+    if values:
+        connection.execute(update(participants).where(where).values(**values))
 
 
 def _advance(connection: Connection, participant_id: str, event: dict[str, Any]) -> None:
@@ -104,8 +114,27 @@ def _advance(connection: Connection, participant_id: str, event: dict[str, Any])
 
 
 def delete_participant_data(connection: Connection, participant_id: str) -> None:
-    """Withdrawal with deletion: answers, ratings they gave and their events go; the enrolment stays."""
+    """Withdrawal with deletion: answers, ratings they gave and their events go; the tombstones stay."""
     for table in (trials, questionnaire_answers):
         connection.execute(delete(table).where(table.c.participant_id == participant_id))
     connection.execute(delete(ratings).where(ratings.c.rater_id == participant_id))
-    connection.execute(delete(events).where(events.c.participant_id == participant_id, events.c.kind != "enrolled"))
+    connection.execute(delete(events).where(events.c.participant_id == participant_id,
+                                            events.c.kind.not_in(TOMBSTONES)))
+
+
+def end_participation(connection: Connection, study_id: str, row: Any, delete_data: bool, kind: str = "withdrawn",
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """End a participation (withdrawal, or erasure): the answers deleted or kept, the allocation slot
+    released, and the ending event appended and applied. `row` is the participant's locked row.
+
+    completed_at travels in the tombstone: with deletion, the events that completed the participation
+    are gone, and a rebuild must still know they had finished."""
+    participant_id = row["participant_id"]
+    if delete_data:
+        delete_participant_data(connection, participant_id)
+    repo.release_slot(connection, participant_id)
+    event = repo.append_event(connection, study_id, participant_id, kind,
+                              {"deleted": delete_data, "arm": row["arm"], "stratum": row["stratum"],
+                               "completed_at": row["completed_at"], **(extra or {})})
+    apply_event(connection, event)
+    return event

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from xai_lab.errors import ConfigError
 from xai_lab.private_files import private_staging, write_private_csv, write_private_text
-from xai_lab.store.schema import column_meanings, participants, questionnaire_answers, ratings, studies, trials
+from xai_lab.store.schema import column_meanings, events, participants, questionnaire_answers, ratings, studies, trials
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.design import StudyDesign
 
@@ -186,22 +186,29 @@ def consort_flow(connection, study_id: str) -> dict:
 
     ``enrolled`` counts every participant record, including people who opened a link and left
     before answering the consent screen (``opened_not_consented``): they are counted apart and
-    are not participants; ``consented`` is the number who agreed.
+    are not participants; ``consented`` is the number who agreed. ``erased`` counts the erasures
+    on request (`xai_lab.study.erasure`), overall and per arm; an erased participant is also counted
+    as withdrawn (their participation ended there).
     """
-    rows = connection.execute(select(participants.c.status, participants.c.arm, participants.c.step_key)
-                              .where(participants.c.study_id == study_id)).all()
+    rows = connection.execute(select(participants.c.participant_id, participants.c.status, participants.c.arm,
+                                     participants.c.step_key).where(participants.c.study_id == study_id)).all()
+    erased = set(connection.execute(select(events.c.participant_id).where(events.c.study_id == study_id,
+                                                                          events.c.kind == "erased")).scalars())
     by_arm: dict[str, dict[str, int]] = {}
-    for status, arm, _ in rows:
+    for participant_id, status, arm, _ in rows:
         if arm is not None:
-            counts = by_arm.setdefault(arm, {"allocated": 0, "completed": 0, "withdrawn": 0, "in_progress": 0})
+            counts = by_arm.setdefault(arm, {"allocated": 0, "completed": 0, "withdrawn": 0, "in_progress": 0,
+                                             "erased": 0})
             counts["allocated"] += 1
             counts[status] = counts.get(status, 0) + 1
+            counts["erased"] += participant_id in erased
+    rows = [row[1:] for row in rows]
     opened = sum(_not_consented(status, step) for status, _, step in rows)
     declined = sum(status == "declined" for status, _, _ in rows)
     return {"enrolled": len(rows), "opened_not_consented": opened, "declined_consent": declined,
             "consented": len(rows) - opened - declined,
             "not_yet_allocated": sum(a is None and s == "in_progress" and not _not_consented(s, k) for s, a, k in rows),
-            "by_arm": by_arm}
+            "erased": len(erased), "by_arm": by_arm}
 
 
 def _not_consented(status: str, step_key: str) -> bool:
@@ -222,8 +229,9 @@ def codebook(study_id: str, question: str = "confidence", positive: str = "",
              "`design.json` is the registered study design (its `analysis` section declares the primary estimand).",
              "`flow.json` holds CONSORT counts: `enrolled` (every opened link), `opened_not_consented` (left before "
              "answering the consent screen: not participants), `declined_consent`, `consented`, `not_yet_allocated` "
-             "(consented, profile not yet given) and allocation and outcome per arm. `participants` lists only people "
-             "who consented.",
+             "(consented, profile not yet given), `erased` (erased on a researcher's `xai-lab erase`, after a "
+             "request; also counted as withdrawn) and allocation and outcome per arm. `participants` lists only "
+             "people who consented.",
              "In CSV files, a text cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is written "
              "with a leading apostrophe (`'=...`), so that spreadsheet programs show it as text instead of running it "
              "as a formula; strip that apostrophe to recover the value. Parquet files store values unchanged.",

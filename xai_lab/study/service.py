@@ -32,7 +32,7 @@ from xai_lab.study import flow
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.clock import elapsed_ms, shown_reading
 from xai_lab.study.design import StudyDesign
-from xai_lab.study.events import apply_event, delete_participant_data
+from xai_lab.study.events import apply_event, end_participation
 from xai_lab.study.flow import InvalidAnswer, StepKey
 from xai_lab.study.registration import register_study
 from xai_lab.study.steps import STEP_KINDS, StepContent, StepContext, kind_of, parse_step_key
@@ -70,6 +70,8 @@ class Step:
     done: int
     total: int
     content: StepContent | dict[str, Any] = field(default_factory=dict)  # empty once participation ended
+    # shown on the last page: the id a participant quotes when asking the team to erase their data
+    participant_id: str = ""
 
 
 def hash_token(token: str) -> str:
@@ -198,17 +200,7 @@ class StudyService:
             row = self._participant(connection, token)
             if row["status"] != "in_progress" and row["status"] != "completed":
                 raise NotCurrentStep(f"participation has already ended ({row['status']}); nothing to withdraw")
-            participant_id = row["participant_id"]
-            delete_data = self.design.withdrawal == "delete"
-            if delete_data:
-                delete_participant_data(connection, participant_id)
-            repo.release_slot(connection, participant_id)
-            # completed_at travels in the tombstone: with deletion, the events that completed the
-            # participation are gone, and a rebuild must still know they had finished.
-            event = repo.append_event(connection, self.design.id, participant_id, "withdrawn",
-                                      {"deleted": delete_data, "arm": row["arm"], "stratum": row["stratum"],
-                                       "completed_at": row["completed_at"]})
-            apply_event(connection, event)
+            end_participation(connection, self.design.id, row, self.design.withdrawal == "delete")
             return self._step(self._participant(connection, token))
 
     # ------------------------------------------------------------ internals
@@ -258,4 +250,5 @@ class StudyService:
         done, total = flow.progress(plan, row["step_index"])
         key = parse_step_key(row["step_key"])
         return Step(key=row["step_key"], kind=key.kind, status=status, done=done, total=total,
-                    content=STEP_KINDS[key.kind].content(self.context, row, key) if status == "in_progress" else {})
+                    content=STEP_KINDS[key.kind].content(self.context, row, key) if status == "in_progress" else {},
+                    participant_id=row["participant_id"])

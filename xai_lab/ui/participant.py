@@ -288,6 +288,8 @@ def _ended(served: ServedStudy, token: str, step: Step) -> None:
     }
     st.title(served.design.title)
     st.success(messages.get(step.status, "This participation has ended."))
+    st.caption(f"Your participant id is {step.participant_id}. Quote it if you write to the study team, for example "
+               "to ask for your answers to be erased.")
 
 
 def _withdraw_box(served: ServedStudy, token: str) -> None:

@@ -12,6 +12,7 @@ import streamlit as st
 from xai_lab.errors import XaiLabError
 from xai_lab.paths import report_dir
 from xai_lab.study.access import admin_password, enrolment_code, password_matches
+from xai_lab.study.erasure import erase_participant, erasures
 from xai_lab.study.export import export_zip
 from xai_lab.study.monitor import FAST_MEDIAN_MS, StudyStatus, list_study_ids, monitor_study
 from xai_lab.ui import resources
@@ -40,6 +41,7 @@ def render() -> None:
     _links(study_id)
     _quality(status)
     _exports(study_id)
+    _erasure(study_id)
 
 
 def _default_index(study_ids: list[str]) -> int:
@@ -113,7 +115,8 @@ def _flow_dot(flow: dict) -> str:
     for arm, counts in sorted(flow["by_arm"].items()):
         node = "arm_" + "".join(ch if ch.isalnum() else "_" for ch in arm)
         lines.append(f'{node} [label="{arm}\\nallocated {counts["allocated"]}\\ncompleted {counts.get("completed", 0)}'
-                     f'\\nwithdrawn {counts.get("withdrawn", 0)}\\nin progress {counts.get("in_progress", 0)}"];')
+                     f'\\nwithdrawn {counts.get("withdrawn", 0)} (erased {counts.get("erased", 0)})'
+                     f'\\nin progress {counts.get("in_progress", 0)}"];')
         lines.append(f"enrolled -> {node};")
     return "\n".join(lines + ["}"])
 
@@ -153,3 +156,31 @@ def _exports(study_id: str) -> None:
                            mime="text/html")
     else:
         st.caption(f"No analysis report yet; `xai-lab analyze --study {study_id} --out {report.parent}` writes one.")
+
+
+def _erasure(study_id: str) -> None:
+    """Erasure on a participant's request (the same rules as `xai-lab erase`), and its audit trail."""
+    with st.expander("Erase a participant on request"):
+        st.caption("For a participant who asks the study team (not the study page) to withdraw. Their answers are "
+                   "deleted or kept as the design's withdrawal policy promised; the audit trail records when, by "
+                   "whom and why. The participant id is on the participant's last page.")
+        with st.form("erase"):
+            participant_id = st.text_input("Participant id", max_chars=32, placeholder="p0123456789ab")
+            reason = st.text_input("Reason (one line, no health data)", max_chars=500)
+            by = st.text_input("Erased by", max_chars=80)
+            sure = st.checkbox("I have checked the id: this cannot be undone")
+            go = st.form_submit_button("Erase", disabled=False)
+        if go:
+            if not sure:
+                st.warning("Tick the box to confirm the id first.")
+            else:
+                try:
+                    done = erase_participant(resources.database(), study_id, participant_id.strip(), reason, by)
+                except XaiLabError as error:
+                    st.error(str(error))
+                else:
+                    st.success(f"Erased {done.participant_id}: answers "
+                               f"{'deleted' if done.deleted else 'kept (withdrawal policy keep)'}.")
+        done = erasures(resources.database(), study_id)
+        if done:
+            st.dataframe(pd.DataFrame([vars(e) for e in done]), hide_index=True)
