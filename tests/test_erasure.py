@@ -10,7 +10,6 @@ import pytest
 from conftest import run_cli, use_lab, write_study
 from sqlalchemy import func, select
 
-from xai_lab.store.database import open_database
 from xai_lab.store.schema import events, participants, questionnaire_answers, ratings, trials
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
@@ -69,7 +68,8 @@ def test_erasure_deletes_answers_keeps_an_audit_and_is_counted_once(home, tmp_pa
             participants.c.participant_id == erased)).scalar_one()
     assert sorted(kinds) == ["enrolled", "erased"] and status == "withdrawn"
     assert audit["by"] == "dr. audit" and audit["reason"] == "e-mail request of 2026-12-01" and audit["deleted"]
-    assert set(audit) == {"by", "reason", "deleted", "arm", "stratum", "completed_at"}  # no answer content
+    assert set(audit) == {"by", "reason", "deleted", "arm", "stratum", "completed_at",
+                          "consent_version"}  # no answer content
     assert rows_of(study, other)["trials"] == 6  # nobody else's answers moved
 
     again = run_cli("erase", "--study", "t", "--participant", erased, "--reason", "again")

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 from conftest import use_lab
+from sqlalchemy import select
 
 from xai_lab.errors import ConfigError
 from xai_lab.store.database import open_database
+from xai_lab.store.schema import participants
 from xai_lab.study import flow
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.catalogue import open_catalogue
@@ -127,6 +129,11 @@ def test_participants_of_a_release_database_resume_where_they_were_and_finish(re
     catalogue = open_catalogue(engine, tuple(manifest["studies"]))
     for study_id, entry in manifest["studies"].items():
         service = catalogue[study_id].service
+        with engine.connect() as connection:  # the upgrade gave everyone who consented the text they agreed to
+            versions = connection.execute(select(participants.c.consent_version).where(
+                participants.c.study_id == study_id, participants.c.step_key != "consent",
+                participants.c.status != "declined")).scalars().all()
+        assert versions and set(versions) == {service.design.consent_version}
         for left in entry["participants"]:
             step = service.resume(left["token"])
             assert (step.key, step.status, step.done, step.total) == \

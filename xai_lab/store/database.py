@@ -17,6 +17,7 @@ creates its own schema on first use, with no migration scripts for users to run 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from xai_lab.errors import ConfigError
 from xai_lab.paths import lab_home
-from xai_lab.store.schema import metadata, schema_version, trials
+from xai_lab.store.schema import metadata, participants, schema_version, studies, trials
 
 DATABASE_ENV = "XAI_LAB_DATABASE_URL"
 DEFAULT_FILE = "xai_lab.db"
@@ -126,6 +127,18 @@ def _migration_5(connection: Connection) -> None:
                                               "advice_model", "map_source", "rt_ai_request_ms"))
 
 
+def _migration_6(connection: Connection) -> None:
+    """participants.consent_version: who agreed to which consent text. Before it, a registered study's
+    consent text could not change once anyone had enrolled, so everyone who consented agreed to the
+    text stored with the study: that is their version."""
+    _add_missing_columns(connection, participants, ("consent_version",))
+    for study_id, design in connection.execute(select(studies.c.study_id, studies.c.design)).all():
+        version = hashlib.sha256(str(design.get("consent_text", "")).encode()).hexdigest()[:12]
+        connection.execute(update(participants).where(
+            participants.c.study_id == study_id, participants.c.consent_version.is_(None),
+            participants.c.step_key != "consent", participants.c.status != "declined").values(consent_version=version))
+
+
 def _add_missing_columns(connection: Connection, table: Table, names: tuple[str, ...]) -> None:
     """ALTER TABLE ... ADD COLUMN for those of `names` the database lacks, typed as `schema` declares
     them (compiled for this database's dialect), so a migration never restates a column's type."""
@@ -139,7 +152,7 @@ def _add_missing_columns(connection: Connection, table: Table, names: tuple[str,
 # (version, step): append, never edit, once a version has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2),
                                                                (3, _migration_3), (4, _migration_4),
-                                                               (5, _migration_5)]
+                                                               (5, _migration_5), (6, _migration_6)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -77,6 +77,8 @@ participants = Table(
     # how they arrived: code (the study's shared link) | invite (a personal link) | simulation | api
     Column("enrolled_via", String(16)),
     Column("enrolled_at", String(32), nullable=False),
+    # the version (xai_lab.study.design.consent_version) of the consent text last agreed to
+    Column("consent_version", String(16)),
     Column("completed_at", String(32)),
     Column("withdrawn_at", String(32)),
     Index("ix_participants_study", "study_id", "status"),

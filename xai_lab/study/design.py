@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from xai_lab.errors import ConfigError
@@ -235,6 +235,12 @@ class StudyDesign:
     source: str = ""  # the file it came from
 
     @property
+    def consent_version(self) -> str:
+        """The consent text's version: the first 12 hex digits of its SHA-256. A changed text is a new
+        version, which participants already taking part agree to on their next page (docs/running.md)."""
+        return consent_version(self.consent_text)
+
+    @property
     def has_trials(self) -> bool:
         return self.cases.n > 0
 
@@ -293,6 +299,20 @@ class StudyDesign:
         if content["data"] and content["data"]["min_val_auroc"] is None:
             del content["data"]["min_val_auroc"]
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def consent_version(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# What may change in a registered study that already has participants (an amendment, recorded and
+# reported): the consent text (after an ethics amendment) and the analysis plan (a deviation the report
+# flags against the preregistration). Everything else changes what participants see: a new study id.
+AMENDABLE = ("consent_text", "analysis")
+
+
+def without_amendable(design: StudyDesign) -> StudyDesign:
+    return replace(design, consent_text="", analysis=AnalysisSpec())
 
 
 def order_arms(assignment: str) -> list[str]:

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from xai_lab.store import repository as repo
-from xai_lab.store.schema import events, participants, questionnaire_answers, ratings, trials
+from xai_lab.store.schema import events, participants, questionnaire_answers, ratings, studies, trials
 from xai_lab.study import flow
+from xai_lab.study.design import consent_version
 from xai_lab.study.steps import STEP_KINDS, kind_of
 
 # Events that end a participation from outside its steps: the participant's own withdrawal, and a
@@ -43,9 +44,15 @@ def apply_event(connection: Connection, event: dict[str, Any]) -> None:
             shown_at=payload["at"], shown_ns=payload["ns"], shown_clock=payload["clock"]))
     elif kind == "consent":
         if payload["agree"]:
+            version = payload.get("version") or _first_consent_version(connection, event["study_id"])
+            connection.execute(update(participants).where(where).values(consent_version=version))
             _advance(connection, participant_id, event)
         else:
             connection.execute(update(participants).where(where).values(status="declined", step_key="declined"))
+    elif kind == "reconsent" and payload["agree"]:
+        # the step they were on is shown afresh: its response time starts after the new consent
+        connection.execute(update(participants).where(where).values(
+            consent_version=payload["version"], shown_at=None, shown_ns=None, shown_clock=None))
     elif kind == "allocated":
         connection.execute(update(participants).where(where).values(
             profile=payload["profile"], stratum=payload["stratum"], arm=payload["arm"], plan=payload["plan"]))
@@ -59,6 +66,18 @@ def apply_event(connection: Connection, event: dict[str, Any]) -> None:
         _log_on_step(connection, event)
     elif kind in ENDINGS:
         _withdrawn(connection, event)
+
+
+def _first_consent_version(connection: Connection, study_id: str) -> str:
+    """The version of a consent event recorded before versions were (it has none): the study's text at
+    the time, which is the text before its first consent amendment, else the registered text."""
+    amended = connection.execute(select(events.c.payload).where(
+        events.c.study_id == study_id, events.c.kind == "design_amended").order_by(events.c.event_id)).scalars()
+    for payload in amended:
+        if payload.get("consent_from"):
+            return payload["consent_from"]
+    design = connection.execute(select(studies.c.design).where(studies.c.study_id == study_id)).scalar_one()
+    return consent_version(design["consent_text"])
 
 
 def _pending(connection: Connection, participant_id: str) -> dict[str, Any]:
@@ -94,6 +113,8 @@ def _withdrawn(connection: Connection, event: dict[str, Any]) -> None:
                   "arm": payload.get("arm"), "stratum": payload.get("stratum")}
     if payload.get("completed_at"):
         values["completed_at"] = payload["completed_at"]
+    if payload.get("consent_version"):
+        values["consent_version"] = payload["consent_version"]
     if payload.get("deleted"):
         values.update(profile=None, plan=None, pending=None, rating_targets=None)
     if values:
@@ -127,14 +148,15 @@ def end_participation(connection: Connection, study_id: str, row: Any, delete_da
     """End a participation (withdrawal, or erasure): the answers deleted or kept, the allocation slot
     released, and the ending event appended and applied. `row` is the participant's locked row.
 
-    completed_at travels in the tombstone: with deletion, the events that completed the participation
-    are gone, and a rebuild must still know they had finished."""
+    completed_at and the consent version travel in the tombstone: with deletion, the events that
+    recorded them are gone, and a rebuild must still know them."""
     participant_id = row["participant_id"]
     if delete_data:
         delete_participant_data(connection, participant_id)
     repo.release_slot(connection, participant_id)
     event = repo.append_event(connection, study_id, participant_id, kind,
                               {"deleted": delete_data, "arm": row["arm"], "stratum": row["stratum"],
-                               "completed_at": row["completed_at"], **(extra or {})})
+                               "completed_at": row["completed_at"], "consent_version": row["consent_version"],
+                               **(extra or {})})
     apply_event(connection, event)
     return event

@@ -22,6 +22,7 @@ from xai_lab.private_files import private_staging, write_private_csv, write_priv
 from xai_lab.store.schema import column_meanings, events, participants, questionnaire_answers, ratings, studies, trials
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.design import StudyDesign
+from xai_lab.study.registration import amendments
 
 COLUMNS: dict[str, dict[str, str]] = {
     "participants": {
@@ -43,6 +44,10 @@ COLUMNS: dict[str, dict[str, str]] = {
         "enrolled_via": "how the participant arrived: code (the shared link), invite (a personal link from "
                         "`xai-lab invite`), api, or simulation (`xai-lab simulate`: not a person; `xai-lab analyze` "
                         "leaves them out unless --rehearsal)",
+        "consent_version": "the version of the consent text the participant last agreed to (the first 12 hex "
+                           "digits of its SHA-256; the texts are in consent_versions.json)",
+        "consent_versions": "every version they agreed to, in order, separated by > (e.g. 3f2a...>9b1c... after "
+                            "agreeing to an amended text)",
         "allocation_unit": "what allocation assigned: the arm or arm order; with [factors], the between levels "
                            "joined by + and, with within factors, @ and the rotation, e.g. verify@1 "
                            "(docs/studies.md)",
@@ -94,6 +99,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
                                      questionnaire_answers.c.item]),
         }
         flow = consort_flow(connection, study_id)
+        consents = consent_texts(connection, study_id, record)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, frame in tables.items():
@@ -108,6 +114,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
             staging.replace(path)
         counts[name] = len(frame)
     write_private_text(out_dir / "flow.json", json.dumps(flow, indent=2) + "\n")
+    write_private_text(out_dir / "consent_versions.json", json.dumps(consents, indent=2) + "\n")
     # the registered design: `xai-lab analyze` reads the declared estimand ([analysis]) and allocation from it
     write_private_text(out_dir / "design.json", json.dumps(design, indent=2) + "\n")
     write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive, record))
@@ -167,7 +174,7 @@ def _participants(connection, study_id: str, design: StudyDesign) -> pd.DataFram
                                         ~((participants.c.status == "in_progress")
                                           & (participants.c.step_key == "consent")))
              .order_by(participants.c.enrolled_at, participants.c.participant_id))
-    rows = []
+    rows, agreed = [], _agreed_versions(connection, study_id)
     for row in connection.execute(query).mappings():
         profile = row["profile"] or {}
         unit = row["arm"]
@@ -177,8 +184,28 @@ def _participants(connection, study_id: str, design: StudyDesign) -> pd.DataFram
                      "status": row["status"], "enrolled_at": row["enrolled_at"],
                      "completed_at": row["completed_at"], "withdrawn_at": row["withdrawn_at"],
                      "attention_failures": row["attention_failures"], "pilot": row["pilot"],
-                     "enrolled_via": row["enrolled_via"], "allocation_unit": unit})
+                     "enrolled_via": row["enrolled_via"], "allocation_unit": unit,
+                     "consent_version": row["consent_version"],
+                     "consent_versions": ">".join(agreed.get(row["participant_id"], [])) or row["consent_version"]})
     return pd.DataFrame(rows, columns=list(COLUMNS["participants"])).convert_dtypes()
+
+
+def _agreed_versions(connection, study_id: str) -> dict[str, list[str]]:
+    """Per participant, the consent versions agreed to, in order (consent, then any reconsent)."""
+    agreed: dict[str, list[str]] = {}
+    query = select(events.c.participant_id, events.c.payload).where(
+        events.c.study_id == study_id, events.c.kind.in_(("consent", "reconsent"))).order_by(events.c.event_id)
+    for participant_id, payload in connection.execute(query):
+        if payload.get("agree") and payload.get("version"):
+            agreed.setdefault(participant_id, []).append(payload["version"])
+    return agreed
+
+
+def consent_texts(connection, study_id: str, design: StudyDesign) -> dict[str, str]:
+    """Every version of the study's consent text, by version: the amended-away ones and the current."""
+    texts = {change["consent_from"]: change["consent_text_from"] for change in amendments(connection, study_id)
+             if "consent_text_from" in change}
+    return {**texts, design.consent_version: design.consent_text}
 
 
 def consort_flow(connection, study_id: str) -> dict:
@@ -227,6 +254,8 @@ def codebook(study_id: str, question: str = "confidence", positive: str = "",
              "Timestamps are ISO 8601 in UTC. Empty cells mean the field does not apply (e.g. initial_* outside the "
              "verify arm). Labels are the dataset's class names. No invitation tokens and no free text are exported.",
              "`design.json` is the registered study design (its `analysis` section declares the primary estimand).",
+             "`consent_versions.json` holds every version of the consent text, by version (participants."
+             "consent_version names the one each participant last agreed to).",
              "`flow.json` holds CONSORT counts: `enrolled` (every opened link), `opened_not_consented` (left before "
              "answering the consent screen: not participants), `declined_consent`, `consented`, `not_yet_allocated` "
              "(consented, profile not yet given), `erased` (erased on a researcher's `xai-lab erase`, after a "

@@ -149,6 +149,9 @@ class StudyService:
             event = repo.append_event(connection, self.design.id, row["participant_id"], kind, payload,
                                       step_key=step_key, idempotency_key=idempotency_key)
             apply_event(connection, event)
+            if kind == "reconsent" and not payload["agree"]:  # not agreeing to the new text is withdrawing
+                end_participation(connection, self.design.id, self._participant(connection, token),
+                                  self.design.withdrawal == "delete", extra={"declined_consent": payload["version"]})
             return self._present(connection, token)  # the next step, shown in the same transaction
 
     def record_toggle(self, token: str, step_key: str, visible: bool, idempotency_key: str) -> None:
@@ -219,10 +222,11 @@ class StudyService:
             raise ReplayedSubmit("this answer was already recorded (same idempotency key); nothing changed")
         if row["status"] != "in_progress":
             raise NotCurrentStep(f"participation has ended ({row['status']}); no further answers are accepted")
-        if step_key != row["step_key"]:
-            raise NotCurrentStep(f"step {step_key!r} is not the current step ({row['step_key']!r}); "
+        current = self._current_key(row)
+        if step_key != current:
+            raise NotCurrentStep(f"step {step_key!r} is not the current step ({current!r}); "
                                  "reload to continue where you are")
-        if row["shown_ns"] is None:
+        if row["shown_ns"] is None and current == row["step_key"]:
             raise NotCurrentStep(f"step {step_key!r} has not been shown yet; call resume() before submitting")
 
     def _answer(self, connection: Connection, row, key: StepKey, answer: dict[str, Any]) -> tuple[str, dict]:
@@ -232,8 +236,8 @@ class StudyService:
         """The current step. On first showing: choose its rating targets (the first rating step)
         and record the moment it is shown, from which its response time runs."""
         row = self._participant(connection, token)
-        if row["status"] != "in_progress":
-            return self._step(row)
+        if row["status"] != "in_progress" or self._needs_reconsent(row):
+            return self._step(row)  # a reconsent screen is not the step: its response time has not begun
         prepared = kind_of(row["step_key"]).before_show(self.context, connection, row)
         if prepared is not None:
             apply_event(connection, repo.append_event(connection, self.design.id, row["participant_id"], *prepared))
@@ -244,11 +248,22 @@ class StudyService:
             row = self._participant(connection, token)
         return self._step(row)
 
+    def _needs_reconsent(self, row) -> bool:
+        """Agreed to an earlier version of the consent text than the study's current one."""
+        return row["status"] == "in_progress" and row["consent_version"] is not None and \
+            row["consent_version"] != self.design.consent_version
+
+    def _current_key(self, row) -> str:
+        """The step the participant must answer now: the reconsent screen in place of the plan's step
+        while they have not agreed to the current consent text, else the plan's step."""
+        return f"reconsent:{self.design.consent_version}" if self._needs_reconsent(row) else row["step_key"]
+
     def _step(self, row) -> Step:
         status = row["status"]
         plan = row["plan"] or flow.START_PLAN
         done, total = flow.progress(plan, row["step_index"])
-        key = parse_step_key(row["step_key"])
-        return Step(key=row["step_key"], kind=key.kind, status=status, done=done, total=total,
+        current = self._current_key(row)
+        key = parse_step_key(current)
+        return Step(key=current, kind=key.kind, status=status, done=done, total=total,
                     content=STEP_KINDS[key.kind].content(self.context, row, key) if status == "in_progress" else {},
                     participant_id=row["participant_id"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from xai_lab.study.flow import ENDS, StepKey
 from xai_lab.study.steps.attention import Attention, AttentionContent
 from xai_lab.study.steps.base import SimulatedReader, StepContext, StepKind
-from xai_lab.study.steps.consent import Consent, ConsentContent
+from xai_lab.study.steps.consent import Consent, ConsentContent, Reconsent, ReconsentContent
 from xai_lab.study.steps.debrief import Debrief, DebriefContent
 from xai_lab.study.steps.instructions import Instructions, InstructionsContent
 from xai_lab.study.steps.practice import Practice
@@ -20,12 +20,13 @@ from xai_lab.study.steps.rating import Rating, RatingContent
 from xai_lab.study.steps.trial import Trial, TrialContent
 
 STEP_KINDS: dict[str, StepKind] = {kind.kind: kind for kind in (
-    Consent(), Profile(), Instructions(), Practice(), Trial(), Attention(), Rating(), Questionnaire(), Debrief())}
+    Consent(), Profile(), Instructions(), Practice(), Trial(), Attention(), Rating(), Questionnaire(), Debrief(),
+    Reconsent())}
 
 
 # What a screen receives (`Step.content`): one typed mapping per kind, the contract between a kind and its screen.
 StepContent = (ConsentContent | ProfileContent | InstructionsContent | TrialContent | AttentionContent
-               | RatingContent | QuestionnaireContent | DebriefContent)
+               | RatingContent | QuestionnaireContent | DebriefContent | ReconsentContent)
 
 
 class UnknownStepKind(ValueError):
@@ -51,5 +52,6 @@ def parse_step_key(key: str) -> StepKey:
 
 
 __all__ = ["STEP_KINDS", "AttentionContent", "ConsentContent", "DebriefContent", "InstructionsContent",
-           "ProfileContent", "QuestionnaireContent", "RatingContent", "SimulatedReader", "StepContent", "StepContext",
+           "ProfileContent", "QuestionnaireContent", "RatingContent", "ReconsentContent",
+           "SimulatedReader", "StepContent", "StepContext",
            "StepKind", "TrialContent", "UnknownStepKind", "kind_of", "parse_step_key"]

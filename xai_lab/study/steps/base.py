@@ -15,7 +15,8 @@ kind (`xai_lab.study.steps.STEP_KINDS`) for everything kind-specific:
   submits each and expects `InvalidAnswer`);
 - `key_fields`: what follows the kind in its step key (``trial:3:final`` carries index and phase);
 - `logs` and `fold_log`: events about how the step is being used (not answers), kept on the step;
-- `plan_known`: False for the steps before allocation, when the number of steps is not yet fixed.
+- `plan_known`: False for the steps before allocation, when the number of steps is not yet fixed;
+- `in_plan`: False for a kind the service shows in place of the current step (reconsent).
 
 The study UI keeps one screen function per kind (`xai_lab.ui.screens.SCREENS`); the two registries are
 checked against each other when the pages load, so a kind without a screen stops the server at start-up.
@@ -73,6 +74,7 @@ class StepKind:
     kind: ClassVar[str] = ""
     key_fields: ClassVar[tuple[str, ...]] = ()  # of KEY_FIELDS, in the order they follow the kind
     plan_known: ClassVar[bool] = True
+    in_plan: ClassVar[bool] = True  # False: shown in place of the current step, never part of a plan (reconsent)
     logs: ClassVar[tuple[str, ...]] = ()  # event kinds a participant may log while on this step
 
     def parse_key(self, parts: list[str]) -> StepKey:

@@ -29,6 +29,7 @@ SCREENS: dict[str, Screen] = {
     "instructions": Screen(forms.instructions), "practice": Screen(reading.trial), "trial": Screen(reading.trial),
     "attention": Screen(reading.attention), "rating": Screen(forms.rating),
     "questionnaire": Screen(forms.questionnaire), "debrief": Screen(forms.debrief),
+    "reconsent": Screen(forms.reconsent, offers_leaving=False),
 }
 
 

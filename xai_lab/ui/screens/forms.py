@@ -16,6 +16,7 @@ from xai_lab.study.steps import (
     ProfileContent,
     QuestionnaireContent,
     RatingContent,
+    ReconsentContent,
 )
 from xai_lab.ui import resources
 from xai_lab.ui.answering import continue_button, progress, submit
@@ -40,6 +41,20 @@ def consent(served: ServedStudy, token: str, step: Step) -> None:
     left.button("I agree to take part", type="primary", key=f"agree:{step.key}", on_click=submit,
                 args=(served, token, step.key, {"agree": True}))
     right.button("I do not want to take part", key=f"decline:{step.key}", on_click=submit,
+                 args=(served, token, step.key, {"agree": False}))
+
+
+def reconsent(served: ServedStudy, token: str, step: Step) -> None:
+    """The consent text changed since the participant agreed (an ethics amendment): agree to go on."""
+    st.title(served.design.title)
+    st.subheader("The study information has been updated")
+    st.info("Please read the updated information below and choose whether to continue. Your answers so far are "
+            "saved either way.")
+    st.markdown(cast(ReconsentContent, step.content)["text"])
+    left, right, _ = st.columns([2, 2, 3])
+    left.button("I agree and continue", type="primary", key=f"agree:{step.key}", on_click=submit,
+                args=(served, token, step.key, {"agree": True}))
+    right.button("I do not agree: stop taking part", key=f"decline:{step.key}", on_click=submit,
                  args=(served, token, step.key, {"agree": False}))
 
 
