@@ -13,8 +13,10 @@ import pandas as pd
 
 from xai_lab.analysis.comparison import ordered_arms
 from xai_lab.analysis.competence import analyze_competence
+from xai_lab.analysis.deviations import check_preregistration
 from xai_lab.analysis.estimands import estimate_all
 from xai_lab.analysis.load import ExportTables, load_export
+from xai_lab.analysis.preregistration import Lock
 from xai_lab.analysis.reliance import (
     arm_metrics,
     calibration_bins,
@@ -32,10 +34,13 @@ PRIMARY_ITEM = "competence"
 
 
 def analyze_export(directory: Path, resamples: int = 1000, seed: int = 0, mixed: bool = True,
-                   primary_item: str | None = None, rehearsal: bool = False, allow_partial: bool = False) -> Analysis:
+                   primary_item: str | None = None, rehearsal: bool = False, allow_partial: bool = False,
+                   preregistration: Lock | None = None) -> Analysis:
     tables = load_export(directory, rehearsal=rehearsal, allow_partial=allow_partial)
     analysis = Analysis(tables=tables, notes=list(tables.problems),
-                        settings={"resamples": resamples, "seed": seed, "mixed": mixed})
+                        settings={"resamples": resamples, "seed": seed, "mixed": mixed},
+                        preregistration=check_preregistration(preregistration, tables.design, tables.history,
+                                                              rehearsal))
     if tables.trials is not None and len(tables.trials):
         _trial_part(analysis, tables.trials, resamples, seed, mixed)
     elif tables.trials is not None:

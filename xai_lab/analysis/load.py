@@ -39,6 +39,7 @@ class ExportTables:
     participants: pd.DataFrame | None = None
     flow: dict | None = None
     design: dict | None = None  # design.json: the registered design, with the declared [analysis]
+    history: dict | None = None  # design_history.json: first enrolment and the amendments since
     problems: list[str] = field(default_factory=list)  # what was repaired or could not be used, as sentences
     missing: list[str] = field(default_factory=list)  # export files that were absent (allow_partial)
     left_out: dict[str, int] = field(default_factory=dict)  # "simulated" / "pilot" participants not analysed
@@ -58,7 +59,8 @@ def load_export(directory: Path, rehearsal: bool = False, allow_partial: bool = 
     if not directory.is_dir():
         raise DataError(f"export folder {directory} does not exist; write one with "
                         "`xai-lab export --study ID --out DIR`, or pass --study ID to analyze the database")
-    tables = ExportTables(flow=_json(directory, "flow"), design=_json(directory, "design"), rehearsal=rehearsal)
+    tables = ExportTables(flow=_json(directory, "flow"), design=_json(directory, "design"),
+                          history=_json(directory, "design_history"), rehearsal=rehearsal)
     missing_files = []
     for name in TABLES:
         frame = _read(directory, name)

@@ -56,7 +56,7 @@ def render_report(analysis: Analysis) -> str:
         "study": (analysis.tables.design or {}).get("id", ""),
         "generated": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", "versions": _versions(),
         "resamples": analysis.settings.get("resamples", "n/a"), "headline": analysis.headline_warnings,
-        "missing": analysis.tables.missing,
+        "missing": analysis.tables.missing, "preregistration": analysis.preregistration,
         "primary": _primary(analysis), "secondary": _secondary(analysis),
         "notes": _unique(analysis.notes), "interpretation": _interpretation(analysis),
         "flow": _flow(analysis), "crossover": _crossover(analysis),

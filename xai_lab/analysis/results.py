@@ -7,11 +7,12 @@ neither of those imports the other.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
 from xai_lab.analysis.competence import ItemResult
+from xai_lab.analysis.deviations import PreregistrationCheck
 from xai_lab.analysis.estimands import Estimands
 from xai_lab.analysis.load import MISSING_MEANS, ExportTables
 from xai_lab.analysis.reliance import ECE_BINS, METRICS, Estimate
@@ -34,6 +35,7 @@ class Analysis:
     estimands: Estimands | None = None
     settings: dict = field(default_factory=dict)  # resamples, seed, models run: for the methods paragraph
     notes: list[str] = field(default_factory=list)
+    preregistration: PreregistrationCheck | None = None
 
     @property
     def headline_warnings(self) -> list[str]:
@@ -70,6 +72,7 @@ def summary(analysis: Analysis) -> dict:
         "left_out": analysis.tables.left_out,
         "rehearsal": analysis.tables.rehearsal,
         "missing_files": analysis.tables.missing,
+        "preregistration": asdict(analysis.preregistration) if analysis.preregistration else None,
     }
     primary = next((item for item in analysis.competence if item.item == analysis.primary_item), None)
     if primary is not None:

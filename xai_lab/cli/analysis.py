@@ -30,6 +30,9 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
     analyze.add_argument("--rehearsal", action="store_true",
                          help="include simulated and pilot participants (left out by default): a rehearsal of the "
                               "analysis, marked as such at the top of the report")
+    analyze.add_argument("--preregistration", metavar="DIR",
+                         help="the folder `xai-lab preregister` wrote (or its lock.json): print the lock and flag "
+                              "every deviation from it in the report")
     analyze.add_argument("--allow-partial", action="store_true",
                          help="analyse an export that lacks its participants or ratings file (refused by default); "
                               "the report names what is missing and makes no claim that needs it")
@@ -105,6 +108,7 @@ def add_analysis_commands(commands: argparse._SubParsersAction) -> None:
 
 def _run_analyze(args: argparse.Namespace) -> int:
     from xai_lab.analysis import analyze_export, write_outputs
+    from xai_lab.analysis.preregistration import Lock
     from xai_lab.paths import report_dir
 
     if (args.export is None) == (args.study is None):
@@ -120,9 +124,17 @@ def _run_analyze(args: argparse.Namespace) -> int:
         if args.out is None:
             raise ConfigError("--out DIR is required with an export folder (where report.html goes)")
         source, out = Path(args.export), _writable_folder(Path(args.out))
+    lock = Lock.read(Path(args.preregistration)) if args.preregistration else None
     analysis = analyze_export(source, resamples=args.resamples, seed=args.seed, mixed=not args.no_mixed,
-                              primary_item=args.item, rehearsal=args.rehearsal, allow_partial=args.allow_partial)
+                              primary_item=args.item, rehearsal=args.rehearsal, allow_partial=args.allow_partial,
+                              preregistration=lock)
     written = write_outputs(analysis, out)
+    check = analysis.preregistration
+    if check is not None and check.lock:
+        print(f"preregistration lock {check.lock}: "
+              + (f"{len(check.deviations)} deviation(s)" if check.deviations else "followed"))
+    for line in check.deviations if check is not None else []:
+        print(f"xai-lab: deviation: {line}", file=sys.stderr)
     for line in analysis.headline_warnings:
         print(f"xai-lab: warning: {line}", file=sys.stderr)
     for note in analysis.notes:

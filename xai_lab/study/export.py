@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from xai_lab.errors import ConfigError
 from xai_lab.private_files import private_staging, write_private_csv, write_private_text
@@ -100,6 +100,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         }
         flow = consort_flow(connection, study_id)
         consents = consent_texts(connection, study_id, record)
+        history = design_history(connection, study_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, frame in tables.items():
@@ -115,6 +116,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         counts[name] = len(frame)
     write_private_text(out_dir / "flow.json", json.dumps(flow, indent=2) + "\n")
     write_private_text(out_dir / "consent_versions.json", json.dumps(consents, indent=2) + "\n")
+    write_private_text(out_dir / "design_history.json", json.dumps(history, indent=2) + "\n")
     # the registered design: `xai-lab analyze` reads the declared estimand ([analysis]) and allocation from it
     write_private_text(out_dir / "design.json", json.dumps(design, indent=2) + "\n")
     write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive, record))
@@ -208,6 +210,16 @@ def consent_texts(connection, study_id: str, design: StudyDesign) -> dict[str, s
     return {**texts, design.consent_version: design.consent_text}
 
 
+def design_history(connection, study_id: str) -> dict:
+    """When the first participant enrolled, and every amendment since (what changed, when; the consent
+    texts themselves are in consent_versions.json): `analyze` flags an [analysis] changed after enrolment."""
+    first = connection.execute(select(func.min(participants.c.enrolled_at))
+                               .where(participants.c.study_id == study_id)).scalar()
+    changes = [{key: value for key, value in change.items() if key != "consent_text_from"}
+               for change in amendments(connection, study_id)]
+    return {"first_enrolment": first, "amendments": changes}
+
+
 def consort_flow(connection, study_id: str) -> dict:
     """CONSORT-style counts: who opened a link, who consented or declined, allocation and outcome per arm.
 
@@ -256,6 +268,9 @@ def codebook(study_id: str, question: str = "confidence", positive: str = "",
              "`design.json` is the registered study design (its `analysis` section declares the primary estimand).",
              "`consent_versions.json` holds every version of the consent text, by version (participants."
              "consent_version names the one each participant last agreed to).",
+             "`design_history.json` gives when the first participant enrolled and every amendment registered "
+             "since (consent text or [analysis]: what changed, when); `xai-lab analyze` reports an [analysis] "
+             "changed after enrolment as a deviation.",
              "`flow.json` holds CONSORT counts: `enrolled` (every opened link), `opened_not_consented` (left before "
              "answering the consent screen: not participants), `declined_consent`, `consented`, `not_yet_allocated` "
              "(consented, profile not yet given), `erased` (erased on a researcher's `xai-lab erase`, after a "

@@ -302,6 +302,7 @@ def _participants(design: StudyDesign, people: pd.DataFrame) -> pd.DataFrame:
         "withdrawn_at": None, "attention_failures": 0, "pilot": False,
         # a planted export stands for the study being planned (power, recovery): analysed as people are
         "enrolled_via": "code", "allocation_unit": people["arm"],
+        "consent_version": design.consent_version, "consent_versions": design.consent_version,
     })
     if design.factors:  # the participant's workflow, as the export gives it
         frame["arm"] = [design.first_workflow(unit) for unit in people["arm"]]
