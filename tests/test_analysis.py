@@ -24,7 +24,7 @@ from xai_lab.analysis.load import clean_trials
 from xai_lab.analysis.reliance import arm_metrics, trial_indicators
 from xai_lab.analysis.trial_models import fit_trial_models
 from xai_lab.study.design_file import load_design
-from xai_lab.study.export import COLUMNS
+from xai_lab.study.export import COLUMNS, table_file
 from xai_lab.study.planted import PlantedEffects, expected_rating, simulate_export
 
 N, P = "normal", "pneumonia"
@@ -246,8 +246,8 @@ def test_missing_files_stop_the_analysis_unless_partial_is_allowed(tmp_path):
     """A missing participants or ratings file is named in one line (exit 2); with --allow-partial the report
     names it at the top and makes no claim that needs it."""
     export = write_fixture(tmp_path / "export")
-    (export / "ratings.csv").unlink()
-    (export / "participants.csv").unlink()
+    table_file(export, "ratings").unlink()
+    table_file(export, "participants").unlink()
     refused = run_cli("analyze", export, "--out", tmp_path / "refused")
     assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1
     assert "has no participants.csv or ratings.csv" in refused.err and "--allow-partial" in refused.err
@@ -270,7 +270,7 @@ def test_missing_files_stop_the_analysis_unless_partial_is_allowed(tmp_path):
 
 def test_a_design_without_peer_rating_needs_no_ratings_file(tmp_path):
     export = write_fixture(tmp_path / "export")
-    (export / "ratings.csv").unlink()
+    table_file(export, "ratings").unlink()
     (export / "design.json").write_text(json.dumps({"id": "fx", "arms": ["verify", "rely", "control"],
                                                     "peer_rating": {"kind": "none"}}))
     result = run_cli("analyze", export, "--out", tmp_path / "out", "--resamples", "200")
@@ -280,9 +280,9 @@ def test_a_design_without_peer_rating_needs_no_ratings_file(tmp_path):
 
 def test_analysis_outputs_are_private_and_spreadsheet_safe(tmp_path):
     export = write_fixture(tmp_path / "export")
-    ratings = pd.read_csv(export / "ratings.csv")
+    ratings = pd.read_csv(table_file(export, "ratings"))
     ratings["item"] = " =HYPERLINK(\"http://x\")"  # an item named in a design file, reaching the tables verbatim
-    ratings.to_csv(export / "ratings.csv", index=False)
+    ratings.to_csv(table_file(export, "ratings"), index=False)
     result = run_cli("analyze", export, "--out", tmp_path / "out", "--resamples", "200")
     assert result.code == 0, result.err
     written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
@@ -306,9 +306,9 @@ def test_nothing_usable_is_one_line_and_exit_2(tmp_path):
 
 def test_an_arm_with_no_trials_is_null_and_said(tmp_path):
     export = write_fixture(tmp_path / "export", trials=[t for t in FIXTURE_TRIALS if t[1] != "control"])
-    people = pd.read_csv(export / "participants.csv")
+    people = pd.read_csv(table_file(export, "participants"))
     people.loc[len(people)] = {**people.iloc[0].to_dict(), "participant_id": "c9", "arm": "control"}
-    people.to_csv(export / "participants.csv", index=False)
+    people.to_csv(table_file(export, "participants"), index=False)
     analysis = analyze_export(export, resamples=200)
     assert any("arm 'control' has participants but no answered trials" in n for n in analysis.notes)
     assert summary(analysis)["n_participants"]["control"] == 0
@@ -321,8 +321,8 @@ def test_a_single_rater_and_identical_answers(tmp_path):
     identical = [(p, arm, truth, None if ai is None else N, None if ini is None else N, final, c, rt, tg)
                  for p, arm, truth, ai, ini, final, c, rt, tg in identical]
     export = write_fixture(tmp_path / "export", trials=identical, ratings={"control": [5], "rely": [5]})
-    ratings = pd.read_csv(export / "ratings.csv").assign(rater_id="only-rater")
-    ratings.to_csv(export / "ratings.csv", index=False)
+    ratings = pd.read_csv(table_file(export, "ratings")).assign(rater_id="only-rater")
+    ratings.to_csv(table_file(export, "ratings"), index=False)
     analysis = analyze_export(export, resamples=200)
     result = summary(analysis)
     assert result["competence"]["model"] == "none" and "every score is 5" in result["competence"]["why"]
@@ -331,7 +331,7 @@ def test_a_single_rater_and_identical_answers(tmp_path):
     assert result["by_arm"]["verify"]["accuracy_final"] == 1.0
     write_outputs(analysis, tmp_path / "out")  # still renders
 
-    ratings.assign(score=[3, 6]).to_csv(export / "ratings.csv", index=False)
+    ratings.assign(score=[3, 6]).to_csv(table_file(export, "ratings"), index=False)
     single = summary(analyze_export(export, resamples=200))["competence"]
     assert single["model"] == "none" and "single rater" in single["why"]
 
@@ -405,8 +405,8 @@ def test_analyze_study_from_the_database_after_simulated_participants(study_home
     assert result.code == 0, result.err
     assert "warning: Rehearsal: simulated and pilot participants are included (24 simulated" in result.err
     out = report_dir("t")
-    assert (out / "report.html").is_file() and (out / "export" / "trials.csv").is_file()
-    trials = pd.read_csv(out / "export" / "trials.csv")
+    assert (out / "report.html").is_file() and table_file(out / "export", "trials").is_file()
+    trials = pd.read_csv(table_file(out / "export", "trials"))
     written = json.loads((out / "summary.json").read_text())
     assert written["n_participants"] == trials.groupby("arm")["participant_id"].nunique().to_dict()
     verify = trials[trials["arm"] == "verify"]

@@ -29,6 +29,7 @@ from xai_lab.store.database import open_database
 from xai_lab.study.access import enrolment_code
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
+from xai_lab.study.export import table_file
 from xai_lab.study.service import StudyService
 
 pytestmark = [pytest.mark.browser, pytest.mark.served]
@@ -271,7 +272,7 @@ def test_verify_and_rely_sessions_in_chromium(browser, served, tmp_path):
 
     out = tmp_path / "export"
     assert run_cli("export", "--study", "b", "--out", str(out)).code == 0
-    frame = pd.read_csv(out / "trials.csv")
+    frame = pd.read_csv(table_file(out, "trials"))
     by_arm = {arm: frame[frame["arm"] == arm] for arm in ("verify", "rely")}
     assert len(by_arm["verify"]) == 3 and len(by_arm["rely"]) == 3
     assert by_arm["verify"]["initial_label"].notna().all() and by_arm["rely"]["initial_label"].isna().all()

@@ -25,7 +25,7 @@ from xai_lab.analysis.reliance import trial_indicators
 from xai_lab.analysis.risk_difference import crossed_risk_difference
 from xai_lab.analysis.trial_models import fit_trial_models
 from xai_lab.study.design_file import load_design
-from xai_lab.study.export import CONTRACT, codebook
+from xai_lab.study.export import CONTRACT, codebook, table_file
 from xai_lab.study.planted import PlantedEffects, simulate_export
 
 MAIN = REPO_ROOT / "studies" / "verify_vs_rely.toml"
@@ -83,12 +83,12 @@ def test_an_export_with_only_the_contract_columns_analyses_fully(tmp_path):
 
 def test_integrity_problems_are_repaired_and_said(tmp_path):
     export = planted_export(tmp_path / "export")
-    trials = pd.read_csv(export / "trials.csv")
+    trials = pd.read_csv(table_file(export, "trials"))
     trials.loc[0, "final_confidence"] = 140
     trials.loc[1, "ai_confidence"] = 1.7
     trials = pd.concat([trials, trials.iloc[[2]]])  # a repeated (participant, trial_index)
     trials.loc[trials.index[5], "arm"] = "sceptic"
-    trials.to_csv(export / "trials.csv", index=False)
+    trials.to_csv(table_file(export, "trials"), index=False)
     analysis = analyze_export(export, resamples=200, mixed=False)
     said = " ".join(analysis.notes)
     assert "1 repeated (participant, trial_index) row(s) were dropped" in said
@@ -193,10 +193,10 @@ def test_the_report_opens_with_the_declared_primary_estimand(tmp_path):
 
 def test_sensitivity_populations_and_small_sample_warnings(tmp_path):
     export = planted_export(tmp_path / "export", per_arm=6)
-    people = pd.read_csv(export / "participants.csv")
+    people = pd.read_csv(table_file(export, "participants"))
     people.loc[0, "status"] = "in_progress"
     people.loc[1, "attention_failures"] = 2
-    people.to_csv(export / "participants.csv", index=False)
+    people.to_csv(table_file(export, "participants"), index=False)
     estimands = analyze_export(export, resamples=200, mixed=False).estimands
     names = [name for name, _ in estimands.sensitivity]
     assert names == ["all available trials (primary)", "completers only", "passed every attention check"]
@@ -222,7 +222,7 @@ def test_a_within_design_gets_period_sequence_and_carryover(tmp_path):
     design = two_arms(within=True)
     export = planted_export(tmp_path / "export", per_arm=10, design=design,
                             effects=PlantedEffects(period_effect=0.1))
-    people = pd.read_csv(export / "participants.csv")
+    people = pd.read_csv(table_file(export, "participants"))
     assert set(people["arm"]) == {"verify>rely", "rely>verify"}
     analysis = analyze_export(export, resamples=200, mixed=False)
     crossover = analysis.estimands.crossover["over_reliance"]

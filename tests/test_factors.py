@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, run_cli, use_lab
 from xai_lab.errors import ConfigError
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
-from xai_lab.study.export import export_study
+from xai_lab.study.export import export_study, table_file
 from xai_lab.study.factors import Factor, allocation_units, trial_schedule
 from xai_lab.study.registration import rebuild_derived
 from xai_lab.study.service import NotCurrentStep, StudyService
@@ -93,7 +93,7 @@ def test_explanation_2x2_simulated_balanced_recorded_and_exported(in_home, tmp_p
     summary = simulate(service, SimulationConfig(participants=200, seed=5, dropout=0.0, concurrency=4))
     assert summary.completed == 200
     export_study(service.engine, "explanation_2x2", tmp_path / "out")
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = pd.read_csv(table_file(tmp_path / "out", "trials"))
     n = service.design.cases.n
     assert {"factor_workflow", "factor_explanation"} <= set(trials.columns)
     per_person = trials.groupby(["participant_id", "factor_explanation"]).size().unstack()
@@ -176,7 +176,7 @@ def test_source_label_and_verbal_confidence_reach_the_screen_and_the_record(in_h
     service = prepared_service(in_home, path)
     simulate(service, SimulationConfig(participants=8, seed=1, dropout=0.0))
     export_study(service.engine, "sources", tmp_path / "out")
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = pd.read_csv(table_file(tmp_path / "out", "trials"))
     labels = dict(zip(trials["factor_source"], trials["advice_label"], strict=True))
     assert labels == {"ai": "AI", "radiologist": "a senior radiologist"}
     assert (trials["confidence_display"] == trials["factor_confidence"]).all()
@@ -206,7 +206,7 @@ levels = ["none", "heatmap"]
     again = service.request_ai(token, step.key, uuid.uuid4().hex)  # a second click changes nothing
     assert again.content == asked.content
     export_study(service.engine, "asks", tmp_path / "out")
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = pd.read_csv(table_file(tmp_path / "out", "trials"))
     assert set(trials["arm"]) == {"on_demand"}
     asked_rows = trials[trials["ai_requested"].astype(bool)]
     unasked = trials[~trials["ai_requested"].astype(bool)]
@@ -318,7 +318,7 @@ def test_a_second_model_advises_on_its_level_with_its_own_and_other_maps(with_bi
     assert set(case_set.advice_by_model) == {"tiny_inverted"}
     simulate(service, SimulationConfig(participants=12, seed=4, dropout=0.0))
     export_study(service.engine, "biased", tmp_path / "out")
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = pd.read_csv(table_file(tmp_path / "out", "trials"))
     by_level = trials.groupby("factor_model")["advice_model"].unique()
     assert list(by_level["standard"]) == ["tiny"] and list(by_level["biased"]) == ["tiny_inverted"]
     accuracy = trials.assign(right=trials["ai_label"] == trials["true_label"]).groupby("factor_model")["right"].mean()
@@ -354,7 +354,7 @@ def test_the_shipped_biased_ai_design_runs_on_a_biased_model(with_biased_model, 
     service = prepared_service(in_home, write_design(in_home, text, "biased_ai.toml"))
     simulate(service, SimulationConfig(participants=16, seed=6, dropout=0.0))
     export_study(service.engine, "biased_ai", tmp_path / "out")
-    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    trials = pd.read_csv(table_file(tmp_path / "out", "trials"))
     cells = trials.groupby(["participant_id", "factor_model", "factor_explanation"]).size()
     assert (cells == service.design.cases.n // 4).all()  # each participant: 4 cases in each of the 4 conditions
     result = run_cli("analyze", str(tmp_path / "out"), "--out", str(tmp_path / "report"), "--rehearsal",

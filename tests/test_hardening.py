@@ -44,7 +44,7 @@ from xai_lab.study.access import (
 from xai_lab.study.cases import load_case_set, prepared_path
 from xai_lab.study.design import MAX_BLOCK_SIZE
 from xai_lab.study.design_file import load_design
-from xai_lab.study.export import export_study
+from xai_lab.study.export import export_study, table_file
 from xai_lab.study.registration import rebuild_derived
 from xai_lab.study.serve_setup import register_design_files
 from xai_lab.study.service import MAX_READING_EVENTS_PER_STEP, EnrolmentClosed, StudyService
@@ -340,7 +340,7 @@ def test_csv_cells_that_spreadsheets_would_run_are_neutralised(home, tmp_path):
     service.submit(token, service.resume(token).key, {"role": "=cmd|' /C calc'!A0", "specialty": "radiology",
                                       "experience_years": "0-2", "prior_ai_use": "never"}, "b")
     export_study(service.engine, "formula", tmp_path / "export")
-    assert "'=cmd" in (tmp_path / "export" / "participants.csv").read_text()
+    assert "'=cmd" in table_file(tmp_path / "export", "participants").read_text()
     assert "apostrophe" in (tmp_path / "export" / "codebook.md").read_text()
 
 

@@ -19,6 +19,7 @@ from xai_lab.analysis.fom import figures_of_merit
 from xai_lab.analysis.mrmc import or_analysis
 from xai_lab.analysis.reader_study import ReaderStudyError, reader_study
 from xai_lab.analysis.roe_metz import VARIANCE_STRUCTURES, mrmc_power, simulate_reader_study
+from xai_lab.study.export import table_file
 
 COLUMNS = {"reader": "reader", "case": "case", "truth": "truth", "score": "score", "modality": "modality"}
 
@@ -303,7 +304,7 @@ def test_the_probability_question_records_scores_and_confidence(study_home, tmp_
     assert step.content["initial"] == {"label": "normal", "confidence": 80, "score": 20}
     service.submit(token, step.key, {"label": "lesion", "probability": 65, "slider_moved": True}, "final")
     export_study(service.engine, "prob", tmp_path / "export")
-    row = pd.read_csv(tmp_path / "export" / "trials.csv").iloc[0]
+    row = pd.read_csv(table_file(tmp_path / "export", "trials")).iloc[0]
     assert (row["initial_score"], row["initial_confidence"], row["final_score"], row["final_confidence"]) == \
         (20, 80, 65, 65)
     assert row["score_class"] == "lesion"
@@ -324,7 +325,7 @@ def test_the_confidence_question_exports_scores_as_probabilities(study_home, tmp
     service = StudyService.open(design, load_case_set(design), url=f"sqlite:///{tmp_path}/conf.db")
     simulate(service, SimulationConfig(participants=6, seed=4, dropout=0.0))
     export_study(service.engine, "t", tmp_path / "export")
-    trials = pd.read_csv(tmp_path / "export" / "trials.csv")
+    trials = pd.read_csv(table_file(tmp_path / "export", "trials"))
     lesion = trials["final_label"] == "lesion"
     assert (trials.loc[lesion, "final_score"] == trials.loc[lesion, "final_confidence"]).all()
     assert (trials.loc[~lesion, "final_score"] == 100 - trials.loc[~lesion, "final_confidence"]).all()

@@ -14,6 +14,7 @@ from conftest import run_cli, use_lab, write_study
 
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
+from xai_lab.study.export import table_file
 from xai_lab.study.service import StudyService
 from xai_lab.study.simulate import SimulatedClinician, SimulationConfig
 
@@ -61,7 +62,7 @@ def test_simulate_beside_real_participants_needs_pilot_and_analyze_leaves_them_o
     assert result.code == 0, result.err
     assert "40 pilot participant(s) left out of every estimate" not in result.err  # they are simulated pilots:
     assert "40 simulated participant(s) left out of every estimate" in result.err  # counted once, as simulated
-    export = pd.read_csv(out / "export" / "participants.csv")
+    export = pd.read_csv(table_file(out / "export", "participants"))
     assert export["enrolled_via"].value_counts().to_dict() == {"simulation": 40, "code": 12}
     assert "`enrolled_via`" in (out / "export" / "codebook.md").read_text()
     written = json.loads((out / "summary.json").read_text())
@@ -86,6 +87,6 @@ def test_simulating_an_empty_study_needs_no_pilot_flag_and_is_a_rehearsal(demo_l
     assert refused.code == 2 and "every participant in the export is simulated or a pilot (6 simulated)" in refused.err
     assert not (tmp_path / "r" / "report.html").exists()
     # the first raters had no peers' records yet: the fallback vignettes keep to the design's arms
-    ratings = pd.read_csv(tmp_path / "r" / "export" / "ratings.csv")
+    ratings = pd.read_csv(table_file(tmp_path / "r" / "export", "ratings"))
     fallback = ratings[ratings["target_source"] == "fallback_vignette"]
     assert len(fallback) and set(fallback["target_arm"]) <= {"verify", "rely"}

@@ -25,7 +25,7 @@ from xai_lab.store.schema import allocation_slots, events, participants, strata,
 from xai_lab.study.allocation import block
 from xai_lab.study.cases import load_case_set, mirrored_probability
 from xai_lab.study.design_file import load_design
-from xai_lab.study.export import COLUMNS, export_study
+from xai_lab.study.export import COLUMNS, export_study, table_file
 from xai_lab.study.flow import InvalidAnswer
 from xai_lab.study.registration import rebuild_derived
 from xai_lab.study.service import NotCurrentStep, ReplayedSubmit, StudyService, UnknownToken
@@ -429,7 +429,8 @@ def test_export_cli_formats_and_bad_study(in_study_home, tmp_path):
     result = run_cli("export", "--study", "exp", "--out", str(tmp_path / "p"), "--format", "parquet",
                      "--database", url)
     assert result.code == 0, result.err
-    assert list(pd.read_parquet(tmp_path / "p" / "trials.parquet").columns[:3]) == ["study_id", "participant_id", "arm"]
+    columns = pd.read_parquet(table_file(tmp_path / "p", "trials")).columns
+    assert list(columns[:3]) == ["study_id", "participant_id", "arm"]
     missing = run_cli("export", "--study", "nope", "--out", str(tmp_path / "q"), "--database", url)
     assert missing.code == 2 and "no study 'nope'" in missing.err and "exp" in missing.err
     assert run_cli("export", "--study", "exp", "--out", str(tmp_path / "q"), "--format", "xlsx").code == 2

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from xai_lab.analysis.preregistration import Lock
+from xai_lab.errors import XaiLabError
 from xai_lab.study.design import StudyDesign, without_amendable
 from xai_lab.version import __version__
 
@@ -32,9 +33,13 @@ class PreregistrationCheck:
 def check_preregistration(lock: Lock | None, design: dict[str, Any] | None, history: dict[str, Any] | None,
                           rehearsal: bool) -> PreregistrationCheck:
     check = PreregistrationCheck(lock.lock if lock is not None else None)
-    registered = StudyDesign.from_json(design) if design else None
-    if lock is not None and registered is not None:
-        _against_lock(check, lock, registered)
+    if lock is not None:
+        registered = _registered(design)
+        if registered is None:
+            check.deviations.append("the export has no readable design.json, so the design it ran under cannot be "
+                                    "compared with the preregistration; export the study again with `xai-lab export`")
+        else:
+            _against_lock(check, lock, registered)
     _amendments(check, history or {})
     if rehearsal:
         check.deviations.append("exclusions not declared: simulated and pilot participants are included "
@@ -43,6 +48,13 @@ def check_preregistration(lock: Lock | None, design: dict[str, Any] | None, hist
         check.notes.append("no preregistration was given (`xai-lab analyze --preregistration DIR`): the analysis is "
                            "checked only against the amendments recorded while the study ran")
     return check
+
+
+def _registered(design: dict[str, Any] | None) -> StudyDesign | None:
+    try:
+        return StudyDesign.from_json(design) if design else None
+    except (KeyError, TypeError, ValueError, XaiLabError):  # a hand-made or truncated design.json
+        return None
 
 
 def _against_lock(check: PreregistrationCheck, lock: Lock, registered: StudyDesign) -> None:

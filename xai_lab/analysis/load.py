@@ -27,7 +27,7 @@ import pandas as pd
 
 from xai_lab.errors import DataError
 from xai_lab.study.design import ARMS
-from xai_lab.study.export import CONTRACT
+from xai_lab.study.export import CONTRACT, table_file
 
 TABLES = ("participants", "trials", "ratings")
 
@@ -128,16 +128,15 @@ def _json(directory: Path, name: str) -> dict | None:
 
 
 def _read(directory: Path, name: str) -> pd.DataFrame | None:
-    csv, parquet = directory / f"{name}.csv", directory / f"{name}.parquet"
+    path = table_file(directory, name)  # the Psych-DS layout, or the flat one of earlier exports
     try:
-        if csv.is_file():
-            return pd.read_csv(csv, dtype={"participant_id": str, "rater_id": str, "target_id": str,
-                                           "case_id": str})
-        if parquet.is_file():
-            return pd.read_parquet(parquet)
+        if path is not None and path.suffix == ".csv":
+            return pd.read_csv(path, dtype={"participant_id": str, "rater_id": str, "target_id": str,
+                                            "case_id": str})
+        if path is not None:
+            return pd.read_parquet(path)
     except (ValueError, OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read {csv if csv.is_file() else parquet}: {str(error).splitlines()[0]}; "
-                        "re-export it") from None
+        raise DataError(f"cannot read {path}: {str(error).splitlines()[0]}; re-export it") from None
     return None
 
 

@@ -51,8 +51,11 @@ def add_study_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="write a study's participants, trials, ratings and questionnaire "
                                                 "files with a codebook")
     export.add_argument("--study", required=True, help="study id (as in the design file)")
-    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--out", help="output folder (required unless --payment)")
     export.add_argument("--format", default="csv", choices=("csv", "parquet"))
+    export.add_argument("--payment", metavar="FILE",
+                        help="instead, write the recruitment panel's payment file (panel ids, status, completion "
+                             "code; no answers, no participant ids) to FILE")
     _database_option(export)
     export.set_defaults(run=_run_export)
 
@@ -137,8 +140,15 @@ def _level_effect(text: str) -> tuple[str, str, float]:
 
 def _run_export(args: argparse.Namespace) -> int:
     from xai_lab.store.database import open_database
-    from xai_lab.study.export import export_study
+    from xai_lab.study.export import export_payment, export_study
 
+    if args.payment:
+        rows = export_payment(open_database(args.database), args.study, Path(args.payment))
+        print(f"payment file of {args.study!r}: {rows} panel participant(s) in {args.payment} (it holds the panel's "
+              "ids: keep it apart from the data)")
+        return 0
+    if not args.out:
+        raise ConfigError("export needs --out DIR (or --payment FILE for the panel's payment file)")
     counts = export_study(open_database(args.database), args.study, Path(args.out), args.format)
     print(f"exported {args.study!r} to {args.out}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
     return 0

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from xai_lab.errors import ConfigError
 from xai_lab.paths import lab_home
-from xai_lab.store.schema import metadata, participants, schema_version, studies, trials
+from xai_lab.store.schema import metadata, panel_entries, participants, schema_version, studies, trials
 
 DATABASE_ENV = "XAI_LAB_DATABASE_URL"
 DEFAULT_FILE = "xai_lab.db"
@@ -139,6 +139,11 @@ def _migration_6(connection: Connection) -> None:
             participants.c.step_key != "consent", participants.c.status != "declined").values(consent_version=version))
 
 
+def _migration_7(connection: Connection) -> None:
+    """panel_entries: recruitment panels' participant ids, kept apart from the answers."""
+    panel_entries.create(connection, checkfirst=True)
+
+
 def _add_missing_columns(connection: Connection, table: Table, names: tuple[str, ...]) -> None:
     """ALTER TABLE ... ADD COLUMN for those of `names` the database lacks, typed as `schema` declares
     them (compiled for this database's dialect), so a migration never restates a column's type."""
@@ -152,7 +157,8 @@ def _add_missing_columns(connection: Connection, table: Table, names: tuple[str,
 # (version, step): append, never edit, once a version has shipped.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2),
                                                                (3, _migration_3), (4, _migration_4),
-                                                               (5, _migration_5), (6, _migration_6)]
+                                                               (5, _migration_5), (6, _migration_6),
+                                                               (7, _migration_7)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -98,6 +98,22 @@ events = Table(
     Index("ix_events_participant", "participant_id", "event_id"),
 )
 
+# Recruitment panels' ids (e.g. Prolific's PROLIFIC_PID), apart from every answer: never in the event
+# log or a data export, only in the payment file (xai_lab.study.recruitment). One panel id is one
+# participant: a second visit resumes it.
+panel_entries = Table(
+    "panel_entries", metadata,
+    Column("participant_id", String(32), ForeignKey("participants.participant_id"), primary_key=True),
+    Column("study_id", String(64), nullable=False),
+    Column("panel", String(16), nullable=False),
+    Column("panel_id", String(128), nullable=False),
+    Column("parameters", JSON, nullable=False),  # every captured URL parameter, the id included
+    Column("entered_at", String(32), nullable=False),
+    Column("visits", Integer, nullable=False, default=1),
+    Column("last_seen_at", String(32), nullable=False),
+    UniqueConstraint("study_id", "panel_id", name="uq_panel_entries_id"),
+)
+
 strata = Table(
     "strata", metadata,
     Column("study_id", String(64), primary_key=True),

@@ -38,8 +38,8 @@ MAX_ENROLMENTS = 100_000
 MAX_SEED = 2**63 - 1
 # The version of the stored design's shape. Raise it when a setting is added (and give the setting
 # `since=` the new number), so a release that cannot read a stored design says so instead of misreading it.
-# 2: [factors] (conditions as factors) and analysis.factor.
-DESIGN_SCHEMA = 2
+# 2: [factors] (conditions as factors) and analysis.factor. 3: [recruitment] (panels).
+DESIGN_SCHEMA = 3
 
 
 @dataclass(frozen=True)
@@ -199,12 +199,49 @@ class EnrolmentSpec:
                                          help="most participants the shared code link may enrol; unset: no cap")
 
 
+# Panels' URL parameters; the first names the panel's participant id (one id is one participant).
+PANEL_PRESETS: dict[str, tuple[str, ...]] = {
+    "prolific": ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
+    "mturk": ("workerId", "assignmentId", "hitId"),
+    "sona": ("id",),  # SONA Systems passes its survey code as ?id=%SURVEY_CODE%
+}
+PANELS = ("none", *PANEL_PRESETS, "custom")
+
+
+@dataclass(frozen=True)
+class RecruitmentSpec:
+    """Where participants come from: a recruitment panel's URL parameters to capture, where the
+    participant goes when they finish (with the completion code) and when they decline."""
+
+    panel: str = setting("none", choices=PANELS, since=3, custom=True,
+                         help="`prolific`, `mturk`, `sona` (their URL parameters), `custom` (name them in "
+                              "`parameters`) or `none`")
+    parameters: tuple[str, ...] = setting((), since=3, custom=True,
+                                          help="the URL parameters to capture; the first is the panel's participant "
+                                               "id (default: the panel's own, e.g. PROLIFIC_PID, STUDY_ID, "
+                                               "SESSION_ID)")
+    completion_url: str = setting("", since=3, custom=True,
+                                  help="where the last page sends a participant who finished; `{code}` is replaced "
+                                       "by `completion_code`")
+    completion_code: str = setting("", since=3, custom=True, help="the panel's completion code")
+    screenout_url: str = setting("", since=3, custom=True,
+                                 help="where a participant who declines consent (or withdraws) is sent, e.g. the "
+                                      "panel's \"return your submission\" page")
+
+    @property
+    def id_parameter(self) -> str | None:
+        return self.parameters[0] if self.parameters else None
+
+    def completion_link(self) -> str:
+        return self.completion_url.replace("{code}", self.completion_code)
+
+
 # The declared sections, by their TOML table (the docs table and `xai-lab study settings` list these).
 DESIGN_SECTIONS: dict[str, type] = {
     "data": DataSpec, "cases": CaseSpec, "allocation": AllocationSpec, "explanation": ExplanationSpec,
     "attention": AttentionSpec, "peer_rating": PeerRatingSpec, "peer_rating.items": LikertItem,
     "questionnaire.items": LikertItem, "peer_rating.vignettes": Vignette, "trials": TrialSpec,
-    "analysis": AnalysisSpec, "enrolment": EnrolmentSpec, "factors.NAME": Factor,
+    "analysis": AnalysisSpec, "enrolment": EnrolmentSpec, "factors.NAME": Factor, "recruitment": RecruitmentSpec,
 }
 
 
@@ -232,6 +269,8 @@ class StudyDesign:
     # Conditions as crossed factors (xai_lab.study.factors); empty: the arms are the one between factor.
     factors: tuple[Factor, ...] = setting((), since=2, custom=True,
                                           help="`[factors.NAME]` tables: what participants see, as crossed factors")
+    recruitment: RecruitmentSpec = setting(RecruitmentSpec(), since=3, custom=True,
+                                           help="`[recruitment]`: a panel's URL parameters and redirects")
     source: str = ""  # the file it came from
 
     @property
@@ -306,13 +345,15 @@ def consent_version(text: str) -> str:
 
 
 # What may change in a registered study that already has participants (an amendment, recorded and
-# reported): the consent text (after an ethics amendment) and the analysis plan (a deviation the report
-# flags against the preregistration). Everything else changes what participants see: a new study id.
-AMENDABLE = ("consent_text", "analysis")
+# reported): the consent text (after an ethics amendment), the analysis plan (a deviation the report
+# flags against the preregistration) and the recruitment redirects. Everything else changes what
+# participants see: a new study id.
+# The panel's redirects may be corrected too (a typo in the completion host sends nobody back).
+AMENDABLE = ("consent_text", "analysis", "recruitment")
 
 
 def without_amendable(design: StudyDesign) -> StudyDesign:
-    return replace(design, consent_text="", analysis=AnalysisSpec())
+    return replace(design, consent_text="", analysis=AnalysisSpec(), recruitment=RecruitmentSpec())
 
 
 def order_arms(assignment: str) -> list[str]:

@@ -41,6 +41,7 @@ from xai_lab.study.design import (
 from xai_lab.study.design_analysis import read_analysis
 from xai_lab.study.design_factors import factor_arms, factor_checks, read_factors
 from xai_lab.study.design_fields import read_section, read_setting
+from xai_lab.study.design_recruitment import read_recruitment
 from xai_lab.study.design_toml import TomlTable, identifier, short, unique_ids
 from xai_lab.study.factors import allocation_units
 
@@ -111,6 +112,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         trials=_trials(top.table("trials", optional=True)),
         analysis=read_analysis(top.table("analysis", optional=True), arms, factors),
         factors=factors,
+        recruitment=read_recruitment(top.table("recruitment", optional=True)),
         source=source,
     )
     top.done()

@@ -17,6 +17,7 @@ from xai_lab.errors import ConfigError, StudyError
 from xai_lab.store.schema import events, participants, studies
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.events import end_participation
+from xai_lab.study.recruitment import forget_panel_id
 
 MAX_REASON_CHARS = 500
 
@@ -55,6 +56,8 @@ def erase_participant(engine: Engine, study_id: str, participant_id: str, reason
         deleted = StudyDesign.from_json(stored).withdrawal == "delete"
         event = end_participation(connection, study_id, row, deleted, kind="erased",
                                   extra={"by": by, "reason": reason})
+        if deleted:
+            forget_panel_id(connection, participant_id)
     return Erasure(study_id, participant_id, deleted, by, reason, event["created_at"])
 
 

@@ -1,9 +1,14 @@
 """`export_study`: the study's data as analysis-ready files with a fixed column contract.
 
-Files (CSV, or Parquet with ``fmt="parquet"``), each starting with exactly the contracted
-columns, in order, extra columns after them; plus ``codebook.md`` describing every column and
-``flow.json`` with CONSORT counts. No tokens (only their hashes are stored, and those are not
-exported either) and no free text.
+The export is a Psych-DS dataset (the standard jsPsych, lab.js and DataPipe write):
+``dataset_description.json`` (a schema.org Dataset whose ``variableMeasured`` lists every column with
+its codebook meaning), ``README.md``, and the tables under ``data/`` with Psych-DS keyword names,
+``data/study-<id>_description-<table>_data.csv`` (or ``.parquet`` with ``fmt="parquet"``; Psych-DS
+itself knows CSV only). Each table starts with exactly the contracted columns, in order, extra
+columns after them. Beside them: ``codebook.md``, ``flow.json`` (CONSORT counts), ``design.json``,
+``consent_versions.json`` and ``design_history.json``, listed in ``.psychdsignore``. No tokens (only
+their hashes are stored, and those are not exported either) and no free text. `table_file` finds a
+table in this layout or in the flat one (``trials.csv``) that exports had before.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from xai_lab.private_files import private_staging, write_private_csv, write_priv
 from xai_lab.store.schema import column_meanings, events, participants, questionnaire_answers, ratings, studies, trials
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.design import StudyDesign
+from xai_lab.study.recruitment import payment_rows
 from xai_lab.study.registration import amendments
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -41,7 +47,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "withdrawn_at": "withdrawal time, ISO 8601 UTC (empty unless withdrawn)",
         "attention_failures": "attention checks answered wrongly",
         "pilot": "true for pilot participants (their records seed peer rating)",
-        "enrolled_via": "how the participant arrived: code (the shared link), invite (a personal link from "
+        "enrolled_via": "how the participant arrived: code (the shared link), panel (the shared link from a "
+                        "recruitment panel, whose id is only in the payment file), invite (a personal link from "
                         "`xai-lab invite`), api, or simulation (`xai-lab simulate`: not a person; `xai-lab analyze` "
                         "leaves them out unless --rehearsal)",
         "consent_version": "the version of the consent text the participant last agreed to (the first 12 hex "
@@ -102,10 +109,12 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         consents = consent_texts(connection, study_id, record)
         history = design_history(connection, study_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
+    (out_dir / DATA_DIR).mkdir(exist_ok=True)
+    counts, written = {}, {}
     for name, frame in tables.items():
         frame = frame[list(COLUMNS[name]) + [c for c in frame.columns if c not in COLUMNS[name]]]
-        path = out_dir / f"{name}.{fmt}"
+        written[name] = frame
+        path = table_path(out_dir, study_id, name, fmt)
         # participants' data: owner-only (0600), replaced atomically; CSV cells never run as formulas
         if fmt == "csv":
             write_private_csv(path, frame)
@@ -120,7 +129,71 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
     # the registered design: `xai-lab analyze` reads the declared estimand ([analysis]) and allocation from it
     write_private_text(out_dir / "design.json", json.dumps(design, indent=2) + "\n")
     write_private_text(out_dir / "codebook.md", codebook(study_id, question, positive, record))
+    write_private_text(out_dir / "dataset_description.json",
+                       json.dumps(dataset_description(record, written), indent=2) + "\n")
+    write_private_text(out_dir / "README.md", _readme(record))
+    write_private_text(out_dir / ".psychdsignore", "\n".join(SIDE_FILES) + "\n")
     return counts
+
+
+# Psych-DS: the data files live under data/ with keyword names; the lab's other files are listed in
+# .psychdsignore, so the validator checks only what its specification covers.
+DATA_DIR = "data"
+SIDE_FILES = ("codebook.md", "flow.json", "design.json", "consent_versions.json", "design_history.json")
+PSYCHDS_CONTEXT = "http://schema.org/"
+
+
+def table_path(out_dir: Path, study_id: str, name: str, fmt: str = "csv") -> Path:
+    """Where the export writes a table: Psych-DS keyword values are letters and digits only."""
+    keyword = "".join(ch for ch in study_id if ch.isalnum()) or "study"
+    return out_dir / DATA_DIR / f"study-{keyword}_description-{name}_data.{fmt}"
+
+
+def table_file(directory: Path, name: str) -> Path | None:
+    """A table of an export: the Psych-DS layout (data/..._description-NAME_data.csv or .parquet), or the
+    flat layout of earlier exports (NAME.csv, NAME.parquet); None when the export lacks it."""
+    for flat in (directory / f"{name}.csv", directory / f"{name}.parquet"):
+        if flat.is_file():
+            return flat
+    for fmt in ("csv", "parquet"):
+        found = sorted((directory / DATA_DIR).glob(f"study-*_description-{name}_data.{fmt}"))
+        if found:
+            return found[0]
+    return None
+
+
+def dataset_description(design: StudyDesign, tables: dict[str, pd.DataFrame]) -> dict:
+    """The Psych-DS `dataset_description.json`: a schema.org Dataset whose variableMeasured names every
+    column of every data file (the validator's containsAllColumns rule) with its codebook meaning."""
+    meanings: dict[str, str] = {}
+    for name, frame in tables.items():
+        for column in frame.columns:
+            meanings.setdefault(column, _meaning(name, column, design))
+    return {
+        "@context": PSYCHDS_CONTEXT, "@type": "Dataset", "name": design.title,
+        "description": (f"Export of the xai-lab study {design.id!r}: participants, trials, peer ratings and "
+                        f"questionnaire answers of a randomised experiment on clinicians' use of AI advice (arms "
+                        f"{', '.join(design.arms)}). Column meanings are in codebook.md."),
+        "schemaVersion": "Psych-DS 1.0.0", "identifier": design.id,
+        "keywords": ["explainable AI", "clinician trust", "AI advice", "reliance", "xai-lab"],
+        "variableMeasured": [{"@type": "PropertyValue", "name": column, "description": meaning}
+                             for column, meaning in meanings.items()],
+    }
+
+
+def _meaning(table: str, column: str, design: StudyDesign) -> str:
+    if column in COLUMNS[table]:
+        return COLUMNS[table][column]
+    if column.startswith("factor_"):
+        return f"the level of factor {column.removeprefix('factor_')} this trial was read under"
+    return f"{table}: {column.replace('_', ' ')}"
+
+
+def _readme(design: StudyDesign) -> str:
+    return (f"# {design.title}\n\nExport of the xai-lab study `{design.id}`, laid out as a Psych-DS dataset: the "
+            "tables are under `data/`, their columns are described in `dataset_description.json` and in "
+            "`codebook.md`. `flow.json` gives the participant flow (CONSORT), `design.json` the registered design, "
+            "`consent_versions.json` every consent text and `design_history.json` the amendments.\n")
 
 
 def export_zip(engine: Engine, study_id: str, fmt: str = "csv") -> bytes:
@@ -129,9 +202,30 @@ def export_zip(engine: Engine, study_id: str, fmt: str = "csv") -> bytes:
         export_study(engine, study_id, Path(folder), fmt)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(Path(folder).iterdir()):
-                archive.write(path, path.name)
+            for path in sorted(Path(folder).rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(folder).as_posix())
     return buffer.getvalue()
+
+
+def export_payment(engine: Engine, study_id: str, path: Path) -> int:
+    """The recruitment panel's payment file: one row per panel participant (panel parameters, how the
+    participation ended, the completion code given), kept out of the data export because it holds the
+    panel's ids; no participant id, so it cannot be joined to the answers. Returns the rows written."""
+    with engine.connect() as connection:
+        stored = connection.execute(select(studies.c.design).where(studies.c.study_id == study_id)).scalar()
+        if stored is None:
+            raise ConfigError(f"no study {study_id!r} in the database; check --study (the id in the design file)")
+        design = StudyDesign.from_json(stored)
+        if design.recruitment.id_parameter is None:
+            raise ConfigError(f"study {study_id!r} recruits through no panel ([recruitment] panel); it has no "
+                              "payment file")
+        rows = payment_rows(connection, design)
+    columns = ["panel", *design.recruitment.parameters, "status", "entered_at", "completed_at", "withdrawn_at",
+               "visits", "completion_code"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private_csv(path, pd.DataFrame(rows, columns=columns))
+    return len(rows)
 
 
 def _score_settings(design: StudyDesign, case_set: CaseSet) -> tuple[str, str]:

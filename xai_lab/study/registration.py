@@ -73,6 +73,8 @@ def _amendment(existing, design: StudyDesign, case_set: CaseSet) -> dict[str, An
         change["changed"].append("consent")
         change.update(consent_from=stored.consent_version, consent_to=design.consent_version,
                       consent_text_from=stored.consent_text)
+    if stored.recruitment != design.recruitment:
+        change["changed"].append("recruitment")
     if stored.analysis != design.analysis:
         change["changed"].append("analysis")
         change.update(analysis_from=asdict(stored.analysis), analysis_to=asdict(design.analysis))

@@ -23,23 +23,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import IntegrityError
 
 from xai_lab.errors import StudyError
 from xai_lab.store import repository as repo
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import participants, studies
-from xai_lab.study import flow
+from xai_lab.study import flow, recruitment
 from xai_lab.study.cases import CaseSet
 from xai_lab.study.clock import elapsed_ms, shown_reading
 from xai_lab.study.design import StudyDesign
 from xai_lab.study.events import apply_event, end_participation
 from xai_lab.study.flow import InvalidAnswer, StepKey
+from xai_lab.study.recruitment import PanelArrival
 from xai_lab.study.registration import register_study
 from xai_lab.study.steps import STEP_KINDS, StepContent, StepContext, kind_of, parse_step_key
 from xai_lab.study.steps.trial import check_viewer_activity
 
 TOKEN_BYTES = 24  # 192 bits, above the 128 the design requires
-ENROLMENT_ROUTES = ("code", "invite", "simulation", "api")
+ENROLMENT_ROUTES = ("code", "invite", "simulation", "api", "panel")
+CAPPED_ROUTES = ("code", "panel")  # the shared link, with or without a panel's parameters
 # Map toggles and viewer reports kept per step and kind: far above what a reader does in one trial
 # (viewer reports are cumulative, so the last kept one holds everything up to it); a scripted
 # client sending hundreds in seconds stops adding rows here.
@@ -97,18 +100,48 @@ class StudyService:
     def enrol(self, pilot: bool = False, via: str = "api") -> str:
         """A new participant; returns their token (the only copy). `via` says how they arrived:
         ``code`` (the shared enrolment link, capped by ``enrolment.max_enrolments``), ``invite``,
-        ``simulation`` or ``api``."""
-        if via not in ENROLMENT_ROUTES:
-            raise StudyError(f"unknown enrolment route {via!r}; use one of {', '.join(ENROLMENT_ROUTES)}")
+        ``simulation`` or ``api``; panel participants enrol through `enrol_from_panel`."""
+        if via not in ENROLMENT_ROUTES or via == "panel":
+            raise StudyError(f"unknown enrolment route {via!r}; use one of code, invite, simulation, api")
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        participant_id = "p" + secrets.token_hex(6)
         with self.engine.begin() as connection:
             if via == "code":
                 self._check_code_capacity(connection)
-            event = repo.append_event(connection, self.design.id, participant_id, "enrolled",
-                                      {"token_sha256": hash_token(token), "pilot": pilot, "via": via})
-            apply_event(connection, event)
+            self._new_participant(connection, token, pilot, via)
         return token
+
+    def enrol_from_panel(self, arrival: PanelArrival) -> tuple[str, bool]:
+        """The participant of a recruitment panel's id: (token, whether enrolled now). The same id
+        always gives the same participant (the token is derived from it), so a second visit resumes;
+        two visits racing each other meet at the unique panel id, and the later one resumes."""
+        for _ in range(2):
+            try:
+                with self.engine.begin() as connection:
+                    token = recruitment.panel_token(connection, self.design.id, arrival.panel_id)
+                    if recruitment.seen_again(connection, self.design.id, arrival.panel_id):
+                        return token, False
+                    self._check_code_capacity(connection)
+                    participant_id = self._new_participant(connection, token, False, "panel")
+                    recruitment.record_entry(connection, self.design.id, participant_id,
+                                             self.design.recruitment.panel, arrival)
+                    return token, True
+            except IntegrityError:
+                continue  # the other visit enrolled this id first: resume it
+        raise StudyError("this panel id could not be enrolled; reload the page")
+
+    def arrived_from_panel(self, token: str) -> bool:
+        """Whether this participant came from the recruitment panel (and so goes back to it at the end)."""
+        with self.engine.connect() as connection:
+            participant_id = connection.execute(select(participants.c.participant_id).where(
+                participants.c.token_sha256 == hash_token(token))).scalar()
+            return participant_id is not None and recruitment.has_panel_entry(connection, participant_id)
+
+    def _new_participant(self, connection: Connection, token: str, pilot: bool, via: str) -> str:
+        participant_id = "p" + secrets.token_hex(6)
+        event = repo.append_event(connection, self.design.id, participant_id, "enrolled",
+                                  {"token_sha256": hash_token(token), "pilot": pilot, "via": via})
+        apply_event(connection, event)
+        return participant_id
 
     def knows(self, token: str) -> bool:
         """Whether this token belongs to a participant of this study (read-only: nothing is shown or logged)."""
@@ -127,7 +160,7 @@ class StudyService:
         # BEGIN IMMEDIATE already serialises them), so the cap cannot be overshot.
         connection.execute(select(studies.c.study_id).where(studies.c.study_id == self.design.id).with_for_update())
         enrolled = connection.execute(select(func.count()).select_from(participants).where(
-            participants.c.study_id == self.design.id, participants.c.enrolled_via == "code")).scalar_one()
+            participants.c.study_id == self.design.id, participants.c.enrolled_via.in_(CAPPED_ROUTES))).scalar_one()
         if enrolled >= cap:
             raise EnrolmentClosed("this study has all the participants it needs through this link, so it is closed "
                                   "to new participants; thank you for your interest. If you were sent a personal "

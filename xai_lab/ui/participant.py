@@ -33,6 +33,7 @@ from xai_lab.study.access import (
     participant_cookie,
 )
 from xai_lab.study.catalogue import ServedStudy
+from xai_lab.study.recruitment import PanelArrival, panel_arrival
 from xai_lab.study.service import EnrolmentClosed, NotCurrentStep, Step, UnknownToken
 from xai_lab.ui import resources
 from xai_lab.ui.answering import next_step_key, notices, sentence
@@ -131,6 +132,9 @@ def _token(served: ServedStudy) -> str | None:
     key = _token_key(served)
     if key in st.session_state:
         return st.session_state[key]
+    arrival = panel_arrival(served.design, st.query_params)
+    if arrival is not None and not st.query_params.get("token"):
+        return _panel_enrol(served, arrival)
     starting_anew = st.session_state.get(_anew_key(served), False)
     linked = st.query_params.get("token")
     remembered = None if starting_anew else _remembered_token(served)
@@ -154,6 +158,33 @@ def _token(served: ServedStudy) -> str | None:
     if started and _enrol(served, typed, once_per_browser=False):
         st.rerun()
     return None
+
+
+def _panel_enrol(served: ServedStudy, arrival: PanelArrival) -> str | None:
+    """A recruitment panel's link (the study's code and the panel's parameters): the panel id's
+    participant, enrolled now or resumed, whichever browser it comes from."""
+    guard, client, scope = resources.access_guard(), resources.client_address(), f"code:{served.design.id}"
+    code = st.query_params.get("code") or ""
+    attempt = guard.try_secret(scope, client, lambda: code_matches(served.service.engine, served.design.id, code),
+                               enrolling=True)
+    st.title(served.design.title)
+    if attempt.wait_s > 0:
+        st.error(f"Too many attempts from this computer. Please wait {attempt.wait_s:.0f} seconds and reload.")
+        return None
+    if not attempt.matched:
+        st.error("This study link is incomplete: it lacks the study's code. Please go back to the recruitment site "
+                 "and open the study from there again, or write to the study team.")
+        return None
+    try:
+        token, new = served.service.enrol_from_panel(arrival)
+    except EnrolmentClosed as error:
+        st.info(sentence(str(error)))
+        return None
+    if new:
+        guard.enrolled(scope, client)
+    st.session_state[_token_key(served)] = token
+    st.rerun()  # draw the participant's step afresh: this run drew the arrival's title
+    return token
 
 
 def _anew_key(served: ServedStudy) -> str:
@@ -278,6 +309,26 @@ def _continue_later(served: ServedStudy, token: str) -> None:
 
 
 def _ended(served: ServedStudy, token: str, step: Step) -> None:
+    _ended_message(served, step)
+    spec = served.design.recruitment
+    if spec.id_parameter is not None and served.service.arrived_from_panel(token):
+        _back_to_panel(spec.completion_link() if step.status == "completed" else spec.screenout_url,
+                       step.status == "completed")
+
+
+def _back_to_panel(url: str, completed: bool) -> None:
+    """Send a panel participant on to the panel (its completion or screen-out page): at once, with a
+    button for a browser that blocks the redirect."""
+    words = ("Continue to the recruitment site to confirm your completion" if completed else
+             "Return to the recruitment site")
+    st.link_button(words, url, type="primary")
+    st.caption("You are being taken back to the recruitment site. If nothing happens, press the button above.")
+    target = json.dumps(url).replace("</", "<\\/")
+    st.html(f"<script>setTimeout(function () {{ window.location.assign({target}); }}, 1500);</script>",
+            unsafe_allow_javascript=True, width="content")
+
+
+def _ended_message(served: ServedStudy, step: Step) -> None:
     messages = {
         "completed": "You have finished. Thank you for taking part; you can close this window.",
         "declined": "You chose not to take part. Nothing else will be recorded; you can close this window.",

@@ -6,6 +6,9 @@ all without one). Nothing from the database is read or drawn before a successful
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -13,7 +16,7 @@ from xai_lab.errors import XaiLabError
 from xai_lab.paths import report_dir
 from xai_lab.study.access import admin_password, enrolment_code, password_matches
 from xai_lab.study.erasure import erase_participant, erasures
-from xai_lab.study.export import export_zip
+from xai_lab.study.export import export_payment, export_zip
 from xai_lab.study.monitor import FAST_MEDIAN_MS, StudyStatus, list_study_ids, monitor_study
 from xai_lab.ui import resources
 
@@ -150,6 +153,15 @@ def _exports(study_id: str) -> None:
     if built and built[:2] == (study_id, fmt):
         st.download_button(f"Download {study_id}-export.zip", built[2], file_name=f"{study_id}-export.zip",
                            mime="application/zip", type="primary")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            export_payment(resources.database(), study_id, Path(folder) / "payment.csv")
+            payment = (Path(folder) / "payment.csv").read_bytes()
+    except XaiLabError:
+        payment = None  # no recruitment panel: no payment file
+    if payment is not None:
+        st.download_button("Download the panel's payment file (panel ids: keep it apart from the data)", payment,
+                           file_name=f"{study_id}-payment.csv", mime="text/csv")
     report = report_dir(study_id) / "report.html"
     if report.is_file():
         st.download_button("Download the analysis report (HTML)", report.read_bytes(), file_name="report.html",
