@@ -107,7 +107,8 @@ def test_one_panel_id_is_one_participant_and_ids_stay_in_the_payment_file(servic
                                      "completed_at", "withdrawn_at", "visits", "completion_code"]
     paid = payment.set_index("PROLIFIC_PID")
     assert paid.loc[pid, "status"] == "completed" and paid.loc[pid, "completion_code"] == "C1ABC2DE"
-    assert paid.loc["aaaabbbbccccdddd", "status"] == "declined" and paid.loc["aaaabbbbccccdddd", "completion_code"] == ""
+    declined = paid.loc["aaaabbbbccccdddd"]
+    assert declined["status"] == "declined" and declined["completion_code"] == ""
     assert "participant_id" not in payment.columns
     assert run_cli("study", "prepare", str(Path(service.design.source).with_name("t.toml"))).code == 0
     plain = run_cli("export", "--study", "t", "--payment", str(tmp_path / "none.csv"))

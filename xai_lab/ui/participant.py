@@ -1,11 +1,15 @@
 """Participant pages: one screen per study step, always the step the server says is current.
 
 One person, one participant. A participant arrives with a personal link ``?study=ID&token=...``
-(`xai-lab invite`), or with the study's shared link ``?study=ID&code=CODE`` (or types the code
-into the box), which enrols. Once a session knows its token, the page replaces the address
-bar's entry with the personal link (no new history entry, so Back never strips it) and the
-server stores the token in an HttpOnly cookie for this study, so this browser reopening the
-shared link resumes the same participant; a new browser with the code is a new participant.
+(`xai-lab invite`), with the study's shared link ``?study=ID&code=CODE`` (or types the code
+into the box), which enrols, or with that link from a recruitment panel carrying the panel's
+parameters (``&PROLIFIC_PID=...``): one panel id is one participant, in any browser
+(`xai_lab.study.recruitment`), sent back to the panel at the end. Once a session knows its token,
+the page replaces the address bar's entry with the personal link and the server stores the token in
+an HttpOnly cookie for this study, so this browser reopening the shared link resumes the same
+participant; a new browser with the code is a new participant. Each step then adds one history
+entry of the personal link, so Back mid-study shows the current step (as oTree does) instead of
+leaving the study.
 The personal link is shown under "Continue later" for other devices. The page is always drawn
 from `service.resume`, so reload, Back and a second tab land on the current step, and an answer
 to any other step is refused by the service (and shown here as a calm notice, not an error).
@@ -80,6 +84,7 @@ def _render() -> None:
             _continue_later(served, token)
             _withdraw_box(served, token)
     _remember(served, token)
+    _history_entry(served, token, step)
 
 
 def _current_step(served: ServedStudy, token: str) -> Step:
@@ -285,8 +290,31 @@ def _remember(served: ServedStudy, token: str) -> None:
     st.html(remember_script(served.design.id, token), unsafe_allow_javascript=True, width="content")
 
 
+def _history_entry(served: ServedStudy, token: str, step: Step) -> None:
+    """One browser history entry per step (the personal link, marked with the step's key), so the Back
+    reflex mid-study lands on the study's page, which shows the current step, instead of leaving for
+    the page before the invitation. A reload or a rerun of the same step adds none (the entry is marked)."""
+    st.html(step_entry_script(served.design.id, token, f"{step.key}|{step.status}"), unsafe_allow_javascript=True,
+            width="content")
+
+
+def step_entry_script(study_id: str, token: str, marker: str) -> str:
+    values, mark = script_value({"study": study_id, "token": token}), script_value(marker)
+    return (f"<script>(function () {{ const v = {values}; const mark = {mark};"
+            "const state = window.history.state || {};"
+            "if (state.xaiLabStep === mark) { return; }"
+            "const url = new URL(window.location.href); url.search = new URLSearchParams(v).toString();"
+            "window.history.pushState(Object.assign({}, state, {xaiLabStep: mark}), '', url.toString());"
+            "})();</script>")
+
+
+def script_value(value: object) -> str:
+    """A value as a JavaScript literal inside <script>: JSON, with "</" broken so it cannot end the script."""
+    return json.dumps(value).replace("</", "<\\/")
+
+
 def remember_script(study_id: str, token: str) -> str:
-    values = json.dumps({"study": study_id, "token": token}).replace("</", "<\\/")
+    values = script_value({"study": study_id, "token": token})
     return (f"<script>(function () {{ const v = {values};"
             "const url = new URL(window.location.href); url.search = new URLSearchParams(v).toString();"
             "window.history.replaceState(window.history.state, '', url.toString());"
@@ -323,7 +351,7 @@ def _back_to_panel(url: str, completed: bool) -> None:
              "Return to the recruitment site")
     st.link_button(words, url, type="primary")
     st.caption("You are being taken back to the recruitment site. If nothing happens, press the button above.")
-    target = json.dumps(url).replace("</", "<\\/")
+    target = script_value(url)
     st.html(f"<script>setTimeout(function () {{ window.location.assign({target}); }}, 1500);</script>",
             unsafe_allow_javascript=True, width="content")
 
