@@ -227,7 +227,33 @@ def _sensitivity(tables: ExportTables, indicators: pd.DataFrame, declared: Decla
     for name, members in subsets.items():
         subset = indicators[indicators["participant_id"].isin(set(members.astype(str)))]
         rows.append((name, contrast(subset, declared.primary, declared.a, declared.b) if len(subset) else None))
+    attended = _attended_trials(tables, indicators)
+    if attended is not None:
+        name, subset = attended
+        rows.append((name, contrast(subset, declared.primary, declared.a, declared.b) if len(subset) else None))
     return rows
+
+
+def _attended_trials(tables: ExportTables, indicators: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
+    """The trials the reader stayed on: away (tab hidden, or the window without focus, as jsPsych's
+    interaction data counts leaving) for at most the design's analysis.max_hidden_share of their reading
+    time; None when the export has no attention telemetry. Trials without telemetry count as attended."""
+    trials = tables.trials
+    if trials is None or "hidden_ms" not in trials.columns or trials["hidden_ms"].isna().all() or \
+            not indicators.index.isin(trials.index).all():
+        return None
+    limit = float(((tables.design or {}).get("analysis") or {}).get("max_hidden_share", 0.1))
+    reading = pd.to_numeric(trials["rt_final_ms"], errors="coerce").fillna(0)
+    if "rt_initial_ms" in trials.columns:
+        reading = reading + pd.to_numeric(trials["rt_initial_ms"], errors="coerce").fillna(0)
+    away_ms = pd.to_numeric(trials["hidden_ms"], errors="coerce")
+    if "blurred_ms" in trials.columns:
+        away_ms = away_ms.combine(pd.to_numeric(trials["blurred_ms"], errors="coerce"), max)
+    away = (away_ms / reading.where(reading > 0)) > limit
+    left_out = int(away.loc[indicators.index].sum())
+    name = (f"trials with the tab hidden or the window unfocused at most {limit:.0%} of their reading time "
+            f"({left_out} left out)")
+    return name, indicators[~away.loc[indicators.index].to_numpy()]
 
 
 def _population(tables: ExportTables, indicators: pd.DataFrame) -> str:

@@ -144,6 +144,11 @@ def _migration_7(connection: Connection) -> None:
     panel_entries.create(connection, checkfirst=True)
 
 
+def _migration_8(connection: Connection) -> None:
+    """trials: attention telemetry (time the tab was hidden or the window unfocused; the viewport)."""
+    _add_missing_columns(connection, trials, ("hidden_ms", "blurred_ms", "viewport_width", "viewport_height"))
+
+
 def _add_missing_columns(connection: Connection, table: Table, names: tuple[str, ...]) -> None:
     """ALTER TABLE ... ADD COLUMN for those of `names` the database lacks, typed as `schema` declares
     them (compiled for this database's dialect), so a migration never restates a column's type."""
@@ -158,7 +163,7 @@ def _add_missing_columns(connection: Connection, table: Table, names: tuple[str,
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2),
                                                                (3, _migration_3), (4, _migration_4),
                                                                (5, _migration_5), (6, _migration_6),
-                                                               (7, _migration_7)]
+                                                               (7, _migration_7), (8, _migration_8)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -197,6 +197,12 @@ trials = Table(
                                                     "when no map was shown)")),
     Column("rt_ai_request_ms", Integer, info=described("on_demand workflow only: server-measured ms from showing "
                                                        "the case to the request for the AI (empty if not asked)")),
+    Column("hidden_ms", Integer, info=described("ms the browser tab was hidden while this trial was on screen "
+                                                "(both looks in verify; empty when the browser did not report it)")),
+    Column("blurred_ms", Integer, info=described("ms the window was without focus while this trial was on screen "
+                                                 "(includes hidden time)")),
+    Column("viewport_width", Integer, info=described("the browser viewport's width in CSS pixels on this trial")),
+    Column("viewport_height", Integer, info=described("the browser viewport's height in CSS pixels on this trial")),
 )
 
 ratings = Table(

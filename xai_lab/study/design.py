@@ -190,6 +190,11 @@ class AnalysisSpec:
                                                 "`factor` and `contrast`")
     secondary: tuple[str, ...] = setting((), custom=True, help="other metrics, Holm-adjusted together")
     effect: float | None = setting(None, custom=True, help="the risk difference the study is sized to detect")
+    # Online readers may leave the tab mid-trial; the report re-estimates the primary estimand without
+    # trials hidden for more than this share of their reading time (a sensitivity analysis).
+    max_hidden_share: float = setting(0.1, low=0.0, high=1.0, since=3,
+                                      help="trials whose tab was hidden for more than this share of their reading "
+                                           "time are left out in a sensitivity analysis of the primary estimand")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ sized for. A reader of its own because a contrast is checked against the arms an
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from xai_lab.study.design import AI_METRICS, RATE_METRICS, AnalysisSpec
 from xai_lab.study.design_factors import contrast_factor
 from xai_lab.study.design_fields import read_setting
@@ -15,6 +17,14 @@ from xai_lab.study.factors import Factor
 def read_analysis(table: TomlTable | None, arms: tuple[str, ...], factors: tuple[Factor, ...] = ()) -> AnalysisSpec:
     if table is None:
         return AnalysisSpec()
+    hidden = read_setting(table, AnalysisSpec, "max_hidden_share")
+    if set(table.raw) == {"max_hidden_share"}:  # only the telemetry threshold: the default estimand
+        table.done()
+        return AnalysisSpec(max_hidden_share=hidden)
+    return replace(_estimand(table, arms, factors), max_hidden_share=hidden)
+
+
+def _estimand(table: TomlTable, arms: tuple[str, ...], factors: tuple[Factor, ...]) -> AnalysisSpec:
     primary = read_setting(table, AnalysisSpec, "primary", default=None)  # required in a present table
     if "interaction" in table.raw:
         return _interaction(table, primary, factors)

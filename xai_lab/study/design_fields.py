@@ -139,6 +139,10 @@ def without_later_defaults(cls: type, content: dict[str, Any], schema: int = 1) 
         value = content[field.name]
         spec = field.metadata.get(SETTING)
         kind, _ = _plain(hints[field.name])
+        # compared as written, before its own later settings are dropped: a whole later section (a table
+        # whose every setting is later) at its default is left out, not kept as an empty table
+        if spec is not None and spec.since > schema and _listed(value) == _default_json(field, kind):
+            continue
         if is_dataclass(kind) and isinstance(value, dict):
             value = without_later_defaults(kind, value, schema)
         elif get_origin(kind) is tuple and is_dataclass(get_args(kind)[0]) and isinstance(value, list | tuple):

@@ -23,6 +23,10 @@ from xai_lab.study.steps.base import StepContext, StepKind
 VIEWER_COUNTS = ("zoom_actions", "pan_actions", "window_changes", "resets")
 VIEWER_MAX_COUNT = 100_000
 VIEWER_MAX_ZOOM = 8.0
+# Attention telemetry in the same report: milliseconds away (tab hidden; window without focus, which
+# includes hidden time) and the viewport; bounded as any browser (or a hand-made message) can send them.
+VIEWER_TELEMETRY = {"hidden_ms": 86_400_000, "blurred_ms": 86_400_000, "viewport_width": 20_000,
+                    "viewport_height": 20_000}
 
 
 class Advice(TypedDict):
@@ -290,12 +294,24 @@ def check_viewer_activity(raw: Any) -> dict[str, Any]:
     if isinstance(zoom, bool) or not isinstance(zoom, int | float) or not 1 <= zoom <= VIEWER_MAX_ZOOM:
         raise InvalidAnswer(f"viewer max_zoom must be a number from 1 to {VIEWER_MAX_ZOOM:g}, got {zoom!r}")
     activity["max_zoom"] = round(float(zoom), 2)
+    for name, most in VIEWER_TELEMETRY.items():  # absent from reports of browsers before the telemetry
+        value = raw.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+            raise InvalidAnswer(f"viewer {name} must be a whole number from 0 to {most}, got {value!r}")
+        activity[name] = value
     return activity
 
 
 def viewer_columns(by_phase: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A trial's viewer use over both looks (verify) or its one look: the covariate "looked closely"."""
     reports = list(by_phase.values())
+    told = [r for r in reports if "hidden_ms" in r]  # telemetry: unknown (empty) when no report carried it
     return {"viewer_max_zoom": max((r["max_zoom"] for r in reports), default=1.0),
             "viewer_actions": sum(r["zoom_actions"] + r["pan_actions"] for r in reports),
-            "viewer_window_changes": sum(r["window_changes"] for r in reports)}
+            "viewer_window_changes": sum(r["window_changes"] for r in reports),
+            "hidden_ms": sum(r["hidden_ms"] for r in told) if told else None,
+            "blurred_ms": sum(r.get("blurred_ms", 0) for r in told) if told else None,
+            "viewport_width": told[-1].get("viewport_width") if told else None,
+            "viewport_height": told[-1].get("viewport_height") if told else None}

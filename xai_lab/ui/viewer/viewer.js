@@ -2,7 +2,8 @@
 // canvas; the canvas applies window/level to the radiograph's grey values and then draws the
 // AI's map layer on top, so changing the contrast never recolours the map. Every action is
 // counted and reported once the reader pauses, so the study can log "looked closely" without a
-// server round trip per wheel tick.
+// server round trip per wheel tick. Attention telemetry rides on the same report: how long the tab
+// was hidden and the window without focus while the step was on screen, and the viewport's size.
 
 const ZOOM_STEP = 0.25; // Panzoom's relative step: 1.25x per press
 const MAX_ZOOM = 8;
@@ -50,8 +51,12 @@ function createViewer(root, data, setStateValue) {
   const state = {
     id: data.id, base: null, layer: null, layerSource: null, layerVisible: true,
     preset: 0, windowed: document.createElement("canvas"), grey: null, reportTimer: null,
-    activity: { zoom_actions: 0, pan_actions: 0, window_changes: 0, resets: 0, max_zoom: 1, window: "" },
+    activity: { zoom_actions: 0, pan_actions: 0, window_changes: 0, resets: 0, max_zoom: 1, window: "",
+      hidden_ms: 0, blurred_ms: 0, viewport_width: window.innerWidth, viewport_height: window.innerHeight },
+    hiddenSince: document.hidden ? performance.now() : null,
+    blurredSince: document.hasFocus() ? null : performance.now(),
   };
+  watchAttention();
   const views = (data.side_by_side ? [false, true] : [true]).map((withLayer) => createPane(panes, withLayer));
   let syncing = false;
   for (const view of views) {
@@ -149,9 +154,47 @@ function createViewer(root, data, setStateValue) {
 
   function count(what) {
     state.activity[what] += 1;
+    report();
+  }
+
+  function report() {
     state.activity.window = data.presets[state.preset].label;
     clearTimeout(state.reportTimer);
     state.reportTimer = setTimeout(() => setStateValue("activity", { ...state.activity }), REPORT_AFTER_MS);
+  }
+
+  // One set of page listeners per mounted viewer: a new step's viewer takes them over (AbortController),
+  // so a hidden tab is counted once, on the step on screen.
+  function watchAttention() {
+    root.__xaiAttention?.abort();
+    const listening = new AbortController();
+    root.__xaiAttention = listening;
+    const options = { signal: listening.signal };
+    const changed = () => {
+      const now = performance.now();
+      let back = false;
+      if (document.hidden && state.hiddenSince === null) state.hiddenSince = now;
+      if (!document.hidden && state.hiddenSince !== null) {
+        state.activity.hidden_ms += Math.round(now - state.hiddenSince);
+        state.hiddenSince = null;
+        back = true;
+      }
+      const focused = document.hasFocus() && !document.hidden;
+      if (!focused && state.blurredSince === null) state.blurredSince = now;
+      if (focused && state.blurredSince !== null) {
+        state.activity.blurred_ms += Math.round(now - state.blurredSince);
+        state.blurredSince = null;
+        back = true;
+      }
+      if (back) report(); // the reader is back: the step's record learns how long they were away
+    };
+    document.addEventListener("visibilitychange", changed, options);
+    window.addEventListener("blur", changed, options);
+    window.addEventListener("focus", changed, options);
+    window.addEventListener("resize", () => {
+      state.activity.viewport_width = window.innerWidth;
+      state.activity.viewport_height = window.innerHeight;
+    }, options);
   }
 
   function applyWindow() {
@@ -205,6 +248,7 @@ function createViewer(root, data, setStateValue) {
   }
 
   const ready = setBase(data.base);
+  ready.then(() => report()); // every step's record gets the viewport (and zero hidden time) even untouched
   return {
     id: data.id,
     async update(next) {
