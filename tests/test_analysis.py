@@ -360,7 +360,7 @@ def test_report_is_self_contained_with_every_section(tmp_path):
         set(written["competence"]["contrasts"][0])
     for table in ("metrics_by_arm", "reliance_quadrant", "calibration_bins", "trial_contrasts", "competence_means",
                   "competence_contrasts"):
-        assert (tmp_path / "out" / f"{table}.csv").is_file()
+        assert table_file(tmp_path / "out", table) is not None
 
 
 def test_power_command_writes_table_and_plot(tmp_path):

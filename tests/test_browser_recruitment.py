@@ -3,7 +3,10 @@
 - a Prolific-style link completes and lands on the panel's completion URL with the code; a decline
   lands on the screen-out URL; the same PID opened again (another browser) resumes, never re-enrols;
   the PIDs are only in the payment file;
-- arriving from an invitation page, Back mid-study shows the current step (one participant).
+- arriving from an invitation page, Back mid-study shows the current step (one participant);
+- a switch to another tab mid-trial is recorded on the trial (attention telemetry), with the viewport.
+  Headless Chromium keeps every page's visibilityState "visible", so the switch shows here as the
+  window losing focus (blurred_ms); hidden_ms is the same report's other field.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from conftest import run_cli, serving
 from sqlalchemy import func, select
 from support.chromium import VIEWPORT, idle
 from support.panel_site import panel_site
-from test_browser import Participant, complete, take_part
+from test_browser import Participant, answer_trial, complete, press, take_part
 
 from xai_lab.store.database import open_database
-from xai_lab.store.schema import participants
+from xai_lab.store.schema import participants, trials
 from xai_lab.study.access import enrolment_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.served]
@@ -113,4 +116,43 @@ def test_back_mid_study_shows_the_current_step(browser, served):
     page.go_back()
     idle(page)
     assert participant.key() == step and people() == before + 1  # a second Back: still the study's page
+    context.close()
+
+
+def test_a_tab_switch_mid_trial_is_recorded_on_the_trial(browser, served):
+    site, design, port = served
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{port}/?study=pan&code={enrolment_code(open_database(), 'pan')}")
+    participant = Participant(page, design, "telemetry")
+    take_part(participant, keyboard=False)
+    key = participant.key()
+    press(participant.button("Start"), keyboard=False)
+    key = participant.settle(key)
+    while not key.startswith("trial:0"):
+        answer_trial(participant, key, "normal", keyboard=False)
+        key = participant.settle(key)
+    page.locator(".viewer[data-ready='true']").wait_for(timeout=30_000)
+    session = context.new_cdp_session(page)
+    # Playwright tells every page it has focus; a real browser does not once another tab is in front
+    session.send("Emulation.setFocusEmulationEnabled", {"enabled": False})
+
+    tabs = browser.new_browser_cdp_session()  # another tab in front for two seconds, then back
+    this = session.send("Target.getTargetInfo")["targetInfo"]
+    other = tabs.send("Target.createTarget", {"url": "about:blank", "newWindow": False,
+                                              "browserContextId": this["browserContextId"]})
+    page.wait_for_timeout(2000)
+    tabs.send("Target.closeTarget", {"targetId": other["targetId"]})
+    tabs.send("Target.activateTarget", {"targetId": this["targetId"]})
+    page.wait_for_timeout(1500)  # the viewer reports once the reader is back (after its 600 ms pause)
+    idle(page)
+    participant_id = participant.service.resume(participant.token).participant_id
+    while key.startswith("trial:0"):
+        answer_trial(participant, key, "normal", keyboard=False)
+        key = participant.settle(key)
+    with open_database().connect() as connection:
+        row = connection.execute(select(trials).where(trials.c.participant_id == participant_id,
+                                                      trials.c.trial_index == 0)).mappings().one()
+    assert row["blurred_ms"] >= 1500 and row["hidden_ms"] is not None, dict(row)
+    assert (row["viewport_width"], row["viewport_height"]) == (VIEWPORT["width"], VIEWPORT["height"])
     context.close()

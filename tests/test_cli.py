@@ -16,7 +16,7 @@ COMMANDS = [["data"], ["data", "synth"], ["data", "import"], ["data", "fetch"], 
             ["train"], ["evaluate"], ["demo"], ["explain"], ["explain", "methods"], ["explain", "evaluate"],
             ["explain", "precompute"], ["study"], ["study", "validate"], ["study", "settings"], ["study", "prepare"],
             ["simulate"], ["export"], ["serve"], ["invite"], ["analyze"], ["power"], ["mrmc"], ["model"],
-            ["model", "import"], ["advice"], ["advice", "import"]]
+            ["model", "import"], ["advice"], ["advice", "import"], ["erase"], ["preregister"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

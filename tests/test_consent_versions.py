@@ -16,6 +16,7 @@ from xai_lab.store.schema import participants, trials
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design import consent_version
 from xai_lab.study.design_file import load_design
+from xai_lab.study.export import table_file
 from xai_lab.study.registration import rebuild_derived
 from xai_lab.study.service import NotCurrentStep, StudyService
 from xai_lab.study.simulate import SimulatedClinician, SimulationConfig
@@ -83,7 +84,7 @@ def test_an_amended_consent_is_agreed_to_on_the_next_page_without_losing_answers
         assert connection.execute(select(func.count()).select_from(trials)).scalar_one() == recorded
 
     assert run_cli("export", "--study", "t", "--out", str(tmp_path / "export")).code == 0
-    people = {row["participant_id"]: row for row in _csv(tmp_path / "export" / "participants.csv")}
+    people = {row["participant_id"]: row for row in _csv(table_file(tmp_path / "export", "participants"))}
     ids = {token: amended.resume(token).participant_id for token in (staying, before)}
     v1, v2 = first.consent_version, second.consent_version
     assert people[ids[staying]]["consent_versions"] == f"{v1}>{v2}" and people[ids[staying]]["consent_version"] == v2

@@ -70,7 +70,7 @@ def test_an_export_with_only_the_contract_columns_analyses_fully(tmp_path):
     slim = tmp_path / "slim"
     slim.mkdir()
     for name in ("participants", "trials", "ratings"):
-        pd.read_csv(full / f"{name}.csv")[required[name]].to_csv(slim / f"{name}.csv", index=False)
+        pd.read_csv(table_file(full, name))[required[name]].to_csv(slim / f"{name}.csv", index=False)
     result = run_cli("analyze", slim, "--out", tmp_path / "out", "--resamples", "200", "--no-mixed")
     assert result.code == 0, result.err
     written = json.loads((tmp_path / "out" / "summary.json").read_text())

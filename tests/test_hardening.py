@@ -318,8 +318,8 @@ def test_files_with_tokens_or_data_are_private(home, tmp_path):
     simulate(service, SimulationConfig(participants=2, seed=3, dropout=0.0, pilot=True))  # beside invited people
     assert stat.S_IMODE(tokens_path(service).stat().st_mode) == 0o600
     export_study(service.engine, "t", tmp_path / "export")
-    for exported in (tmp_path / "export").iterdir():
-        assert stat.S_IMODE(exported.stat().st_mode) == 0o600, exported.name
+    for exported in (tmp_path / "export").rglob("*"):  # files owner-only; the data/ folder owner-only too
+        assert stat.S_IMODE(exported.stat().st_mode) == (0o700 if exported.is_dir() else 0o600), exported.name
 
 
 def test_csv_cells_that_spreadsheets_would_run_are_neutralised(home, tmp_path):

@@ -343,7 +343,7 @@ def test_vignette_only_design_gives_one_vignette_by_arm(lab_home):
 
 def _export(service: StudyService, out: Path) -> dict[str, pd.DataFrame]:
     export_study(service.engine, service.design.id, out)
-    return {name: pd.read_csv(out / f"{name}.csv") for name in COLUMNS}
+    return {name: pd.read_csv(table_file(out, name)) for name in COLUMNS}
 
 
 def check_simulated_study(service: StudyService, out: Path) -> dict[str, pd.DataFrame]:

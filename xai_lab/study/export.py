@@ -109,7 +109,7 @@ def export_study(engine: Engine, study_id: str, out_dir: Path, fmt: str = "csv")
         consents = consent_texts(connection, study_id, record)
         history = design_history(connection, study_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / DATA_DIR).mkdir(exist_ok=True)
+    (out_dir / DATA_DIR).mkdir(mode=0o700, exist_ok=True)  # participants' data: owner-only, as the files
     counts, written = {}, {}
     for name, frame in tables.items():
         frame = frame[list(COLUMNS[name]) + [c for c in frame.columns if c not in COLUMNS[name]]]

@@ -170,27 +170,19 @@ function createViewer(root, data, setStateValue) {
     const listening = new AbortController();
     root.__xaiAttention = listening;
     const options = { signal: listening.signal };
-    const changed = () => {
-      const now = performance.now();
-      let back = false;
-      if (document.hidden && state.hiddenSince === null) state.hiddenSince = now;
-      if (!document.hidden && state.hiddenSince !== null) {
-        state.activity.hidden_ms += Math.round(now - state.hiddenSince);
-        state.hiddenSince = null;
-        back = true;
-      }
-      const focused = document.hasFocus() && !document.hidden;
-      if (!focused && state.blurredSince === null) state.blurredSince = now;
-      if (focused && state.blurredSince !== null) {
-        state.activity.blurred_ms += Math.round(now - state.blurredSince);
-        state.blurredSince = null;
-        back = true;
-      }
-      if (back) report(); // the reader is back: the step's record learns how long they were away
+    // Event by event: during a "blur" event document.hasFocus() may still say true
+    const away = (what) => { if (state[what] === null) state[what] = performance.now(); };
+    const back = (what, total) => {
+      if (state[what] === null) return;
+      state.activity[total] += Math.round(performance.now() - state[what]);
+      state[what] = null;
+      report(); // the reader is back: the step's record learns how long they were away
     };
-    document.addEventListener("visibilitychange", changed, options);
-    window.addEventListener("blur", changed, options);
-    window.addEventListener("focus", changed, options);
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) away("hiddenSince"); else back("hiddenSince", "hidden_ms");
+    }, options);
+    window.addEventListener("blur", () => away("blurredSince"), options);
+    window.addEventListener("focus", () => back("blurredSince", "blurred_ms"), options);
     window.addEventListener("resize", () => {
       state.activity.viewport_width = window.innerWidth;
       state.activity.viewport_height = window.innerHeight;
