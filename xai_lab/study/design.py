@@ -18,6 +18,8 @@ from xai_lab.study.design_fields import from_record, setting, without_later_defa
 from xai_lab.study.factors import Factor, allocation_units, read_unit
 
 ARMS = ("verify", "rely", "control")
+# The languages of the lab's participant-facing strings (xai_lab/locale); the design's own texts are the researcher's.
+LANGUAGES = ("en", "fr", "de")
 ADVICE_KINDS = ("model", "planted")
 IMPORTED_ADVICE = "imported:"  # [cases] advice = "imported:NAME": a vendor's advice set
 PROFILE_FIELDS = ("role", "specialty", "experience_years", "prior_ai_use")
@@ -274,6 +276,9 @@ class StudyDesign:
     # Conditions as crossed factors (xai_lab.study.factors); empty: the arms are the one between factor.
     factors: tuple[Factor, ...] = setting((), since=2, custom=True,
                                           help="`[factors.NAME]` tables: what participants see, as crossed factors")
+    language: str = setting("en", choices=LANGUAGES, since=3, custom=True,
+                            help="the language of the lab's own screens, buttons and messages: `en`, `fr` or `de` "
+                                 "(write the design's texts in it too)")
     recruitment: RecruitmentSpec = setting(RecruitmentSpec(), since=3, custom=True,
                                            help="`[recruitment]`: a panel's URL parameters and redirects")
     source: str = ""  # the file it came from

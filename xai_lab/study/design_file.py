@@ -20,6 +20,7 @@ from xai_lab.study.design import (
     ARMS,
     DEFAULT_PROFILE,
     IMPORTED_ADVICE,
+    LANGUAGES,
     MAX_BLOCK_SIZE,
     MAX_DESIGN_BYTES,
     MAX_SEED,
@@ -112,6 +113,7 @@ def parse_design(raw: dict[str, Any], source: str = "<design>") -> StudyDesign:
         trials=_trials(top.table("trials", optional=True)),
         analysis=read_analysis(top.table("analysis", optional=True), arms, factors),
         factors=factors,
+        language=top.choice("language", LANGUAGES, default="en"),
         recruitment=read_recruitment(top.table("recruitment", optional=True)),
         source=source,
     )

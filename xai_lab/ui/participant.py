@@ -41,6 +41,7 @@ from xai_lab.study.recruitment import PanelArrival, panel_arrival
 from xai_lab.study.service import EnrolmentClosed, NotCurrentStep, Step, UnknownToken
 from xai_lab.ui import resources
 from xai_lab.ui.answering import next_step_key, notices, sentence
+from xai_lab.ui.i18n import _, use
 from xai_lab.ui.screens import SCREENS
 
 LOG = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def _render() -> None:
     served = _served_study()
     if served is None:
         return
+    use(served.design.language)  # every string of this run in the study's language
     token = _token(served)
     if token is None:
         return
@@ -96,9 +98,9 @@ def _current_step(served: ServedStudy, token: str) -> Step:
 
 
 def _unavailable() -> None:
-    st.title("xai-lab study")
-    st.warning("The study server is busy or restarting, so this page cannot be shown right now. Please wait a "
-               "minute and reload the page: your answers so far are saved and you will continue where you were.")
+    st.title(_("xai-lab study"))
+    st.warning(_("The study server is busy or restarting, so this page cannot be shown right now. Please wait a "
+               "minute and reload the page: your answers so far are saved and you will continue where you were."))
 
 
 # ---------------------------------------------------------------- arrival
@@ -114,13 +116,13 @@ def _served_study() -> ServedStudy | None:
         study_id = next(iter(studies))
     if not studies:
         st.title("xai-lab")
-        st.info("No study is being served here. Researchers: start one with `xai-lab serve --design "
-                "studies/demo.toml` (or `xai-lab demo`). Trainers: open the trainer page at /trainer.")
+        st.info(_("No study is being served here. Researchers: start one with `xai-lab serve --design "
+                "studies/demo.toml` (or `xai-lab demo`). Trainers: open the trainer page at /trainer."))
         return None
     if study_id not in studies:
-        st.title("xai-lab study")
-        st.error("This study link is not recognised. Open the link from your invitation again, or ask the study "
-                 "team for a new one.")
+        st.title(_("xai-lab study"))
+        st.error(_("This study link is not recognised. Open the link from your invitation again, or ask the study "
+                 "team for a new one."))
         return None
     return studies[study_id]
 
@@ -158,8 +160,8 @@ def _token(served: ServedStudy) -> str | None:
         if _enrol(served, code, once_per_browser=not starting_anew):
             st.rerun()  # draw the first step afresh: this run already drew the enrolment screen's title
     with st.form("enrol"):
-        typed = st.text_input("Enrolment code from your invitation", max_chars=32)
-        started = st.form_submit_button("Start", type="primary")
+        typed = st.text_input(_("Enrolment code from your invitation"), max_chars=32)
+        started = st.form_submit_button(_("Start"), type="primary")
     if started and _enrol(served, typed, once_per_browser=False):
         st.rerun()
     return None
@@ -174,11 +176,12 @@ def _panel_enrol(served: ServedStudy, arrival: PanelArrival) -> str | None:
                                enrolling=True)
     st.title(served.design.title)
     if attempt.wait_s > 0:
-        st.error(f"Too many attempts from this computer. Please wait {attempt.wait_s:.0f} seconds and reload.")
+        st.error(_("Too many attempts from this computer. Please wait {seconds} seconds and reload.")
+                 .format(seconds=f"{attempt.wait_s:.0f}"))
         return None
     if not attempt.matched:
-        st.error("This study link is incomplete: it lacks the study's code. Please go back to the recruitment site "
-                 "and open the study from there again, or write to the study team.")
+        st.error(_("This study link is incomplete: it lacks the study's code. Please go back to the recruitment site "
+                 "and open the study from there again, or write to the study team."))
         return None
     try:
         token, new = served.service.enrol_from_panel(arrival)
@@ -204,17 +207,17 @@ def _ask_which_participant(served: ServedStudy, linked: str, remembered: str) ->
     """A personal link of another participant, in a browser that already takes part: never switch
     silently (a link sent by someone else would otherwise take this browser's place)."""
     st.title(served.design.title)
-    st.warning("This browser is already taking part in this study, as a different participant from the one "
-               "in the link you opened. Which participation do you want to continue?")
+    st.warning(_("This browser is already taking part in this study, as a different participant from the one "
+               "in the link you opened. Which participation do you want to continue?"))
     own, other = st.columns(2)
-    if own.button("Continue my own participation", type="primary", key="which:own"):
+    if own.button(_("Continue my own participation"), type="primary", key="which:own"):
         st.session_state[_token_key(served)] = remembered
         st.rerun()
-    if other.button("Continue the participation in this link", key="which:link"):
+    if other.button(_("Continue the participation in this link"), key="which:link"):
         st.session_state[_token_key(served)] = linked
         st.rerun()
-    st.caption("Choose the link's participation only if it is yours, for example a link you saved on "
-               "another device. This browser then continues that one.")
+    st.caption(_("Choose the link's participation only if it is yours, for example a link you saved on "
+               "another device. This browser then continues that one."))
 
 
 def _someone_new(served: ServedStudy, step: Step) -> None:
@@ -228,8 +231,8 @@ def _someone_new(served: ServedStudy, step: Step) -> None:
     if st.session_state[key] != step.key:  # offered until the person answers (or finished, declined ...)
         return
     left, right = st.columns([3, 2], vertical_alignment="center")
-    left.caption("This browser is continuing the participation it started earlier.")
-    if right.button("I am someone else: start as a new participant", key="someone-new", type="tertiary"):
+    left.caption(_("This browser is continuing the participation it started earlier."))
+    if right.button(_("I am someone else: start as a new participant"), key="someone-new", type="tertiary"):
         for stale in (_token_key(served), key, f"code-tried:{served.design.id}", f"remembered:{served.design.id}"):
             st.session_state.pop(stale, None)
         st.session_state[_anew_key(served)] = True
@@ -253,11 +256,12 @@ def _enrol(served: ServedStudy, code: str, once_per_browser: bool) -> str | None
     attempt = guard.try_secret(scope, client, lambda: code_matches(served.service.engine, served.design.id, code),
                                enrolling=True)
     if attempt.wait_s > 0:
-        st.error(f"Too many attempts from this computer. Please wait {attempt.wait_s:.0f} seconds and try again.")
+        st.error(_("Too many attempts from this computer. Please wait {seconds} seconds and try again.")
+                 .format(seconds=f"{attempt.wait_s:.0f}"))
         return None
     if not attempt.matched:
-        st.error("That enrolment code is not right for this study. Check your invitation and type the code "
-                 "in the box below.")
+        st.error(_("That enrolment code is not right for this study. Check your invitation and type the code "
+                 "in the box below."))
         return None
     browser = st.context.cookies.get(BROWSER_COOKIE)
     try:
@@ -330,9 +334,9 @@ def personal_link(study_id: str, token: str) -> str:
 
 
 def _continue_later(served: ServedStudy, token: str) -> None:
-    with st.expander("Continue later"):
-        st.caption("Your answers are saved as you go. To come back to where you stopped, open your study link again "
-                   "in this browser, or open this personal link on any device (keep it private: it is yours alone):")
+    with st.expander(_("Continue later")):
+        st.caption(_("Your answers are saved as you go. To come back to where you stopped, open your study link again "
+                   "in this browser, or open this personal link on any device (keep it private: it is yours alone):"))
         st.code(personal_link(served.design.id, token), language=None)
 
 
@@ -347,10 +351,10 @@ def _ended(served: ServedStudy, token: str, step: Step) -> None:
 def _back_to_panel(url: str, completed: bool) -> None:
     """Send a panel participant on to the panel (its completion or screen-out page): at once, with a
     button for a browser that blocks the redirect."""
-    words = ("Continue to the recruitment site to confirm your completion" if completed else
-             "Return to the recruitment site")
+    words = (_("Continue to the recruitment site to confirm your completion") if completed else
+             _("Return to the recruitment site"))
     st.link_button(words, url, type="primary")
-    st.caption("You are being taken back to the recruitment site. If nothing happens, press the button above.")
+    st.caption(_("You are being taken back to the recruitment site. If nothing happens, press the button above."))
     target = script_value(url)
     st.html(f"<script>setTimeout(function () {{ window.location.assign({target}); }}, 1500);</script>",
             unsafe_allow_javascript=True, width="content")
@@ -358,26 +362,27 @@ def _back_to_panel(url: str, completed: bool) -> None:
 
 def _ended_message(served: ServedStudy, step: Step) -> None:
     messages = {
-        "completed": "You have finished. Thank you for taking part; you can close this window.",
-        "declined": "You chose not to take part. Nothing else will be recorded; you can close this window.",
-        "withdrawn": "You have withdrawn from the study. " + (
-            "Your answers have been deleted. " if served.design.withdrawal == "delete"
-            else "Answers given so far are kept, as the consent information said. ")
-            + "You can close this window.",
+        "completed": _("You have finished. Thank you for taking part; you can close this window."),
+        "declined": _("You chose not to take part. Nothing else will be recorded; you can close this window."),
+        "withdrawn": _("You have withdrawn from the study. Your answers have been deleted. You can close this "
+                       "window.") if served.design.withdrawal == "delete" else
+                     _("You have withdrawn from the study. Answers given so far are kept, as the consent information "
+                       "said. You can close this window."),
     }
     st.title(served.design.title)
-    st.success(messages.get(step.status, "This participation has ended."))
-    st.caption(f"Your participant id is {step.participant_id}. Quote it if you write to the study team, for example "
-               "to ask for your answers to be erased.")
+    st.success(messages.get(step.status, _("This participation has ended.")))
+    st.caption(_("Your participant id is {participant_id}. Quote it if you write to the study team, for example to "
+                 "ask for your answers to be erased.").format(participant_id=step.participant_id))
 
 
 def _withdraw_box(served: ServedStudy, token: str) -> None:
-    with st.expander("Stop taking part"):
-        what = ("your answers will be deleted" if served.design.withdrawal == "delete"
-                else "answers given so far are kept, as the consent information said")
-        st.caption(f"You can stop at any time without giving a reason; {what}.")
-        sure = st.checkbox("I want to withdraw from this study", key="withdraw:sure")
-        if st.button("Withdraw", disabled=not sure, key="withdraw:go"):
+    with st.expander(_("Stop taking part")):
+        st.caption(_("You can stop at any time without giving a reason; your answers will be deleted.")
+                   if served.design.withdrawal == "delete" else
+                   _("You can stop at any time without giving a reason; answers given so far are kept, as the "
+                     "consent information said."))
+        sure = st.checkbox(_("I want to withdraw from this study"), key="withdraw:sure")
+        if st.button(_("Withdraw"), disabled=not sure, key="withdraw:go"):
             try:
                 served.service.withdraw(token)
             except NotCurrentStep:

@@ -24,13 +24,22 @@ from typing import Any
 
 import streamlit as st
 
+from xai_lab.ui.i18n import N_, _
+
 ASSETS = Path(__file__).resolve().parent / "viewer"
 # Contrast presets on the displayed grey values (0-255): a radiograph's own window is already
 # applied (DICOM import, `xai_lab.data.dicom`); these stretch a half of the range for detail.
-PRESETS = ({"label": "Standard", "centre": 128, "width": 256},
-           {"label": "More contrast", "centre": 128, "width": 128},
-           {"label": "Bright areas", "centre": 176, "width": 128},
-           {"label": "Dark areas", "centre": 80, "width": 128})
+PRESETS = ({"label": N_("Standard"), "centre": 128, "width": 256},
+           {"label": N_("More contrast"), "centre": 128, "width": 128},
+           {"label": N_("Bright areas"), "centre": 176, "width": 128},
+           {"label": N_("Dark areas"), "centre": 80, "width": 128})
+
+
+def labels() -> dict[str, str]:
+    """The viewer's words in the study's language (the script lays them out)."""
+    return {"viewer": _("Case image viewer"), "zoom_in": _("Zoom in (+)"), "zoom_out": _("Zoom out (−)"),
+            "contrast": _("Contrast:"), "preset": _("{label} contrast ({key})"), "reset": _("Reset"),
+            "reset_name": _("Reset zoom and contrast (0)"), "less": _("less"), "more": _("more influence")}
 
 
 @cache
@@ -57,5 +66,7 @@ def show_viewer(key: str, reading_png: bytes, layer_png: bytes | None = None, *,
     _component()(key=key, data={"id": key, "base": data_url(reading_png),
                                 "layer": data_url(layer_png) if layer_png else None,
                                 "layer_visible": layer_visible, "side_by_side": side_by_side and bool(layer_png),
-                                "heatmap_legend": heatmap_legend and bool(layer_png), "presets": list(PRESETS)},
+                                "heatmap_legend": heatmap_legend and bool(layer_png),
+                                "presets": [{**preset, "label": _(preset["label"])} for preset in PRESETS],
+                                "labels": labels()},
                  default={"activity": None}, on_activity_change=on_activity or (lambda: None))

@@ -7,6 +7,8 @@ The ends are shown as ">99%" and "<1%", as clinical risk calculators do.
 
 from __future__ import annotations
 
+from xai_lab.ui.i18n import N_, _
+
 
 def percent(probability: float) -> str:
     """A probability as a whole percentage, with the ends as "<1%" and ">99%"."""
@@ -21,14 +23,14 @@ def percent(probability: float) -> str:
 # The verbal confidence display (a design's `confidence` factor at `verbal`): probability bands in the
 # words of verbal-probability scales (e.g. the IPCC's and intelligence analysts' likelihood terms), so
 # "likely" never stands for a probability below 2/3.
-VERBAL_BANDS = ((0.9, "very likely"), (0.67, "likely"), (0.0, "more likely than not"))
+VERBAL_BANDS = ((0.9, N_("very likely")), (0.67, N_("likely")), (0.0, N_("more likely than not")))
 
 
 def verbal(probability: float) -> str:
-    """The AI's confidence in its own suggestion (at least 1/2 for two classes) in words."""
-    return next(words for floor, words in VERBAL_BANDS if probability >= floor)
+    """The AI's confidence in its own suggestion (at least 1/2 for two classes) in words (the study's language)."""
+    return _(next(words for floor, words in VERBAL_BANDS if probability >= floor))
 
 
 def adviser(source: str) -> str:
     """Who advises, inside a sentence: "the AI", or the source factor's label as written."""
-    return "the AI" if source == "AI" else source
+    return _("the AI") if source == "AI" else source

@@ -20,14 +20,21 @@ from xai_lab.study.steps import (
 )
 from xai_lab.ui import resources
 from xai_lab.ui.answering import continue_button, progress, submit
+from xai_lab.ui.i18n import N_, _
 from xai_lab.ui.screens.reading import advice_probability
+
+# How the study engine describes a rated peer's use of AI (xai_lab.study.peer.USE_OF_AI), for the catalogue;
+# tests/test_i18n.py checks they are the engine's own.
+PEER_USES = (N_("decided first without AI, then saw the AI's advice and decided again"),
+             N_("saw the AI's advice together with the image and decided"), N_("decided without AI"),
+             N_("could ask for the AI's advice while reading, and decided"))
 
 # Questions as a person would ask them, not the export's column names.
 PROFILE_QUESTIONS = {
-    "role": "Your role",
-    "specialty": "Your specialty",
-    "experience_years": "Years of clinical experience",
-    "prior_ai_use": "How often have you used AI tools in your work?",
+    "role": N_("Your role"),
+    "specialty": N_("Your specialty"),
+    "experience_years": N_("Years of clinical experience"),
+    "prior_ai_use": N_("How often have you used AI tools in your work?"),
 }
 
 
@@ -35,47 +42,48 @@ PROFILE_QUESTIONS = {
 def consent(served: ServedStudy, token: str, step: Step) -> None:
     progress(step)
     st.title(served.design.title)
-    st.subheader("Information and consent")
+    st.subheader(_("Information and consent"))
     st.markdown(cast(ConsentContent, step.content)["text"])
-    left, right, _ = st.columns([2, 2, 3])
-    left.button("I agree to take part", type="primary", key=f"agree:{step.key}", on_click=submit,
+    left, right, _space = st.columns([2, 2, 3])
+    left.button(_("I agree to take part"), type="primary", key=f"agree:{step.key}", on_click=submit,
                 args=(served, token, step.key, {"agree": True}))
-    right.button("I do not want to take part", key=f"decline:{step.key}", on_click=submit,
+    right.button(_("I do not want to take part"), key=f"decline:{step.key}", on_click=submit,
                  args=(served, token, step.key, {"agree": False}))
 
 
 def reconsent(served: ServedStudy, token: str, step: Step) -> None:
     """The consent text changed since the participant agreed (an ethics amendment): agree to go on."""
     st.title(served.design.title)
-    st.subheader("The study information has been updated")
-    st.info("Please read the updated information below and choose whether to continue. Your answers so far are "
-            "saved either way.")
+    st.subheader(_("The study information has been updated"))
+    st.info(_("Please read the updated information below and choose whether to continue. Your answers so far are "
+            "saved either way."))
     st.markdown(cast(ReconsentContent, step.content)["text"])
-    left, right, _ = st.columns([2, 2, 3])
-    left.button("I agree and continue", type="primary", key=f"agree:{step.key}", on_click=submit,
+    left, right, _space = st.columns([2, 2, 3])
+    left.button(_("I agree and continue"), type="primary", key=f"agree:{step.key}", on_click=submit,
                 args=(served, token, step.key, {"agree": True}))
-    right.button("I do not agree: stop taking part", key=f"decline:{step.key}", on_click=submit,
+    right.button(_("I do not agree: stop taking part"), key=f"decline:{step.key}", on_click=submit,
                  args=(served, token, step.key, {"agree": False}))
 
 
 def profile(served: ServedStudy, token: str, step: Step) -> None:
     progress(step)
-    st.subheader("About you")
-    st.caption("Used to balance the groups and describe who took part. No names or free text are stored.")
+    st.subheader(_("About you"))
+    st.caption(_("Used to balance the groups and describe who took part. No names or free text are stored."))
     answers = {}
     for name, options in cast(ProfileContent, step.content)["fields"].items():
-        answers[name] = st.selectbox(PROFILE_QUESTIONS.get(name, name.replace("_", " ").capitalize()), options,
-                                     index=None,
-                                     placeholder="Choose ...", key=f"{step.key}:{name}")
+        # the options are the design's (the researcher's words), shown as written
+        answers[name] = st.selectbox(_(PROFILE_QUESTIONS[name]) if name in PROFILE_QUESTIONS else
+                                     name.replace("_", " ").capitalize(), options, index=None,
+                                     placeholder=_("Choose ..."), key=f"{step.key}:{name}")
     continue_button(served, token, step, answers)
 
 
 def instructions(served: ServedStudy, token: str, step: Step) -> None:
-    _text_step(served, token, step, "How this works", "Start",
-               "Take the time you need. Zoom with + and − or the mouse wheel, drag to move, and change the "
-               "contrast with the buttons under the image (keyboard: click the image, then +, −, arrows, 1-4, 0). "
-               "Your answers are saved as you go. If the page closes, open your study link again in this browser, "
-               "or use your personal link under \"Continue later\" at the bottom of the page.")
+    _text_step(served, token, step, _("How this works"), _("Start"),
+               _("Take the time you need. Zoom with + and − or the mouse wheel, drag to move, and change the "
+                 "contrast with the buttons under the image (keyboard: click the image, then +, −, arrows, 1-4, 0). "
+                 "Your answers are saved as you go. If the page closes, open your study link again in this browser, "
+                 "or use your personal link under \"Continue later\" at the bottom of the page."))
 
 
 def _likert(step: Step, items: list[dict[str, Any]]) -> dict[str, int | None]:
@@ -96,7 +104,7 @@ def _likert(step: Step, items: list[dict[str, Any]]) -> dict[str, int | None]:
 def rating(served: ServedStudy, token: str, step: Step) -> None:
     content = cast(RatingContent, step.content)
     progress(step)
-    st.subheader("How did this clinician do?")
+    st.subheader(_("How did this clinician do?"))
     record, questions = st.columns([2, 3], gap="large")
     with record, st.container(border=True):
         _rating_target(served, content)
@@ -110,19 +118,20 @@ def _rating_target(served: ServedStudy, content: dict[str, Any]) -> None:
     if content["target_kind"] == "vignette":
         st.markdown(target["text"])
         return
-    st.markdown(f"This clinician {target['use_of_ai']}.")
+    st.markdown(_("This clinician {use_of_ai}.").format(use_of_ai=_(target["use_of_ai"])))
     lines = []
     if target.get("initial_label"):
-        lines.append(f"- First reading on their own: **{target['initial_label']}** "
-                     f"({target['initial_confidence']}% sure)")
+        lines.append(_("- First reading on their own: **{label}** ({confidence}% sure)").format(
+            label=target["initial_label"], confidence=target["initial_confidence"]))
     if target.get("ai_label"):
         advice = {"label": target["ai_label"], "confidence": target["ai_confidence"],
                   "threshold": served.case_set.decision_threshold}
-        lines.append(f"- AI suggestion: **{target['ai_label']}**. "
-                     f"{advice_probability(advice, list(served.case_set.class_names))}")
-    lines.append(f"- Final decision: **{target['final_label']}** ({target['final_confidence']}% sure)")
+        lines.append(_("- AI suggestion: **{label}**.").format(label=target["ai_label"]) + " "
+                     + advice_probability(advice, list(served.case_set.class_names)))
+    lines.append(_("- Final decision: **{label}** ({confidence}% sure)").format(
+        label=target["final_label"], confidence=target["final_confidence"]))
     if "true_label" in target:
-        lines.append(f"- Correct answer: **{target['true_label']}**")
+        lines.append(_("- Correct answer: **{label}**").format(label=target["true_label"]))
     st.markdown("\n".join(lines))
     try:
         st.image(resources.thumbnail_png(served.design.id, target["case_id"]), output_format="PNG", width=220)
@@ -139,9 +148,9 @@ def questionnaire(served: ServedStudy, token: str, step: Step) -> None:
 
 
 def debrief(served: ServedStudy, token: str, step: Step) -> None:
-    _text_step(served, token, step, "Thank you: what this study was about", "Finish",
-               "Press Finish to complete your participation. Opening your link again afterwards shows only this "
-               "confirmation; your answers cannot be changed then.")
+    _text_step(served, token, step, _("Thank you: what this study was about"), _("Finish"),
+               _("Press Finish to complete your participation. Opening your link again afterwards shows only this "
+                 "confirmation; your answers cannot be changed then."))
 
 
 def _text_step(served: ServedStudy, token: str, step: Step, heading: str, button: str, note: str) -> None:

@@ -42,7 +42,8 @@ function createViewer(root, data, setStateValue) {
   const style = document.createElement("style");
   style.textContent = VIEWER_CSS; // defined just above this file by xai_lab/ui/viewer.py
   root.append(style);
-  const frame = element("div", "viewer", { role: "group", "aria-label": "Case image viewer" });
+  const words = data.labels; // in the study's language (xai_lab/ui/viewer.py)
+  const frame = element("div", "viewer", { role: "group", "aria-label": words.viewer });
   const panes = element("div", data.side_by_side ? "panes two" : "panes");
   const tools = element("div", "tools");
   frame.append(panes, tools);
@@ -91,19 +92,23 @@ function createViewer(root, data, setStateValue) {
   }
 
   const buttons = [
-    button(tools, "+", "Zoom in (+)", () => { views[0].zoom.zoomIn(); count("zoom_actions"); }),
-    button(tools, "\u2212", "Zoom out (\u2212)", () => { views[0].zoom.zoomOut(); count("zoom_actions"); }),
+    button(tools, "+", words.zoom_in, () => { views[0].zoom.zoomIn(); count("zoom_actions"); }),
+    button(tools, "\u2212", words.zoom_out, () => { views[0].zoom.zoomOut(); count("zoom_actions"); }),
   ];
   const label = element("span", "label");
-  label.textContent = "Contrast:";
+  label.textContent = words.contrast;
   tools.append(label);
   const presetButtons = data.presets.map((preset, index) =>
-    button(tools, preset.label, `${preset.label} contrast (${index + 1})`, () => choosePreset(index)));
+    button(tools, preset.label, words.preset.replace("{label}", preset.label).replace("{key}", String(index + 1)),
+      () => choosePreset(index)));
   buttons.push(...presetButtons,
-    button(tools, "Reset", "Reset zoom and contrast (0)", () => resetView()));
+    button(tools, words.reset, words.reset_name, () => resetView()));
   if (data.heatmap_legend) {
     const legend = element("span", "legend", { "aria-hidden": "true" });
-    legend.innerHTML = "<span>less</span><span class=\"ramp\"></span><span>more influence</span>";
+    const less = element("span"), ramp = element("span", "ramp"), more = element("span");
+    less.textContent = words.less;
+    more.textContent = words.more;
+    legend.append(less, ramp, more);
     tools.append(legend);
   }
 
