@@ -23,14 +23,17 @@ from conftest import REPO_ROOT, run_cli, serving
 from PIL import Image
 from playwright.sync_api import expect
 from scipy.ndimage import binary_erosion
+from sqlalchemy import select
 from support.chromium import VIEWPORT, idle, stored_cookie
 
 from xai_lab.store.database import open_database
+from xai_lab.store.repository import count_step_events
+from xai_lab.store.schema import participants
 from xai_lab.study.access import enrolment_code
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
 from xai_lab.study.export import table_file
-from xai_lab.study.service import StudyService
+from xai_lab.study.service import StudyService, hash_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.served]
 
@@ -77,8 +80,24 @@ class Participant:
         step = self.service.resume(self.token)
         if step.kind not in ("consent", "profile", "complete"):  # these show no progress bar
             self.page.get_by_text(f"Step {step.done + 1} of {step.total}", exact=True).wait_for(timeout=30_000)
+        if step.kind in ("trial", "practice"):  # the viewer's first report (viewport) and its rerun come first
+            self.wait_for_viewer_report(step.key)
         idle(self.page)
         return step.key
+
+    def wait_for_viewer_report(self, step_key: str) -> None:
+        deadline = time.monotonic() + 30
+        with self.service.engine.connect() as connection:
+            participant_id = connection.execute(select(participants.c.participant_id).where(
+                participants.c.token_sha256 == hash_token(self.token))).scalar_one()
+        while True:
+            with self.service.engine.connect() as connection:
+                if count_step_events(connection, participant_id, step_key, "viewer"):
+                    return
+            if time.monotonic() > deadline:
+                self.shot(f"no-viewer-report-{step_key}")
+                raise AssertionError(f"the viewer sent no report on {step_key} in 30 s (screenshot saved)")
+            time.sleep(0.05)
 
     def shot(self, name: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -284,8 +303,13 @@ def test_verify_and_rely_sessions_in_chromium(browser, served, tmp_path):
     assert (first["viewer_actions"] >= 3).all()
     assert frame.groupby("arm")["overlay_look"].unique().map(list).to_dict() == {"verify": ["contour"],
                                                                                "rely": ["side_by_side"]}
-    for export_file in out.iterdir():  # tokens never reach exports or the server's log
-        assert "token" not in export_file.read_text(errors="ignore").lower() or export_file.name == "codebook.md"
+    # Tokens never reach exports or the server's log: no token value in any exported file, and no
+    # token column in a data table (the codebook and dataset_description.json may name the word).
+    for export_file in (path for path in out.rglob("*") if path.is_file()):
+        text = export_file.read_text(errors="ignore")
+        assert not any(token in text for token in tokens), export_file.name
+    for table in (out / "data").glob("*_data.csv"):
+        assert "token" not in table.read_text().splitlines()[0].lower(), table.name
     log = (home / f"serve-{port}.log").read_text()
     assert tokens and not any(token in log for token in tokens)
 

@@ -162,10 +162,10 @@ function createViewer(root, data, setStateValue) {
     report();
   }
 
-  function report() {
+  function report(after = REPORT_AFTER_MS) {
     state.activity.window = data.presets[state.preset].label;
     clearTimeout(state.reportTimer);
-    state.reportTimer = setTimeout(() => setStateValue("activity", { ...state.activity }), REPORT_AFTER_MS);
+    state.reportTimer = setTimeout(() => setStateValue("activity", { ...state.activity }), after);
   }
 
   // One set of page listeners per mounted viewer: a new step's viewer takes them over (AbortController),
@@ -245,7 +245,10 @@ function createViewer(root, data, setStateValue) {
   }
 
   const ready = setBase(data.base);
-  ready.then(() => report()); // every step's record gets the viewport (and zero hidden time) even untouched
+  // Every step's record gets the viewport (and zero hidden time) even untouched. Sent as soon as the
+  // image is drawn: its rerun then lands while the reader is still looking, not as they move the
+  // slider or decide (on a loaded machine, Chromium tests saw a slider move made during that rerun lost).
+  ready.then(() => report(0));
   return {
     id: data.id,
     async update(next) {
