@@ -41,7 +41,7 @@ from xai_lab.study.recruitment import PanelArrival, panel_arrival
 from xai_lab.study.service import EnrolmentClosed, NotCurrentStep, Step, UnknownToken
 from xai_lab.ui import resources
 from xai_lab.ui.answering import next_step_key, notices, sentence
-from xai_lab.ui.i18n import _, use
+from xai_lab.ui.i18n import N_, _, use
 from xai_lab.ui.screens import SCREENS
 
 LOG = logging.getLogger(__name__)
@@ -170,18 +170,13 @@ def _token(served: ServedStudy) -> str | None:
 def _panel_enrol(served: ServedStudy, arrival: PanelArrival) -> str | None:
     """A recruitment panel's link (the study's code and the panel's parameters): the panel id's
     participant, enrolled now or resumed, whichever browser it comes from."""
-    guard, client, scope = resources.access_guard(), resources.client_address(), f"code:{served.design.id}"
-    code = st.query_params.get("code") or ""
-    attempt = guard.try_secret(scope, client, lambda: code_matches(served.service.engine, served.design.id, code),
-                               enrolling=True)
     st.title(served.design.title)
-    if attempt.wait_s > 0:
-        st.error(_("Too many attempts from this computer. Please wait {seconds} seconds and reload.")
-                 .format(seconds=f"{attempt.wait_s:.0f}"))
-        return None
-    if not attempt.matched:
-        st.error(_("This study link is incomplete: it lacks the study's code. Please go back to the recruitment site "
-                 "and open the study from there again, or write to the study team."))
+    # the panel's page has no code box to retry in: reload, or go back to the panel
+    if not _code_accepted(served, st.query_params.get("code") or "",
+                          wait=N_("Too many attempts from this computer. Please wait {seconds} seconds and reload."),
+                          wrong=N_("This study link is incomplete: it lacks the study's code. Please go back to the "
+                                   "recruitment site and open the study from there again, or write to the study "
+                                   "team.")):
         return None
     try:
         token, new = served.service.enrol_from_panel(arrival)
@@ -189,10 +184,32 @@ def _panel_enrol(served: ServedStudy, arrival: PanelArrival) -> str | None:
         st.info(sentence(str(error)))
         return None
     if new:
-        guard.enrolled(scope, client)
+        _count_enrolment(served)
     st.session_state[_token_key(served)] = token
     st.rerun()  # draw the participant's step afresh: this run drew the arrival's title
     return token
+
+
+def _code_accepted(served: ServedStudy, code: str, wait: str, wrong: str) -> bool:
+    """The study's code checked under the access guard's throttle (a shared link and a panel's link
+    both carry it); `wait` and `wrong` (catalogue messages) say why not."""
+    attempt = resources.access_guard().try_secret(
+        _code_scope(served), resources.client_address(),
+        lambda: code_matches(served.service.engine, served.design.id, code), enrolling=True)
+    if attempt.wait_s > 0:
+        st.error(_(wait).format(seconds=f"{attempt.wait_s:.0f}"))
+    elif not attempt.matched:
+        st.error(_(wrong))
+    return attempt.wait_s <= 0 and attempt.matched
+
+
+def _count_enrolment(served: ServedStudy) -> None:
+    """A new participant through the code: the guard's per-computer enrolment count."""
+    resources.access_guard().enrolled(_code_scope(served), resources.client_address())
+
+
+def _code_scope(served: ServedStudy) -> str:
+    return f"code:{served.design.id}"
 
 
 def _anew_key(served: ServedStudy) -> str:
@@ -252,17 +269,13 @@ def _remembered_token(served: ServedStudy) -> str | None:
 def _enrol(served: ServedStudy, code: str, once_per_browser: bool) -> str | None:
     """Enrol through the study's code. `once_per_browser`: a browser opening the code link in two tabs
     at once is one participant (the served app gives every browser an id cookie)."""
-    guard, client, scope = resources.access_guard(), resources.client_address(), f"code:{served.design.id}"
-    attempt = guard.try_secret(scope, client, lambda: code_matches(served.service.engine, served.design.id, code),
-                               enrolling=True)
-    if attempt.wait_s > 0:
-        st.error(_("Too many attempts from this computer. Please wait {seconds} seconds and try again.")
-                 .format(seconds=f"{attempt.wait_s:.0f}"))
+    if not _code_accepted(served, code,
+                          wait=N_("Too many attempts from this computer. Please wait {seconds} seconds and try "
+                                  "again."),
+                          wrong=N_("That enrolment code is not right for this study. Check your invitation and type "
+                                   "the code in the box below.")):
         return None
-    if not attempt.matched:
-        st.error(_("That enrolment code is not right for this study. Check your invitation and type the code "
-                 "in the box below."))
-        return None
+    guard = resources.access_guard()
     browser = st.context.cookies.get(BROWSER_COOKIE)
     try:
         if once_per_browser and browser:
@@ -274,7 +287,7 @@ def _enrol(served: ServedStudy, code: str, once_per_browser: bool) -> str | None
         st.info(sentence(str(error)))
         return None
     if new:
-        guard.enrolled(scope, client)
+        _count_enrolment(served)
     else:  # this browser's participant from minutes ago: the person may not be the same one
         st.session_state[_resumed_key(served)] = None
     st.session_state[_token_key(served)] = token

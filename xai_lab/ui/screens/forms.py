@@ -44,11 +44,7 @@ def consent(served: ServedStudy, token: str, step: Step) -> None:
     st.title(served.design.title)
     st.subheader(_("Information and consent"))
     st.markdown(cast(ConsentContent, step.content)["text"])
-    left, right, _space = st.columns([2, 2, 3])
-    left.button(_("I agree to take part"), type="primary", key=f"agree:{step.key}", on_click=submit,
-                args=(served, token, step.key, {"agree": True}))
-    right.button(_("I do not want to take part"), key=f"decline:{step.key}", on_click=submit,
-                 args=(served, token, step.key, {"agree": False}))
+    _agree_or_decline(served, token, step, _("I agree to take part"), _("I do not want to take part"))
 
 
 def reconsent(served: ServedStudy, token: str, step: Step) -> None:
@@ -58,11 +54,15 @@ def reconsent(served: ServedStudy, token: str, step: Step) -> None:
     st.info(_("Please read the updated information below and choose whether to continue. Your answers so far are "
             "saved either way."))
     st.markdown(cast(ReconsentContent, step.content)["text"])
+    _agree_or_decline(served, token, step, _("I agree and continue"), _("I do not agree: stop taking part"))
+
+
+def _agree_or_decline(served: ServedStudy, token: str, step: Step, agree: str, decline: str) -> None:
+    """The two answers to a consent text, side by side, agreeing first (the primary button)."""
     left, right, _space = st.columns([2, 2, 3])
-    left.button(_("I agree and continue"), type="primary", key=f"agree:{step.key}", on_click=submit,
+    left.button(agree, type="primary", key=f"agree:{step.key}", on_click=submit,
                 args=(served, token, step.key, {"agree": True}))
-    right.button(_("I do not agree: stop taking part"), key=f"decline:{step.key}", on_click=submit,
-                 args=(served, token, step.key, {"agree": False}))
+    right.button(decline, key=f"decline:{step.key}", on_click=submit, args=(served, token, step.key, {"agree": False}))
 
 
 def profile(served: ServedStudy, token: str, step: Step) -> None:
