@@ -31,13 +31,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 
-def prepared_study(home: Path) -> Path:
-    from conftest import run_cli, write_study  # the test suite's small study design
+def prepared_study(home: Path, more_toml: str = "", **study: str | int) -> Path:
+    """The test suite's small study (`write_study(**study)`, `more_toml` appended) on the model recipe
+    of its `study_template` fixture (a corner marker a 4-epoch model learns on any CPU), prepared."""
+    from conftest import run_cli, write_study
 
-    assert run_cli("data", "synth", "--name", "tiny", "--n", "400", "--size", "32", "--seed", "3").code == 0
-    assert run_cli("train", "--data", "tiny", "--epochs", "4", "--quiet").code == 0
-    design = write_study(home)
-    assert run_cli("study", "prepare", str(design)).code == 0
+    assert run_cli("data", "synth", "--name", "tiny", "--n", "400", "--size", "32", "--seed", "3",
+                   "--shortcut", "1.0").code == 0
+    assert run_cli("train", "--data", "tiny", "--epochs", "4", "--members", "1", "--batch-size", "64",
+                   "--quiet").code == 0
+    design = write_study(home, **study)
+    design.write_text(design.read_text() + more_toml)
+    result = run_cli("study", "prepare", str(design))
+    assert result.code == 0, result.err
     return design
 
 
