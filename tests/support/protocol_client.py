@@ -17,6 +17,7 @@ slider (double array), number input (int), selectbox and radio (string).
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,8 @@ class ProtocolClient:
                 widget.double_array_value.data.extend(float(v) for v in value)
             elif kind == "int":
                 widget.int_value = int(value)
+            elif kind == "json":  # a custom component's state (the viewer's report)
+                widget.json_value = json.dumps(value)
             else:
                 widget.string_value = str(value)
         if trigger is not None:
@@ -104,7 +107,8 @@ class ProtocolClient:
         return self.rerun(trigger=self.widget_id(key))
 
     def set_value(self, key: str, value: Any) -> float:
-        kind = "double_array" if isinstance(value, list | tuple) else "int" if isinstance(value, int) else "string"
+        kind = ("double_array" if isinstance(value, list | tuple) else "json" if isinstance(value, dict) else
+                "int" if isinstance(value, int) else "string")
         self.values[self.widget_id(key)] = (kind, value)
         return self.rerun()
 
