@@ -11,7 +11,7 @@ from conftest import REPO_ROOT, run_cli, use_lab
 from playwright.sync_api import expect
 from support.chromium import VIEWPORT, idle
 from support.local_server import served_app
-from test_browser import ARTIFACTS, Participant, answer_trial, press, take_part
+from support.participant_pages import ARTIFACTS, Participant, press, read_cases, start_reading, take_part
 from test_factors import SOURCE_FACTOR, factor_study
 
 from xai_lab.store.database import open_database
@@ -53,15 +53,9 @@ def test_on_demand_source_labels_and_map_levels_in_chromium(browser, served):
     page.goto(f"http://127.0.0.1:{port}/?study=fb&code={enrolment_code(open_database(), 'fb')}")
     participant = Participant(page, design, "factors")
     take_part(participant, keyboard=False)
-    key = participant.settle()
-    press(participant.button("Start"), keyboard=False)  # the instructions
-    key = participant.settle(key)
     seen = set()
-    while key.startswith(("practice", "trial", "attention")):
-        if key.startswith("attention"):
-            press(participant.button("Normal"), keyboard=False)
-            key = participant.settle(key)
-            continue
+
+    def look(key: str) -> None:
         step = participant.service.resume(participant.token)
         levels = step.content.get("levels", {})
         name = f"{key.replace(':', '_')}-{levels.get('explanation', 'practice')}-{levels.get('source', '')}"
@@ -93,8 +87,8 @@ def test_on_demand_source_labels_and_map_levels_in_chromium(browser, served):
             assert map_toggle.count() == 1 or page.get_by_text("No map is shown").count() == 1
         shot(participant, f"{name}-after-asking")
         seen.add((levels.get("explanation"), levels.get("source")))
-        answer_trial(participant, key, "normal", keyboard=False)
-        key = participant.settle(key)
+
+    read_cases(participant, start_reading(participant), look)
     assert seen >= {("none", "ai"), ("none", "radiologist"), ("contour", "ai"), ("contour", "radiologist")}
     context.close()
     with open_database().connect() as connection:
@@ -125,23 +119,18 @@ def test_the_shipped_2x2_screens_in_each_explanation_level(browser, study_home, 
                 page.goto(f"http://127.0.0.1:{port}/?study=explanation_2x2&code={code}")
                 participant = Participant(page, design, "2x2")
                 workflow = take_part(participant, keyboard=False)
-                key = participant.settle()
-                press(participant.button("Start"), keyboard=False)
-                key = participant.settle(key)
-                while key.startswith(("practice", "trial", "attention")):
-                    if key.startswith("attention"):
-                        press(participant.button("Normal"), keyboard=False)
-                        key = participant.settle(key)
-                        continue
+
+                def look(key: str, page=page, participant=participant, workflow=workflow) -> None:
+                    if not (key.startswith("trial") and key.endswith("final")):
+                        return
                     levels = participant.service.resume(participant.token).content.get("levels", {})
-                    if key.startswith("trial") and key.endswith("final"):
-                        page.get_by_text("AI suggestion").first.wait_for(timeout=30_000)
-                        has_map = page.get_by_text("Show the AI's map").count() > 0
-                        assert has_map == (levels["explanation"] == "contour")
-                        shots.add((workflow, levels["explanation"]))
-                        shot(participant, f"2x2-{workflow}-{levels['explanation']}-{key.replace(':', '_')}")
-                    answer_trial(participant, key, "normal", keyboard=False)
-                    key = participant.settle(key)
+                    page.get_by_text("AI suggestion").first.wait_for(timeout=30_000)
+                    has_map = page.get_by_text("Show the AI's map").count() > 0
+                    assert has_map == (levels["explanation"] == "contour")
+                    shots.add((workflow, levels["explanation"]))
+                    shot(participant, f"2x2-{workflow}-{levels['explanation']}-{key.replace(':', '_')}")
+
+                read_cases(participant, start_reading(participant), look)
                 context.close()
                 if {w for w, _ in shots} == {"verify", "rely"}:
                     break

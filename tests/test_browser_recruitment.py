@@ -19,7 +19,7 @@ from conftest import run_cli, serving
 from sqlalchemy import func, select
 from support.chromium import VIEWPORT, idle
 from support.panel_site import panel_site
-from test_browser import Participant, answer_trial, complete, press, take_part
+from support.participant_pages import Participant, answer_trial, complete, read_cases, start_reading, take_part
 
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import participants, trials
@@ -126,12 +126,7 @@ def test_a_tab_switch_mid_trial_is_recorded_on_the_trial(browser, served):
     page.goto(f"http://127.0.0.1:{port}/?study=pan&code={enrolment_code(open_database(), 'pan')}")
     participant = Participant(page, design, "telemetry")
     take_part(participant, keyboard=False)
-    key = participant.key()
-    press(participant.button("Start"), keyboard=False)
-    key = participant.settle(key)
-    while not key.startswith("trial:0"):
-        answer_trial(participant, key, "normal", keyboard=False)
-        key = participant.settle(key)
+    key = read_cases(participant, start_reading(participant), until="trial:0")  # past the practice
     page.locator(".viewer[data-ready='true']").wait_for(timeout=30_000)
     session = context.new_cdp_session(page)
     # Playwright tells every page it has focus; a real browser does not once another tab is in front

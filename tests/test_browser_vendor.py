@@ -11,8 +11,8 @@ from conftest import run_cli, use_lab, write_study
 from playwright.sync_api import expect
 from support.chromium import VIEWPORT, idle
 from support.local_server import served_app
+from support.participant_pages import ARTIFACTS, Participant, read_cases, start_reading, take_part
 from support.vendor_files import vendor_files
-from test_browser import ARTIFACTS, Participant, answer_trial, press, take_part
 
 from xai_lab.store.database import open_database
 from xai_lab.study.access import enrolment_code
@@ -50,27 +50,20 @@ def test_a_trial_with_the_vendors_advice_and_map_in_chromium(browser, study_home
             page.goto(f"http://127.0.0.1:{port}/?study=vendor&code={enrolment_code(open_database(), 'vendor')}")
             participant = Participant(page, design, "vendor")
             take_part(participant, keyboard=False)
-            key = participant.settle()
-            press(participant.button("Start"), keyboard=False)
-            key = participant.settle(key)
-            maps_seen = 0
-            while key.startswith(("practice", "trial", "attention")):
-                if key.startswith("attention"):
-                    press(participant.button("Normal"), keyboard=False)
-                    key = participant.settle(key)
-                    continue
+            maps_seen = []
+
+            def look(key: str) -> None:
                 page.get_by_text("AI suggestion").first.wait_for(timeout=30_000)
                 idle(page)
-                toggle = page.get_by_text("Show the vendor's map", exact=True)
-                if toggle.count():
+                if page.get_by_text("Show the vendor's map", exact=True).count():
                     assert page.get_by_text("Show the AI's map", exact=True).count() == 0
                     expect(page.get_by_text("The map comes from the AI's vendor")).to_be_visible()
-                    maps_seen += 1
+                    maps_seen.append(key)
                     ARTIFACTS.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(ARTIFACTS / f"vendor-{key.replace(':', '_')}.png"))
                 else:
                     assert page.get_by_text("No map is shown").count() == 1  # withheld for a normal suggestion
-                answer_trial(participant, key, "normal", keyboard=False)
-                key = participant.settle(key)
-            assert maps_seen >= 1
+
+            read_cases(participant, start_reading(participant), look)
+            assert maps_seen
             context.close()

@@ -133,6 +133,8 @@ def _migration_6(connection: Connection) -> None:
     text stored with the study: that is their version."""
     _add_missing_columns(connection, participants, ("consent_version",))
     for study_id, design in connection.execute(select(studies.c.study_id, studies.c.design)).all():
+        # The rule of study.design.consent_version, written out: the store does not import the study
+        # layer, and a migration keeps the rule of its day (tests/test_upgrade.py pins the two equal).
         version = hashlib.sha256(str(design.get("consent_text", "")).encode()).hexdigest()[:12]
         connection.execute(update(participants).where(
             participants.c.study_id == study_id, participants.c.consent_version.is_(None),
