@@ -21,9 +21,7 @@ once per step and session, so a double click records one answer.
 
 from __future__ import annotations
 
-import json
 import logging
-from urllib.parse import urlencode
 
 import streamlit as st
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -31,7 +29,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from xai_lab.errors import ConfigError, XaiLabError
 from xai_lab.study.access import (
     BROWSER_COOKIE,
-    REMEMBER_PATH,
     code_matches,
     legacy_participant_cookie,
     participant_cookie,
@@ -39,7 +36,7 @@ from xai_lab.study.access import (
 from xai_lab.study.catalogue import ServedStudy
 from xai_lab.study.recruitment import PanelArrival, panel_arrival
 from xai_lab.study.service import EnrolmentClosed, NotCurrentStep, Step, UnknownToken
-from xai_lab.ui import resources
+from xai_lab.ui import address_bar, resources
 from xai_lab.ui.answering import next_step_key, notices, sentence
 from xai_lab.ui.i18n import N_, _, use
 from xai_lab.ui.screens import SCREENS
@@ -85,8 +82,8 @@ def _render() -> None:
         if screen.offers_leaving:
             _continue_later(served, token)
             _withdraw_box(served, token)
-    _remember(served, token)
-    _history_entry(served, token, step)
+    address_bar.remember(served, token)
+    address_bar.history_entry(served, token, step)
 
 
 def _current_step(served: ServedStudy, token: str) -> Step:
@@ -295,62 +292,11 @@ def _enrol(served: ServedStudy, code: str, once_per_browser: bool) -> str | None
     return token
 
 
-def _remember(served: ServedStudy, token: str) -> None:
-    """Once per session: put the personal link into the address bar (replacing the history entry,
-    so Back never leads to a link without it) and have the server store the token in an
-    HttpOnly cookie (`xai_lab.ui.web`), so that this browser reopening the shared code link
-    resumes this participant instead of enrolling a new one."""
-    remembered = f"remembered:{served.design.id}"
-    if st.session_state.get(remembered) == token:
-        return
-    st.session_state[remembered] = token
-    st.html(remember_script(served.design.id, token), unsafe_allow_javascript=True, width="content")
-
-
-def _history_entry(served: ServedStudy, token: str, step: Step) -> None:
-    """One browser history entry per step (the personal link, marked with the step's key), so the Back
-    reflex mid-study lands on the study's page, which shows the current step, instead of leaving for
-    the page before the invitation. A reload or a rerun of the same step adds none (the entry is marked)."""
-    st.html(step_entry_script(served.design.id, token, f"{step.key}|{step.status}"), unsafe_allow_javascript=True,
-            width="content")
-
-
-def step_entry_script(study_id: str, token: str, marker: str) -> str:
-    values, mark = script_value({"study": study_id, "token": token}), script_value(marker)
-    return (f"<script>(function () {{ const v = {values}; const mark = {mark};"
-            "const state = window.history.state || {};"
-            "if (state.xaiLabStep === mark) { return; }"
-            "const url = new URL(window.location.href); url.search = new URLSearchParams(v).toString();"
-            "window.history.pushState(Object.assign({}, state, {xaiLabStep: mark}), '', url.toString());"
-            "})();</script>")
-
-
-def script_value(value: object) -> str:
-    """A value as a JavaScript literal inside <script>: JSON, with "</" broken so it cannot end the script."""
-    return json.dumps(value).replace("</", "<\\/")
-
-
-def remember_script(study_id: str, token: str) -> str:
-    values = script_value({"study": study_id, "token": token})
-    return (f"<script>(function () {{ const v = {values};"
-            "const url = new URL(window.location.href); url.search = new URLSearchParams(v).toString();"
-            "window.history.replaceState(window.history.state, '', url.toString());"
-            "const base = window.location.pathname.replace(/\\/[^\\/]*$/, '');"
-            f"fetch(base + '{REMEMBER_PATH}', {{method: 'POST', credentials: 'same-origin',"
-            "headers: {'Content-Type': 'application/json'}, body: JSON.stringify(v)}).catch(() => {});"
-            "})();</script>")
-
-
-def personal_link(study_id: str, token: str) -> str:
-    base = st.context.url or ""
-    return f"{base}?{urlencode({'study': study_id, 'token': token})}"
-
-
 def _continue_later(served: ServedStudy, token: str) -> None:
     with st.expander(_("Continue later")):
         st.caption(_("Your answers are saved as you go. To come back to where you stopped, open your study link again "
                    "in this browser, or open this personal link on any device (keep it private: it is yours alone):"))
-        st.code(personal_link(served.design.id, token), language=None)
+        st.code(address_bar.personal_link(served.design.id, token), language=None)
 
 
 def _ended(served: ServedStudy, token: str, step: Step) -> None:
@@ -368,9 +314,7 @@ def _back_to_panel(url: str, completed: bool) -> None:
              _("Return to the recruitment site"))
     st.link_button(words, url, type="primary")
     st.caption(_("You are being taken back to the recruitment site. If nothing happens, press the button above."))
-    target = script_value(url)
-    st.html(f"<script>setTimeout(function () {{ window.location.assign({target}); }}, 1500);</script>",
-            unsafe_allow_javascript=True, width="content")
+    address_bar.go_to(url, after_ms=1500)
 
 
 def _ended_message(served: ServedStudy, step: Step) -> None:
