@@ -85,11 +85,14 @@ def test_erasure_deletes_answers_keeps_an_audit_and_is_counted_once(home, tmp_pa
             participants.c.participant_id == erased)).scalar_one() == "withdrawn"
     listed = run_cli("erase", "--study", "t", "--list")
     assert erased in listed.out and "dr. audit" in listed.out
+    unknown = run_cli("erase", "--study", "nosuch", "--list")
+    assert unknown.code == 2 and "no study 'nosuch'" in unknown.err and len(unknown.err.strip().splitlines()) == 1
 
 
 def test_erasure_keeps_answers_when_the_withdrawal_policy_says_keep(home):
     study = service(home, study_id="keeper", withdrawal="keep")
     participant = through_trials(study)
+    assert run_cli("erase", "--study", "keeper", "--list").out.strip() == "no erasures in study 'keeper'"
     result = run_cli("erase", "--study", "keeper", "--participant", participant, "--reason", "phone call")
     assert result.code == 0 and "kept" in result.out
     assert rows_of(study, participant)["trials"] == 6

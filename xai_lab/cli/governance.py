@@ -16,7 +16,7 @@ def add_governance_commands(commands: argparse._SubParsersAction) -> None:
                                             "whom and why. `--list` shows the audit trail.")
     erase.add_argument("--study", required=True, help="study id (as in the design file)")
     erase.add_argument("--participant", metavar="ID", help="the participant id (p and 12 characters), as on the "
-                                                            "participant's last page and in participants.csv")
+                       "participant's last page and in the export's participants table")
     erase.add_argument("--reason", help="why, in one line (no health data): e.g. \"e-mail request of 2026-12-01\"")
     erase.add_argument("--by", default=None, help="who erases (default: your login name)")
     erase.add_argument("--list", action="store_true", help="print the study's erasures instead")
@@ -51,9 +51,12 @@ def _run_erase(args: argparse.Namespace) -> int:
 
     engine = open_database(args.database)
     if args.list:
-        for done in erasures(engine, args.study):
+        done_before = erasures(engine, args.study)
+        for done in done_before:
             print(f"{done.at}  {done.participant_id}  {'deleted' if done.deleted else 'kept'}  by {done.by}: "
                   f"{done.reason}")
+        if not done_before:
+            print(f"no erasures in study {args.study!r}")
         return 0
     if not args.participant or args.reason is None:
         raise ConfigError("erase needs --participant ID and --reason TEXT (or --list to see earlier erasures)")

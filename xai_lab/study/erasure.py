@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from xai_lab.errors import ConfigError, StudyError
 from xai_lab.store.schema import events, participants, studies
@@ -40,15 +40,13 @@ def erase_participant(engine: Engine, study_id: str, participant_id: str, reason
     """End the participation and delete or keep the answers as the design's withdrawal policy says."""
     reason, by = _checked_text(reason, "--reason"), _checked_text(by, "--by")
     with engine.begin() as connection:
-        stored = connection.execute(select(studies.c.design).where(studies.c.study_id == study_id)).scalar()
-        if stored is None:
-            raise ConfigError(f"no study {study_id!r} in the database; check --study (the id in the design file)")
+        stored = _registered_design(connection, study_id)
         row = connection.execute(select(participants).where(participants.c.participant_id == participant_id,
                                                             participants.c.study_id == study_id)
                                  .with_for_update()).mappings().first()
         if row is None:
             raise ConfigError(f"no participant {participant_id!r} in study {study_id!r}; the id (p and 12 characters) "
-                              "is on the participant's last page and in participants.csv")
+                              "is on the participant's last page and in the export's participants table")
         earlier = connection.execute(select(events.c.created_at).where(events.c.participant_id == participant_id,
                                                                        events.c.kind == "erased")).scalar()
         if earlier is not None:
@@ -64,11 +62,19 @@ def erase_participant(engine: Engine, study_id: str, participant_id: str, reason
 def erasures(engine: Engine, study_id: str) -> list[Erasure]:
     """The audit trail: every erasure of the study, oldest first."""
     with engine.connect() as connection:
+        _registered_design(connection, study_id)
         rows = connection.execute(select(events.c.participant_id, events.c.payload, events.c.created_at)
                                   .where(events.c.study_id == study_id, events.c.kind == "erased")
                                   .order_by(events.c.event_id)).all()
     return [Erasure(study_id, pid, bool(p.get("deleted")), p.get("by", ""), p.get("reason", ""), at)
             for pid, p, at in rows]
+
+
+def _registered_design(connection: Connection, study_id: str) -> dict:
+    stored = connection.execute(select(studies.c.design).where(studies.c.study_id == study_id)).scalar()
+    if stored is None:
+        raise ConfigError(f"no study {study_id!r} in the database; check --study (the id in the design file)")
+    return stored
 
 
 def _checked_text(text: str, option: str) -> str:
