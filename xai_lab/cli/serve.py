@@ -92,6 +92,7 @@ def serve(args: argparse.Namespace, files: list[Path], start: bool = True, regis
     from xai_lab.study.access import admin_password, enrolment_code, trusted_proxies
     from xai_lab.study.catalogue import STUDIES_ENV, open_catalogue
     from xai_lab.study.serve_setup import register_design_files
+    _quiet_cache_warnings()
     from xai_lab.ui.screens import check_screens
 
     check_screens()  # a step kind without a screen stops here, not in front of a participant
@@ -223,3 +224,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(describe_model_card(card, folder))
     print(f"  {quality_verdict(card).sentence}")  # prepare refuses the demo below it, in one line
     return run_demo_server(args)
+
+
+def _quiet_cache_warnings() -> None:
+    """Importing the screens here, outside the served app, defines their `st.cache_data` functions with
+    no Streamlit runtime; Streamlit warns "No runtime found" once per function, which means nothing
+    for this check and alarmed the first run's output."""
+    import logging
+
+    import streamlit  # noqa: F401  (creates Streamlit's loggers, so the level set below is kept)
+
+    logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
