@@ -24,17 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-PROLIFIC = """
-[recruitment]
-panel = "prolific"
-completion_url = "https://app.prolific.com/submissions/complete?cc={code}"
-completion_code = "C1ABC2DE"
-screenout_url = "https://app.prolific.com/submissions/complete?cc=NOCONSENT"
-"""
 
 
 def measure(n: int, home: Path) -> dict[str, float]:
     from store_bench import prepared_study
+    from support.panel_site import PROLIFIC_RECRUITMENT
     from timing import median_seconds
 
     from xai_lab.store.database import open_database
@@ -43,7 +37,7 @@ def measure(n: int, home: Path) -> dict[str, float]:
     from xai_lab.study.recruitment import PanelArrival, panel_arrival
     from xai_lab.study.service import StudyService
 
-    design = load_design(prepared_study(home, PROLIFIC, study_id="panel", arms='["verify", "rely"]', n=3,
+    design = load_design(prepared_study(home, PROLIFIC_RECRUITMENT, study_id="panel", arms='["verify", "rely"]', n=3,
                                         blocks="[2]"))
     service = StudyService(open_database(), design, load_case_set(design))
     ids = itertools.count()

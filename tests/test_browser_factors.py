@@ -9,13 +9,21 @@ from __future__ import annotations
 import pytest
 from conftest import REPO_ROOT, run_cli, use_lab
 from playwright.sync_api import expect
-from support.chromium import VIEWPORT, idle
+from support.chromium import idle
 from support.local_server import served_app
-from support.participant_pages import ARTIFACTS, Participant, press, read_cases, start_reading, take_part
+from support.participant_pages import (
+    ARTIFACTS,
+    Participant,
+    arrive,
+    code_link,
+    press,
+    read_cases,
+    start_reading,
+    take_part,
+)
 from test_factors import SOURCE_FACTOR, factor_study
 
 from xai_lab.store.database import open_database
-from xai_lab.study.access import enrolment_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.served]
 
@@ -48,10 +56,8 @@ def shot(participant: Participant, name: str) -> None:
 
 def test_on_demand_source_labels_and_map_levels_in_chromium(browser, served):
     home, design, port = served
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.goto(f"http://127.0.0.1:{port}/?study=fb&code={enrolment_code(open_database(), 'fb')}")
-    participant = Participant(page, design, "factors")
+    context, participant = arrive(browser, code_link(port, "fb"), design, "factors")
+    page = participant.page
     take_part(participant, keyboard=False)
     seen = set()
 
@@ -111,13 +117,10 @@ def test_the_shipped_2x2_screens_in_each_explanation_level(browser, study_home, 
         patch.delenv("XAI_LAB_DATABASE_URL", raising=False)
         assert run_cli("study", "prepare", str(design)).code == 0
         with served_app(design, study_home) as port:
-            code = enrolment_code(open_database(), "explanation_2x2")
             shots = set()
             for _ in range(4):  # blocks of 4 units: within four enrolments each workflow comes up
-                context = browser.new_context(viewport=VIEWPORT)
-                page = context.new_page()
-                page.goto(f"http://127.0.0.1:{port}/?study=explanation_2x2&code={code}")
-                participant = Participant(page, design, "2x2")
+                context, participant = arrive(browser, code_link(port, "explanation_2x2"), design, "2x2")
+                page = participant.page
                 workflow = take_part(participant, keyboard=False)
 
                 def look(key: str, page=page, participant=participant, workflow=workflow) -> None:

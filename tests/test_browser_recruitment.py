@@ -20,7 +20,16 @@ from conftest import run_cli, serving
 from sqlalchemy import func, select
 from support.chromium import VIEWPORT, idle
 from support.panel_site import panel_site
-from support.participant_pages import Participant, answer_trial, complete, read_cases, start_reading, take_part
+from support.participant_pages import (
+    Participant,
+    answer_trial,
+    arrive,
+    code_link,
+    complete,
+    read_cases,
+    start_reading,
+    take_part,
+)
 
 from xai_lab.store.database import open_database
 from xai_lab.store.schema import participants, trials
@@ -62,10 +71,7 @@ def panel_link(port: int, pid: str) -> str:
 def test_a_prolific_link_completes_on_the_panel_and_a_second_visit_resumes(browser, served, tmp_path):
     site, design, port = served
     before = people()
-    first = browser.new_context(viewport=VIEWPORT)
-    page = first.new_page()
-    page.goto(panel_link(port, PID))
-    participant = Participant(page, design, "panel")
+    first, participant = arrive(browser, panel_link(port, PID), design, "panel")
     arm = take_part(participant, keyboard=False)
     assert people() == before + 1 and arm in ("verify", "rely")
     first.close()
@@ -127,10 +133,8 @@ def test_back_mid_study_shows_the_current_step(browser, served):
 
 def test_a_tab_switch_mid_trial_is_recorded_on_the_trial(browser, served):
     site, design, port = served
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.goto(f"http://127.0.0.1:{port}/?study=pan&code={enrolment_code(open_database(), 'pan')}")
-    participant = Participant(page, design, "telemetry")
+    context, participant = arrive(browser, code_link(port, "pan"), design, "telemetry")
+    page = participant.page
     take_part(participant, keyboard=False)
     key = read_cases(participant, start_reading(participant), until="trial:0")  # past the practice
     page.locator(".viewer[data-ready='true']").wait_for(timeout=30_000)

@@ -9,13 +9,11 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli, use_lab, write_study
 from playwright.sync_api import expect
-from support.chromium import VIEWPORT, idle
+from support.chromium import idle
 from support.local_server import served_app
-from support.participant_pages import ARTIFACTS, Participant, read_cases, start_reading, take_part
+from support.participant_pages import ARTIFACTS, arrive, code_link, read_cases, start_reading, take_part
 from support.vendor_files import vendor_files
 
-from xai_lab.store.database import open_database
-from xai_lab.study.access import enrolment_code
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
 
@@ -45,10 +43,8 @@ def test_a_trial_with_the_vendors_advice_and_map_in_chromium(browser, study_home
         result = run_cli("study", "prepare", str(design))
         assert result.code == 0, result.err
         with served_app(design, study_home) as port:
-            context = browser.new_context(viewport=VIEWPORT)
-            page = context.new_page()
-            page.goto(f"http://127.0.0.1:{port}/?study=vendor&code={enrolment_code(open_database(), 'vendor')}")
-            participant = Participant(page, design, "vendor")
+            context, participant = arrive(browser, code_link(port, "vendor"), design, "vendor")
+            page = participant.page
             take_part(participant, keyboard=False)
             maps_seen = []
 

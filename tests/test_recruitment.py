@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli, use_lab, write_study
 from sqlalchemy import func, select
+from support.panel_site import PROLIFIC_RECRUITMENT
 
 from xai_lab.errors import ConfigError
 from xai_lab.store.schema import events, panel_entries, participants
@@ -19,16 +20,8 @@ from xai_lab.study.recruitment import panel_arrival
 from xai_lab.study.service import StudyService
 from xai_lab.study.simulate import SimulatedClinician, SimulationConfig
 
-PROLIFIC = """
-[recruitment]
-panel = "prolific"
-completion_url = "https://app.prolific.com/submissions/complete?cc={code}"
-completion_code = "C1ABC2DE"
-screenout_url = "https://app.prolific.com/submissions/complete?cc=NOCONSENT"
-"""
 
-
-def panel_study(home: Path, study_id: str = "panel", recruitment: str = PROLIFIC) -> Path:
+def panel_study(home: Path, study_id: str = "panel", recruitment: str = PROLIFIC_RECRUITMENT) -> Path:
     path = write_study(home, study_id=study_id, arms='["verify", "rely"]', n=3, blocks="[2]")
     path.write_text(path.read_text() + recruitment)
     return path
@@ -48,12 +41,12 @@ def test_the_recruitment_section_is_read_and_its_mistakes_are_one_line_errors(tm
     for wrong, words in (("app.prolific.com/submissions", "must be an https:// address"),
                          ("https://prolificcom/x?cc={code}", "has no valid host name"),
                          ("http://app.prolific.com/x", "must be an https:// address")):
-        path = panel_study(tmp_path, "bad", PROLIFIC.replace("https://app.prolific.com/submissions/complete?cc={code}",
-                                                             wrong))
+        completion = "https://app.prolific.com/submissions/complete?cc={code}"
+        path = panel_study(tmp_path, "bad", PROLIFIC_RECRUITMENT.replace(completion, wrong))
         with pytest.raises(ConfigError, match=words) as raised:
             load_design(path)
         assert "recruitment.completion_url" in str(raised.value) and "\n" not in str(raised.value)
-    path = panel_study(tmp_path, "bad2", PROLIFIC + 'parameters = ["study"]\n')
+    path = panel_study(tmp_path, "bad2", PROLIFIC_RECRUITMENT + 'parameters = ["study"]\n')
     with pytest.raises(ConfigError, match="must not be study, token or code"):
         load_design(path)
     # an unfilled placeholder is not an id: the link is then an ordinary one

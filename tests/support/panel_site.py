@@ -6,6 +6,8 @@
 
 Serves an invitation page with a link to the study (set `study_link` first), and answers every
 other path with a page naming it (the completion and screen-out pages a panel would show).
+`PROLIFIC_RECRUITMENT` is a design's [recruitment] section for Prolific's real addresses (tests and
+benchmarks that never visit them).
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ import html
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PROLIFIC_RECRUITMENT = """
+[recruitment]
+panel = "prolific"
+completion_url = "https://app.prolific.com/submissions/complete?cc={code}"
+completion_code = "C1ABC2DE"
+screenout_url = "https://app.prolific.com/submissions/complete?cc=NOCONSENT"
+"""
 
 
 class PanelSite:

@@ -4,7 +4,8 @@
 page must show next and waits for it (`settle`). The other functions answer the screens the way a
 clinician does, by mouse or by keyboard: consent and profile (`take_part`), a trial's slider and
 decision (`answer_trial`), rating and questionnaire scales (`likert`), every step to the end
-(`complete`), or only the reading steps (`read_cases`). Screenshots go to test-artifacts/browser/.
+(`complete`), or only the reading steps (`read_cases`); `arrive` opens a link in a new browser.
+Screenshots go to test-artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -26,6 +28,7 @@ from support.chromium import VIEWPORT, idle
 from xai_lab.store.database import open_database
 from xai_lab.store.repository import count_step_events
 from xai_lab.store.schema import participants
+from xai_lab.study.access import enrolment_code
 from xai_lab.study.cases import load_case_set
 from xai_lab.study.design_file import load_design
 from xai_lab.study.service import StudyService, hash_token
@@ -86,6 +89,20 @@ class Participant:
 
     def button(self, name: str):
         return self.page.get_by_role("button", name=name, exact=True)
+
+
+def arrive(browser, url: str, design: Path, name: str) -> tuple[Any, Participant]:
+    """A new browser with a hospital laptop's screen opening `url`: its context and the participant
+    (`name` prefixes the screenshots)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(url)
+    return context, Participant(page, design, name)
+
+
+def code_link(port: int, study_id: str) -> str:
+    """The study's shared link, with its enrolment code, on a served app at `port`."""
+    return f"http://127.0.0.1:{port}/?study={study_id}&code={enrolment_code(open_database(), study_id)}"
 
 
 def take_part(participant: Participant, keyboard: bool) -> str:
