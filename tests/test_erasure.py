@@ -79,6 +79,10 @@ def test_erasure_deletes_answers_keeps_an_audit_and_is_counted_once(home, tmp_pa
     assert run_cli("export", "--study", "t", "--out", str(tmp_path / "export")).code == 0
     flow = json.loads((tmp_path / "export" / "flow.json").read_text())
     assert flow["erased"] == 1 and sum(arm["erased"] for arm in flow["by_arm"].values()) == 1
+    # and so does the report's participant flow (two readers cannot estimate much: partial is allowed)
+    analysed = run_cli("analyze", str(tmp_path / "export"), "--out", str(tmp_path / "report"), "--allow-partial")
+    assert analysed.code == 0, analysed.err
+    assert "erased on request 1" in (tmp_path / "report" / "report.html").read_text()
     rebuild_derived(study.engine, "t")
     with study.engine.connect() as connection:
         assert connection.execute(select(participants.c.status).where(
