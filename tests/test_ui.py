@@ -533,6 +533,14 @@ def test_serve_refuses_a_port_in_use(lab):
      "Probability of lesion: <1%, below the AI's threshold of 53%, so the AI suggests normal."),
     ({"label": "lesion", "confidence": 0.9996, "threshold": 0.53},  # never "100%"
      "Probability of lesion: >99%, at or above the AI's threshold of 53%, so the AI suggests lesion."),
+    ({"label": "lesion", "confidence": 0.998, "threshold": 0.996},  # a threshold near 1 is never "100%"
+     "Probability of lesion: 99.8%, at or above the AI's threshold of 99.6%, so the AI suggests lesion."),
+    ({"label": "normal", "confidence": 1 - 0.9955, "threshold": 0.996},
+     "Probability of lesion: just under 99.6%, below the AI's threshold of 99.6%, so the AI suggests normal."),
+    ({"label": "lesion", "confidence": 0.99996, "threshold": 0.996},  # nor the probability with decimals
+     "Probability of lesion: >99.9%, at or above the AI's threshold of 99.6%, so the AI suggests lesion."),
+    ({"label": "normal", "confidence": 0.999, "threshold": 0.003},  # nor near 0 "0%"
+     "Probability of lesion: 0.1%, below the AI's threshold of 0.3%, so the AI suggests normal."),
     ({"label": "lesion", "confidence": 0.48, "threshold": None}, "Probability of lesion: 48%."),
     ({"label": "lesion", "confidence": 0.999, "threshold": None}, "Probability of lesion: >99%."),
 ])
@@ -540,6 +548,18 @@ def test_the_advice_number_never_contradicts_the_label(ai, expected):
     from xai_lab.ui.screens.reading import advice_probability
 
     assert advice_probability(ai, ["normal", "lesion"]) == expected
+
+
+def test_a_threshold_with_decimals_is_written_the_study_languages_way():
+    from xai_lab.ui.i18n import use
+    from xai_lab.ui.screens.reading import advice_probability
+
+    try:
+        use("de")
+        said = advice_probability({"label": "lesion", "confidence": 0.998, "threshold": 0.996}, ["normal", "lesion"])
+    finally:
+        use("en")
+    assert "99,6 %" in said and "100" not in said
 
 
 def test_practice_feedback_when_the_design_asks_for_it(lab, monkeypatch):

@@ -7,7 +7,37 @@ The ends are shown as ">99%" and "<1%", as clinical risk calculators do.
 
 from __future__ import annotations
 
-from xai_lab.ui.i18n import N_, _
+from babel.numbers import format_decimal
+
+from xai_lab.ui.i18n import N_, _, language
+
+
+def threshold_decimals(threshold: float) -> int:
+    """How many decimals a decision threshold's percentage needs: none, unless whole numbers would show
+    a threshold strictly between 0 and 1 as 0 or 100 (a model whose threshold is 0.996 must not read
+    ">99%, at or above the threshold of 100%")."""
+    for decimals in range(0, 3):
+        if not (0 < threshold < 1) or 0 < round(100 * threshold, decimals) < 100:
+            return decimals
+    return 3
+
+
+def percent_number(probability: float, decimals: int) -> str:
+    """A probability's percentage number with `decimals` decimals, written the study language's way
+    (99.6 in English, 99,6 in French and German); the caller's sentence adds the % sign."""
+    value = round(100 * probability, decimals)
+    return format_decimal(value, format="0." + "#" * decimals if decimals else "0", locale=language())
+
+
+def percent_to(probability: float, decimals: int) -> str:
+    """A probability as a percentage with `decimals` decimals, the ends as "<0.1%" and ">99.9%" (one
+    decimal), so that a probability strictly between 0 and 1 never reads 0% or 100%."""
+    step = 10.0 ** -decimals / 100
+    if 0 < probability < 1 and round(100 * probability, decimals) >= 100:
+        return ">" + percent_number(1 - step, decimals) + "%"
+    if 0 < probability < 1 and round(100 * probability, decimals) <= 0:
+        return "<" + percent_number(step, decimals) + "%"
+    return percent_number(probability, decimals) + "%"
 
 
 def percent(probability: float) -> str:

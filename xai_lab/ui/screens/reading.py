@@ -19,7 +19,7 @@ from xai_lab.ui import resources
 from xai_lab.ui.answering import progress, submit
 from xai_lab.ui.i18n import N_, _
 from xai_lab.ui.viewer import show_viewer
-from xai_lab.ui.wording import adviser, percent, verbal
+from xai_lab.ui.wording import adviser, percent, percent_number, percent_to, threshold_decimals, verbal
 
 # Case images go to the viewer (`xai_lab.ui.viewer`) at their stored resolution, at most 1024 px:
 # the browser scales and windows them, so the server encodes each image once (cached).
@@ -145,16 +145,18 @@ def advice_probability(ai: dict[str, Any], class_names: list[str]) -> str:
         return _("Probability of {label}: {percent}.").format(label=ai["label"], percent=percent(ai["confidence"]))
     finding = class_names[1]
     p_finding = ai["confidence"] if ai["label"] == finding else 1 - ai["confidence"]
-    cut = round(100 * threshold)
-    number = percent(p_finding)
+    # whole percentages, unless the threshold needs decimals (0.996 is not "100%"); then both get them
+    decimals = threshold_decimals(threshold)
+    shown_cut = percent_number(threshold, decimals)
+    number = percent(p_finding) if decimals == 0 else percent_to(p_finding, decimals)
     # rounding can put a value just under the threshold onto it ("43%" below a threshold of 43%)
-    if p_finding < threshold and round(100 * p_finding) >= cut:
-        number = _("just under {cut}%").format(cut=cut)
+    if p_finding < threshold and round(100 * p_finding, decimals) >= round(100 * threshold, decimals):
+        number = _("just under {cut}%").format(cut=shown_cut)
     wording = (_("Probability of {finding}: {number}, below {who}'s threshold of {cut}%, so {who} suggests {label}.")
                if p_finding < threshold else
                _("Probability of {finding}: {number}, at or above {who}'s threshold of {cut}%, so {who} suggests "
                  "{label}."))
-    return wording.format(finding=finding, number=number, who=who, cut=cut, label=ai["label"])
+    return wording.format(finding=finding, number=number, who=who, cut=shown_cut, label=ai["label"])
 
 
 def _log_toggle(served: ServedStudy, token: str, step_key: str, toggle_key: str) -> None:
