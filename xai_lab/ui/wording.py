@@ -30,24 +30,19 @@ def percent_number(probability: float, decimals: int) -> str:
 
 
 def percent_to(probability: float, decimals: int) -> str:
-    """A probability as a percentage with `decimals` decimals, the ends as "<0.1%" and ">99.9%" (one
-    decimal), so that a probability strictly between 0 and 1 never reads 0% or 100%."""
+    """A probability as a percentage with `decimals` decimals, the ends shown as "<1%" and ">99%" (at
+    one decimal "<0.1%" and ">99.9%"): a reader is never told 0% or 100%."""
     step = 10.0 ** -decimals / 100
-    if 0 < probability < 1 and round(100 * probability, decimals) >= 100:
+    if round(100 * probability, decimals) >= 100:
         return ">" + percent_number(1 - step, decimals) + "%"
-    if 0 < probability < 1 and round(100 * probability, decimals) <= 0:
+    if round(100 * probability, decimals) <= 0:
         return "<" + percent_number(step, decimals) + "%"
     return percent_number(probability, decimals) + "%"
 
 
 def percent(probability: float) -> str:
     """A probability as a whole percentage, with the ends as "<1%" and ">99%"."""
-    shown = round(100 * probability)
-    if shown < 1:
-        return "<1%"
-    if shown > 99:
-        return ">99%"
-    return f"{shown}%"
+    return percent_to(probability, 0)
 
 
 # The verbal confidence display (a design's `confidence` factor at `verbal`): probability bands in the
