@@ -98,6 +98,12 @@ def analyze_item(item: str, frame: pd.DataFrame) -> ItemResult:
     return _mixed(item, frame, arms, base, int(per_rater.max()))
 
 
+def known_intervals(cis: dict[str, tuple[float, float]]) -> dict[str, tuple[float | None, float | None]]:
+    """Intervals with a non-finite bound (a standard error of NaN from a covariance that is not
+    positive definite) become unknown (None, None), which every table and figure already shows."""
+    return {arm: (low, high) if np.isfinite([low, high]).all() else (None, None) for arm, (low, high) in cis.items()}
+
+
 def _pairs(arms: list[str]) -> list[tuple[str, str]]:
     return list(combinations(arms, 2))
 
@@ -118,7 +124,7 @@ def _anova(item: str, frame: pd.DataFrame, arms: list[str], base: dict) -> ItemR
     contrasts = [_welch_contrast(scores, a, b) for a, b in _pairs(arms)]
     _holm(contrasts)
     low, high = partial_eta_squared_ci(f_value, df_effect, df_error)
-    base.update(means=means, mean_cis=cis)
+    base.update(means=means, mean_cis=known_intervals(cis))
     return ItemResult(model="one-way ANOVA", contrasts=contrasts,
                       why="each rater rated one target (the Yang/Dai between-rater design), so ratings are "
                           "independent; means and contrasts use each arm's own variance (Welch), because a "
@@ -172,6 +178,10 @@ def _mixed(item: str, frame: pd.DataFrame, arms: list[str], base: dict, most_per
     why = (f"raters rated several targets (up to {most_per_rater}), so their "
            "ratings share the rater's leniency" + ("; targets were rated by several raters, so a target "
                                                    "effect is crossed with the rater effect" if crossed else ""))
+    cis = known_intervals(cis)
+    if any(low is None for low, _ in cis.values()):
+        notes.append("a cell mean's interval could not be computed (the mixed model's covariance is not positive "
+                     "definite): it is shown without one")
     base.update(means=means, mean_cis=cis)
     return ItemResult(model=name, why=why, contrasts=contrasts, notes=notes, **base)
 
